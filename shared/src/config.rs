@@ -1,0 +1,265 @@
+//! Configuration from environment variables, with safe local defaults. Outside local mode
+//! startup refuses unsafe settings (a missing or short JWT secret).
+
+use std::path::PathBuf;
+
+use crate::storage::schema::TableNames;
+
+/// Where the process runs. Lambda binaries default to `Production`; the local shim to `Local`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Local,
+    Production,
+}
+
+/// Which storage adapter to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// SQLite file under the data directory.
+    Embedded { data_dir: PathBuf },
+    /// Private in-memory SQLite database (lost on exit).
+    Memory,
+    DynamoDb {
+        endpoint: Option<String>,
+        region: Option<String>,
+        create_tables: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub jwt_secret: Vec<u8>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    /// Concurrent argon2 computations (each holds ~19 MiB for tens of milliseconds).
+    pub hash_concurrency: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub mode: Mode,
+    pub store: StoreKind,
+    pub tables: TableNames,
+    pub auth: AuthConfig,
+    /// Add `x-storage-calls` to responses (tests and benchmarks read it).
+    pub expose_storage_calls: bool,
+}
+
+/// Smallest accepted JWT secret outside local mode (HS256 wants at least the hash size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+/// Reads variables through a function so tests can pass their own environment.
+pub struct Env<'a>(pub &'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    pub fn process() -> Env<'static> {
+        Env(&|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        (self.0)(key)
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError(format!("{key}={v:?} is not valid"))),
+        }
+    }
+
+    fn flag(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes") => Ok(true),
+            Some("0" | "false" | "no") => Ok(false),
+            Some(v) => Err(ConfigError(format!("{key}={v:?} is not a boolean"))),
+        }
+    }
+}
+
+impl AppConfig {
+    /// Reads `MOMENTUM_*` variables. `default_mode` applies when `MOMENTUM_ENV` is unset.
+    pub fn from_env(env: &Env, default_mode: Mode) -> Result<Self, ConfigError> {
+        let mode = match env.get("MOMENTUM_ENV").as_deref() {
+            None => default_mode,
+            Some("local" | "development" | "dev" | "test") => Mode::Local,
+            Some("production" | "prod" | "staging") => Mode::Production,
+            Some(v) => return Err(ConfigError(format!("MOMENTUM_ENV={v:?} is not known"))),
+        };
+        let endpoint = env.get("MOMENTUM_DYNAMODB_ENDPOINT");
+        let store = match env.get("MOMENTUM_STORE").as_deref() {
+            Some("dynamodb") => StoreKind::DynamoDb {
+                endpoint,
+                region: env.get("MOMENTUM_DYNAMODB_REGION"),
+                create_tables: env.flag("MOMENTUM_CREATE_TABLES", false)?,
+            },
+            Some("memory") => StoreKind::Memory,
+            Some("embedded") => StoreKind::Embedded {
+                data_dir: data_dir(env),
+            },
+            None if mode == Mode::Production || endpoint.is_some() => StoreKind::DynamoDb {
+                endpoint,
+                region: env.get("MOMENTUM_DYNAMODB_REGION"),
+                create_tables: env.flag("MOMENTUM_CREATE_TABLES", false)?,
+            },
+            None => StoreKind::Embedded {
+                data_dir: data_dir(env),
+            },
+            Some(v) => {
+                return Err(ConfigError(format!(
+                    "MOMENTUM_STORE={v:?}: use embedded, memory or dynamodb"
+                )));
+            }
+        };
+        if mode == Mode::Production && !matches!(store, StoreKind::DynamoDb { .. }) {
+            return Err(ConfigError(
+                "production mode needs MOMENTUM_STORE=dynamodb (the embedded store is local only)"
+                    .into(),
+            ));
+        }
+        let defaults = TableNames::default();
+        let tables = TableNames {
+            main: env.get("MOMENTUM_TABLE").unwrap_or(defaults.main),
+            connections: env
+                .get("MOMENTUM_CONNECTIONS_TABLE")
+                .unwrap_or(defaults.connections),
+        };
+        let jwt_secret = match (env.get("MOMENTUM_JWT_SECRET"), mode) {
+            (Some(s), Mode::Production) if s.len() < MIN_JWT_SECRET_BYTES => {
+                return Err(ConfigError(format!(
+                    "MOMENTUM_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes in production"
+                )));
+            }
+            (Some(s), _) => s.into_bytes(),
+            (None, Mode::Production) => {
+                return Err(ConfigError(
+                    "MOMENTUM_JWT_SECRET is required in production".into(),
+                ));
+            }
+            (None, Mode::Local) => local_secret(&store)?,
+        };
+        let auth = AuthConfig {
+            jwt_secret,
+            issuer: env
+                .get("MOMENTUM_JWT_ISSUER")
+                .unwrap_or_else(|| "momentum".into()),
+            audience: env
+                .get("MOMENTUM_JWT_AUDIENCE")
+                .unwrap_or_else(|| "momentum-api".into()),
+            access_ttl_secs: env.parse("MOMENTUM_ACCESS_TOKEN_TTL_SECS", 900)?,
+            refresh_ttl_secs: env.parse("MOMENTUM_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+            hash_concurrency: env.parse(
+                "MOMENTUM_HASH_CONCURRENCY",
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )?,
+        };
+        if auth.access_ttl_secs == 0 || auth.refresh_ttl_secs == 0 || auth.hash_concurrency == 0 {
+            return Err(ConfigError(
+                "token lifetimes and hash concurrency must be > 0".into(),
+            ));
+        }
+        Ok(Self {
+            mode,
+            store,
+            tables,
+            auth,
+            expose_storage_calls: env.flag("MOMENTUM_EXPOSE_STORAGE_CALLS", mode == Mode::Local)?,
+        })
+    }
+
+    /// A local, in-memory configuration for tests.
+    pub fn for_tests() -> Self {
+        let env = |k: &str| match k {
+            "MOMENTUM_STORE" => Some("memory".to_owned()),
+            _ => None,
+        };
+        Self::from_env(&Env(&env), Mode::Local).expect("test config")
+    }
+}
+
+fn data_dir(env: &Env) -> PathBuf {
+    env.get("MOMENTUM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".momentum-data"))
+}
+
+/// Local mode without a configured secret: a random one, kept in the data directory so
+/// tokens survive restarts of the shim (never a secret committed to the repository).
+fn local_secret(store: &StoreKind) -> Result<Vec<u8>, ConfigError> {
+    use rand::RngCore;
+    let mut fresh = vec![0u8; 48];
+    rand::thread_rng().fill_bytes(&mut fresh);
+    let StoreKind::Embedded { data_dir } = store else {
+        return Ok(fresh);
+    };
+    let path = data_dir.join("jwt-secret");
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() >= MIN_JWT_SECRET_BYTES => Ok(secret),
+        _ => {
+            std::fs::create_dir_all(data_dir)
+                .and_then(|_| std::fs::write(&path, &fresh))
+                .map_err(|e| ConfigError(format!("cannot write {}: {e}", path.display())))?;
+            Ok(fresh)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)], mode: Mode) -> Result<AppConfig, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        AppConfig::from_env(&Env(&env), mode)
+    }
+
+    #[test]
+    fn production_refuses_missing_or_short_secret() {
+        let err = config(&[], Mode::Production).unwrap_err();
+        assert!(err.0.contains("required"), "{err}");
+        let err = config(&[("MOMENTUM_JWT_SECRET", "short")], Mode::Production).unwrap_err();
+        assert!(err.0.contains("at least 32"), "{err}");
+        let ok = config(
+            &[("MOMENTUM_JWT_SECRET", &"x".repeat(32))],
+            Mode::Production,
+        )
+        .unwrap();
+        assert!(matches!(ok.store, StoreKind::DynamoDb { .. }));
+        assert!(!ok.expose_storage_calls);
+    }
+
+    #[test]
+    fn production_refuses_embedded_store() {
+        let err = config(
+            &[
+                ("MOMENTUM_JWT_SECRET", &"x".repeat(40)),
+                ("MOMENTUM_STORE", "embedded"),
+            ],
+            Mode::Production,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("dynamodb"), "{err}");
+    }
+
+    #[test]
+    fn local_defaults_are_usable() {
+        let c = config(&[("MOMENTUM_STORE", "memory")], Mode::Local).unwrap();
+        assert_eq!(c.store, StoreKind::Memory);
+        assert!(c.auth.jwt_secret.len() >= MIN_JWT_SECRET_BYTES);
+        assert_eq!(c.auth.access_ttl_secs, 900);
+        let err = config(&[("MOMENTUM_ENV", "mars")], Mode::Local).unwrap_err();
+        assert!(err.0.contains("MOMENTUM_ENV"));
+    }
+}

@@ -1,0 +1,27 @@
+//! Domain records and their rules.
+
+pub mod keys;
+pub mod user;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{AppError, AppResult};
+use crate::storage::Item;
+
+/// Serialises a record into a storage item.
+pub fn to_item<T: Serialize>(record: &T) -> Item {
+    match serde_json::to_value(record) {
+        Ok(Value::Object(map)) => map,
+        _ => unreachable!("records serialise to JSON objects"),
+    }
+}
+
+/// Reads a record back from a storage item.
+pub fn from_item<T: DeserializeOwned>(item: Item) -> AppResult<T> {
+    serde_json::from_value(Value::Object(item)).map_err(|e| {
+        tracing::error!(error = %e, "stored item does not match its record type");
+        AppError::internal("internal error")
+    })
+}

@@ -1,0 +1,322 @@
+//! What every function's HTTP adapter shares: the response envelope, a JSON body extractor
+//! whose failures are 4xx envelopes naming the field, the bearer-token extractor, the
+//! request-context middleware (request id, storage-call count) and the fallbacks.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::{AppError, ErrorCode};
+use crate::services::auth::Principal;
+use crate::state::AppState;
+use crate::storage::StorageCallScope;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub const STORAGE_CALLS_HEADER: &str = "x-storage-calls";
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+fn meta() -> Value {
+    let request_id = REQUEST_ID.try_with(Clone::clone).ok();
+    json!({
+        "request_id": request_id,
+        "timestamp": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    })
+}
+
+/// A successful response: `{"success": true, "data": ..., "error": null, "meta": {...}}`.
+pub struct ApiResponse<T> {
+    pub status: StatusCode,
+    pub data: T,
+}
+
+impl<T> ApiResponse<T> {
+    pub fn ok(data: T) -> Self {
+        Self {
+            status: StatusCode::OK,
+            data,
+        }
+    }
+
+    pub fn with_status(status: StatusCode, data: T) -> Self {
+        Self { status, data }
+    }
+}
+
+impl<T: Serialize> IntoResponse for ApiResponse<T> {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "success": true,
+            "data": self.data,
+            "error": null,
+            "meta": meta(),
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code.as_str(), "message": self.message});
+        if let Some(field) = &self.field {
+            error["field"] = json!(field);
+        }
+        let body = json!({"success": false, "data": null, "error": error, "meta": meta()});
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<ApiResponse<T>, AppError>;
+
+/// A JSON body, strictly parsed: malformed JSON, a missing or unknown field, a wrong type,
+/// a non-JSON content type or an oversize body are 4xx envelopes (naming the field where
+/// there is one), never a 500.
+pub struct Json<T>(pub T);
+
+fn field_from_message(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+/// Turns a serde error at `path` into a validation error naming the field.
+fn body_error(path: &str, err: &serde_json::Error) -> AppError {
+    use serde_json::error::Category;
+    let message = err.to_string();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            AppError::validation("body", format!("malformed JSON: {message}"))
+        }
+        Category::Data => {
+            let at_root = path.is_empty() || path == ".";
+            // serde's path ends at the unknown field itself, but at the parent of a missing
+            // one, whose name only the message carries.
+            let missing = message
+                .starts_with("missing field")
+                .then(|| field_from_message(&message))
+                .flatten();
+            let field = match (missing, at_root) {
+                (Some(name), true) => name,
+                (Some(name), false) => format!("{path}.{name}"),
+                (None, false) => path.to_owned(),
+                (None, true) => field_from_message(&message).unwrap_or_else(|| "body".into()),
+            };
+            AppError::validation(field, message)
+        }
+    }
+}
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(AppError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "request body must be application/json",
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                AppError::validation("body", "could not read the request body")
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(AppError::validation(
+                "body",
+                "a JSON request body is required",
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            body_error(&path, e.inner())
+        })?;
+        de.end()
+            .map_err(|e| AppError::validation("body", format!("malformed JSON: {e}")))?;
+        Ok(Json(value))
+    }
+}
+
+/// The caller, from `Authorization: Bearer <access token>`.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| AppError::unauthorized("missing bearer token"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| AppError::unauthorized("malformed authorization header"))?;
+        state.auth.authenticate(token).map(Auth)
+    }
+}
+
+/// Request id, storage-call count and an access log line for each request.
+async fn request_context(
+    axum::extract::State(expose_calls): axum::extract::State<bool>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let (mut response, calls) =
+        StorageCallScope::run(REQUEST_ID.scope(request_id.clone(), next.run(req))).await;
+    let elapsed: Duration = started.elapsed();
+    tracing::info!(
+        %method, %path, status = response.status().as_u16(), storage_calls = calls,
+        elapsed_us = elapsed.as_micros() as u64, request_id = %request_id, "request"
+    );
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+    }
+    if expose_calls {
+        headers.insert(
+            HeaderName::from_static(STORAGE_CALLS_HEADER),
+            HeaderValue::from(calls),
+        );
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+async fn not_found(method: Method, uri: Uri) -> AppError {
+    AppError::new(
+        ErrorCode::NotFound,
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
+    AppError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Wraps the routes of one function (or, in the shim, of all of them) into the served app:
+/// body limit, JSON 404/405 fallbacks, request context.
+pub fn serve_routes(routes: Router, expose_storage_calls: bool) -> Router {
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            expose_storage_calls,
+            request_context,
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        nested: Option<Inner>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        count: u32,
+    }
+
+    fn parse(body: &str) -> AppError {
+        let mut de = serde_json::Deserializer::from_str(body);
+        let e = serde_path_to_error::deserialize::<_, Body>(&mut de).unwrap_err();
+        body_error(&e.path().to_string(), e.inner())
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(parse("{}").field.as_deref(), Some("email"));
+        assert_eq!(
+            parse(r#"{"email":"a","admin":true}"#).field.as_deref(),
+            Some("admin")
+        );
+        assert_eq!(parse(r#"{"email":5}"#).field.as_deref(), Some("email"));
+        assert_eq!(
+            parse(r#"{"email":"a","nested":{"count":-1}}"#)
+                .field
+                .as_deref(),
+            Some("nested.count")
+        );
+        let syntax = parse(r#"{"email": "#);
+        assert_eq!(syntax.field.as_deref(), Some("body"));
+        assert!(syntax.message.starts_with("malformed JSON"));
+    }
+}

@@ -1,0 +1,15 @@
+//! momentum-shared: domain types and rules, services, the storage port and its adapters,
+//! auth (argon2id, JWT), the error envelope and the HTTP adapter helpers.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod services;
+pub mod state;
+pub mod storage;
+
+pub use error::{AppError, AppResult, ErrorCode};
+pub use state::AppState;

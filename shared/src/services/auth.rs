@@ -1,0 +1,589 @@
+//! Accounts, sessions and tokens. Used by the REST auth function and (later) WebSocket
+//! `update_profile`; it sees no HTTP types.
+//!
+//! Storage cost (calls): register 1 (transaction), login 3 (email marker, user, session
+//! transaction), refresh 2 (token, rotation transaction), logout 1, get profile 1 (batch of
+//! user + session), update profile 2, change password 3.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::auth::{PasswordHasher, TokenIssuer, new_refresh_token, refresh_token_hash};
+use crate::clock::Clock;
+use crate::config::AuthConfig;
+use crate::domain::keys;
+use crate::domain::user::{
+    EmailMarker, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, Profile, RefreshRecord, SessionRecord,
+    UserRecord, normalize_email, optional_text, optional_url, validate_username,
+};
+use crate::domain::{from_item, to_item};
+use crate::error::{AppError, AppResult};
+use crate::storage::{
+    Condition, MAX_TRANSACTION_OPS, Query, SortKey, Store, Table, Update, WriteOp,
+};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Absent fields stay as they are; `null` or `""` clears an optional field.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfileRequest {
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub display_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub avatar_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub bio: Option<Option<String>>,
+}
+
+/// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// The same answer whether or not the email was already registered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterAccepted {
+    pub status: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    #[serde(flatten)]
+    pub tokens: TokenPair,
+    pub user: Profile,
+}
+
+/// Who is calling: from a verified access token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub session_id: String,
+}
+
+const INVALID_CREDENTIALS: &str = "invalid email or password";
+const SESSION_REVOKED: &str = "session expired or revoked; log in again";
+const MAX_LOGIN_PASSWORD_BYTES: usize = 1024;
+
+pub struct AuthService {
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+    tokens: TokenIssuer,
+    refresh_ttl_secs: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl AuthService {
+    pub fn new(store: Arc<dyn Store>, config: &AuthConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::with_hasher(
+            store,
+            config,
+            clock,
+            PasswordHasher::new(config.hash_concurrency),
+        )
+    }
+
+    pub fn with_hasher(
+        store: Arc<dyn Store>,
+        config: &AuthConfig,
+        clock: Arc<dyn Clock>,
+        hasher: PasswordHasher,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            tokens: TokenIssuer::new(config),
+            refresh_ttl_secs: config.refresh_ttl_secs,
+            clock,
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenIssuer {
+        &self.tokens
+    }
+
+    /// Verifies an access token (no storage call). Session liveness is checked by the
+    /// service calls that read on the user's behalf, in the same batch as their data.
+    pub fn authenticate(&self, access_token: &str) -> AppResult<Principal> {
+        let claims = self.tokens.verify(access_token)?;
+        Ok(Principal {
+            user_id: claims.sub,
+            session_id: claims.sid,
+        })
+    }
+
+    pub async fn register(&self, req: RegisterRequest) -> AppResult<RegisterAccepted> {
+        let (email, email_key) = normalize_email("email", &req.email)?;
+        let username = validate_username("username", &req.username)?;
+        crate::auth::password::validate_password("password", &req.password)?;
+        let display_name = optional_text(
+            "display_name",
+            req.display_name.as_deref(),
+            MAX_DISPLAY_NAME_CHARS,
+        )?;
+        // Hash before looking at the email so both outcomes cost the same time.
+        let password_hash = self.hasher.hash(req.password).await?;
+        let now = self.clock.rfc3339();
+        let id = uuid::Uuid::now_v7().to_string();
+        let user_key = keys::user(&id);
+        let user = UserRecord {
+            pk: user_key.pk,
+            sk: user_key.sk,
+            entity: "user".into(),
+            id: id.clone(),
+            email,
+            email_key: email_key.clone(),
+            username,
+            display_name,
+            avatar_url: None,
+            bio: None,
+            password_hash,
+            version: 1,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let marker_key = keys::email(&email_key);
+        let marker = EmailMarker {
+            pk: marker_key.pk,
+            sk: marker_key.sk,
+            entity: "email_marker".into(),
+            user_id: id,
+        };
+        let result = self
+            .store
+            .transact(vec![
+                WriteOp::put_new(Table::Main, to_item(&user)),
+                WriteOp::put_new(Table::Main, to_item(&marker)),
+            ])
+            .await;
+        match result {
+            Ok(()) => {}
+            // The email is taken: answer exactly as for a new account.
+            Err(e) if e.condition_failed_at(1) => {
+                tracing::info!("registration for an existing email ignored");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(RegisterAccepted {
+            status: "accepted".into(),
+            message: "If this email can be registered, the account is ready: log in to continue."
+                .into(),
+        })
+    }
+
+    pub async fn login(&self, req: LoginRequest) -> AppResult<LoginResponse> {
+        if req.email.trim().is_empty() {
+            return Err(AppError::validation("email", "is required"));
+        }
+        if req.password.is_empty() {
+            return Err(AppError::validation("password", "is required"));
+        }
+        if req.password.len() > MAX_LOGIN_PASSWORD_BYTES {
+            return Err(AppError::validation("password", "is too long"));
+        }
+        let email_key = req.email.trim().to_lowercase();
+        let marker = self
+            .store
+            .get(Table::Main, &keys::email(&email_key))
+            .await?;
+        let user: Option<UserRecord> = match marker {
+            Some(m) => {
+                let marker: EmailMarker = from_item(m)?;
+                self.store
+                    .get(Table::Main, &keys::user(&marker.user_id))
+                    .await?
+                    .map(from_item)
+                    .transpose()?
+            }
+            None => None,
+        };
+        let Some(user) = user else {
+            self.hasher.verify_nobody(req.password).await?;
+            return Err(AppError::unauthorized(INVALID_CREDENTIALS));
+        };
+        let check = self
+            .hasher
+            .verify(req.password.clone(), user.password_hash.clone())
+            .await?;
+        if !check.valid {
+            return Err(AppError::unauthorized(INVALID_CREDENTIALS));
+        }
+        let mut extra = Vec::new();
+        if check.needs_rehash {
+            let rehashed = self.hasher.hash(req.password).await?;
+            extra.push(WriteOp::Update {
+                table: Table::Main,
+                key: keys::user(&user.id),
+                update: Update::default().set("password_hash", rehashed),
+                // Only if the password did not change meanwhile.
+                condition: Some(Condition::AttrEquals(
+                    "password_hash".into(),
+                    json!(user.password_hash),
+                )),
+            });
+        }
+        let tokens = self.open_session(&user.id, extra).await?;
+        Ok(LoginResponse {
+            tokens,
+            user: Profile::from(&user),
+        })
+    }
+
+    /// Writes a new session and its first refresh token, plus `extra` writes, atomically.
+    async fn open_session(&self, user_id: &str, extra: Vec<WriteOp>) -> AppResult<TokenPair> {
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let now = self.clock.epoch_secs();
+        let stamp = self.clock.rfc3339();
+        let expires_at = now + self.refresh_ttl_secs;
+        let key = keys::session(user_id, &session_id);
+        let session = SessionRecord {
+            pk: key.pk,
+            sk: key.sk,
+            entity: "session".into(),
+            user_id: user_id.to_owned(),
+            session_id: session_id.clone(),
+            created_at: stamp.clone(),
+            last_used_at: stamp,
+            expires_at,
+            ttl: expires_at,
+        };
+        let (refresh_token, refresh_op) = self.new_refresh(user_id, &session_id, now);
+        let mut ops = vec![WriteOp::put_new(Table::Main, to_item(&session)), refresh_op];
+        let n_extra = extra.len();
+        ops.extend(extra);
+        if let Err(e) = self.store.transact(ops).await {
+            if n_extra > 0 && e.condition_failed_at(2) {
+                return Err(AppError::unauthorized(INVALID_CREDENTIALS));
+            }
+            return Err(e.into());
+        }
+        self.token_pair(user_id, &session_id, refresh_token, now)
+    }
+
+    fn new_refresh(&self, user_id: &str, session_id: &str, now: u64) -> (String, WriteOp) {
+        let token = new_refresh_token();
+        let key = keys::refresh_token(&refresh_token_hash(&token));
+        let expires_at = now + self.refresh_ttl_secs;
+        let record = RefreshRecord {
+            pk: key.pk,
+            sk: key.sk,
+            entity: "refresh_token".into(),
+            user_id: user_id.to_owned(),
+            session_id: session_id.to_owned(),
+            used: false,
+            expires_at,
+            ttl: expires_at,
+        };
+        (token, WriteOp::put_new(Table::Main, to_item(&record)))
+    }
+
+    fn token_pair(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        refresh_token: String,
+        now: u64,
+    ) -> AppResult<TokenPair> {
+        Ok(TokenPair {
+            access_token: self.tokens.issue(user_id, session_id, now)?,
+            refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: self.tokens.ttl_secs(),
+            refresh_expires_in: self.refresh_ttl_secs,
+        })
+    }
+
+    /// Rotates a refresh token: the old one is spent, a new one issued in the same session.
+    /// Presenting a spent token again revokes the whole session (token family).
+    pub async fn refresh(&self, req: RefreshRequest) -> AppResult<TokenPair> {
+        let token = req.refresh_token.trim();
+        if token.is_empty() {
+            return Err(AppError::validation("refresh_token", "is required"));
+        }
+        if token.len() > 256 {
+            return Err(AppError::unauthorized("invalid refresh token"));
+        }
+        let key = keys::refresh_token(&refresh_token_hash(token));
+        let Some(item) = self.store.get(Table::Main, &key).await? else {
+            return Err(AppError::unauthorized("invalid refresh token"));
+        };
+        let record: RefreshRecord = from_item(item)?;
+        let now = self.clock.epoch_secs();
+        if record.used {
+            // Reuse of a rotated token: someone holds a copy. Revoke the family.
+            self.store
+                .transact(vec![WriteOp::Delete {
+                    table: Table::Main,
+                    key: keys::session(&record.user_id, &record.session_id),
+                    condition: None,
+                }])
+                .await?;
+            tracing::warn!(user_id = %record.user_id, "refresh token reuse: session revoked");
+            return Err(AppError::unauthorized(
+                "refresh token reuse detected; the session was revoked",
+            ));
+        }
+        if record.expires_at <= now {
+            return Err(AppError::unauthorized("refresh token expired"));
+        }
+        let (new_token, new_op) = self.new_refresh(&record.user_id, &record.session_id, now);
+        let session_expiry = now + self.refresh_ttl_secs;
+        let result = self
+            .store
+            .transact(vec![
+                WriteOp::Update {
+                    table: Table::Main,
+                    key,
+                    update: Update::default().set("used", true).set("used_at", now),
+                    condition: Some(Condition::AttrEquals("used".into(), json!(false))),
+                },
+                new_op,
+                WriteOp::Update {
+                    table: Table::Main,
+                    key: keys::session(&record.user_id, &record.session_id),
+                    update: Update::default()
+                        .set("last_used_at", self.clock.rfc3339())
+                        .set("expires_at", session_expiry)
+                        .set("ttl", session_expiry),
+                    condition: Some(Condition::Exists),
+                },
+            ])
+            .await;
+        match result {
+            Ok(()) => self.token_pair(&record.user_id, &record.session_id, new_token, now),
+            // A concurrent refresh with the same token won: this one is refused. It is not
+            // treated as reuse, since it cannot be told apart from a client's retry.
+            Err(e) if e.condition_failed_at(0) => {
+                Err(AppError::unauthorized("refresh token already used"))
+            }
+            Err(e) if e.condition_failed_at(2) => Err(AppError::unauthorized(SESSION_REVOKED)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Revokes the caller's session: its refresh tokens and access tokens stop working.
+    pub async fn logout(&self, who: &Principal) -> AppResult<()> {
+        self.store
+            .transact(vec![WriteOp::Delete {
+                table: Table::Main,
+                key: keys::session(&who.user_id, &who.session_id),
+                condition: None,
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// Loads the caller's user record, checking in the same call that the session is live.
+    async fn load_user(&self, who: &Principal) -> AppResult<UserRecord> {
+        let got = self
+            .store
+            .batch_get(
+                Table::Main,
+                &[
+                    keys::user(&who.user_id),
+                    keys::session(&who.user_id, &who.session_id),
+                ],
+            )
+            .await?;
+        let [user, session] = <[_; 2]>::try_from(got)
+            .map_err(|_| AppError::internal("batch get returned a wrong count"))?;
+        let session: SessionRecord = session
+            .map(from_item)
+            .transpose()?
+            .ok_or_else(|| AppError::unauthorized(SESSION_REVOKED))?;
+        if session.expires_at <= self.clock.epoch_secs() {
+            return Err(AppError::unauthorized(SESSION_REVOKED));
+        }
+        user.map(from_item)
+            .transpose()?
+            .ok_or_else(|| AppError::unauthorized(SESSION_REVOKED))
+    }
+
+    pub async fn profile(&self, who: &Principal) -> AppResult<Profile> {
+        Ok(Profile::from(&self.load_user(who).await?))
+    }
+
+    pub async fn update_profile(
+        &self,
+        who: &Principal,
+        req: UpdateProfileRequest,
+    ) -> AppResult<Profile> {
+        let mut user = self.load_user(who).await?;
+        let mut update = Update::default();
+        if let Some(username) = &req.username {
+            user.username = validate_username("username", username)?;
+            update = update.set("username", user.username.clone());
+        }
+        if let Some(display_name) = &req.display_name {
+            user.display_name = optional_text(
+                "display_name",
+                display_name.as_deref(),
+                MAX_DISPLAY_NAME_CHARS,
+            )?;
+            update = update.set("display_name", json!(user.display_name));
+        }
+        if let Some(avatar_url) = &req.avatar_url {
+            user.avatar_url = optional_url("avatar_url", avatar_url.as_deref())?;
+            update = update.set("avatar_url", json!(user.avatar_url));
+        }
+        if let Some(bio) = &req.bio {
+            user.bio = optional_text("bio", bio.as_deref(), MAX_BIO_CHARS)?;
+            update = update.set("bio", json!(user.bio));
+        }
+        if update.set.is_empty() {
+            return Ok(Profile::from(&user));
+        }
+        user.updated_at = self.clock.rfc3339();
+        let update = update
+            .set("updated_at", user.updated_at.clone())
+            .add("version", 1);
+        let result = self
+            .store
+            .transact(vec![WriteOp::Update {
+                table: Table::Main,
+                key: keys::user(&user.id),
+                update,
+                condition: Some(Condition::VersionEquals(user.version)),
+            }])
+            .await;
+        match result {
+            Ok(()) => {
+                user.version += 1;
+                Ok(Profile::from(&user))
+            }
+            Err(e) if e.condition_failed_at(0) => Err(AppError::conflict(
+                "the profile was changed concurrently; reload and retry",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Changes the password and revokes every session of the user, including the caller's;
+    /// the caller gets a fresh session in the same transaction.
+    pub async fn change_password(
+        &self,
+        who: &Principal,
+        req: ChangePasswordRequest,
+    ) -> AppResult<TokenPair> {
+        let user = self.load_user(who).await?;
+        crate::auth::password::validate_password("new_password", &req.new_password)?;
+        if req.current_password.len() > MAX_LOGIN_PASSWORD_BYTES {
+            return Err(AppError::validation("current_password", "is incorrect"));
+        }
+        let check = self
+            .hasher
+            .verify(req.current_password, user.password_hash.clone())
+            .await?;
+        if !check.valid {
+            return Err(AppError::validation("current_password", "is incorrect"));
+        }
+        let new_hash = self.hasher.hash(req.new_password).await?;
+
+        let mut sessions = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(
+                    &Query::new(Table::Main, keys::user_partition(&user.id))
+                        .sort(SortKey::BeginsWith(keys::SESSION_PREFIX.into()))
+                        .limit(100)
+                        .cursor(cursor.take()),
+                )
+                .await?;
+            sessions.extend(
+                page.items
+                    .into_iter()
+                    .filter_map(|i| crate::storage::Key::of(&i)),
+            );
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let deletes: Vec<WriteOp> = sessions
+            .into_iter()
+            .map(|key| WriteOp::Delete {
+                table: Table::Main,
+                key,
+                condition: None,
+            })
+            .collect();
+        // The final transaction carries the password change, the new session and as many
+        // revocations as fit; any overflow is revoked first.
+        let room = MAX_TRANSACTION_OPS - 3;
+        let (overflow, last) = deletes.split_at(deletes.len().saturating_sub(room));
+        for chunk in overflow.chunks(MAX_TRANSACTION_OPS) {
+            self.store.transact(chunk.to_vec()).await?;
+        }
+        let change = WriteOp::Update {
+            table: Table::Main,
+            key: keys::user(&user.id),
+            update: Update::default()
+                .set("password_hash", new_hash)
+                .set("updated_at", self.clock.rfc3339())
+                .add("version", 1),
+            condition: Some(Condition::AttrEquals(
+                "password_hash".into(),
+                json!(user.password_hash),
+            )),
+        };
+        let mut extra = last.to_vec();
+        extra.insert(0, change);
+        self.open_session(&user.id, extra).await.map_err(|e| {
+            if e.code == crate::error::ErrorCode::Unauthorized {
+                AppError::conflict("the password was changed concurrently")
+            } else {
+                e
+            }
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! Business logic, once, for every adapter (REST functions and WebSocket commands).
+
+pub mod auth;

@@ -1,0 +1,323 @@
+//! The embedded adapter: SQLite (a file under the data directory, or `:memory:` for tests)
+//! with DynamoDB's semantics for the operations of the port. One table holds the items of
+//! every logical table; index key columns are copied out of the item so that index queries
+//! are range scans on a real SQLite index, as they are Query calls on DynamoDB.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::cursor::Position;
+use super::{
+    CancelReason, Index, Item, Key, Page, Query, SortKey, Store, StoreError, StoreResult, Table,
+    WriteOp, schema, validate_transaction,
+};
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA busy_timeout = 5000;
+CREATE TABLE IF NOT EXISTS items (
+    tbl    TEXT NOT NULL,
+    pk     TEXT NOT NULL,
+    sk     TEXT NOT NULL,
+    gsi1pk TEXT,
+    gsi1sk TEXT,
+    gsi2pk TEXT,
+    gsi2sk TEXT,
+    body   TEXT NOT NULL,
+    PRIMARY KEY (tbl, pk, sk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_gsi1 ON items (tbl, gsi1pk, gsi1sk, pk, sk) WHERE gsi1pk IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_gsi2 ON items (tbl, gsi2pk, gsi2sk, pk, sk) WHERE gsi2pk IS NOT NULL;
+";
+
+/// SQLite-backed store. Calls run on the blocking pool so a slow disk never stalls the async
+/// workers; one connection behind a mutex serialises writes exactly like a single writer.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (creating when needed) the database file at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(internal)?;
+        }
+        Self::from_connection(Connection::open(path).map_err(internal)?)
+    }
+
+    /// A private in-memory database (tests, throwaway runs).
+    pub fn in_memory() -> Self {
+        Self::from_connection(Connection::open_in_memory().expect("sqlite in memory"))
+            .expect("schema on a fresh in-memory database")
+    }
+
+    fn from_connection(conn: Connection) -> StoreResult<Self> {
+        conn.execute_batch(SCHEMA).map_err(internal)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_conn<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves the connection usable: SQLite rolls an
+            // open transaction back when the next one begins.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+fn read_item(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<Item>> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(internal)?
+        .query_row(params![table.as_str(), key.pk, key.sk], |r| r.get(0))
+        .optional()
+        .map_err(internal)?;
+    body.map(|b| parse_body(&b)).transpose()
+}
+
+/// The item an update creates when none exists: just its key, as in DynamoDB.
+fn key_only_item(key: &Key) -> Item {
+    let mut item = Item::new();
+    item.insert(schema::PK.into(), key.pk.clone().into());
+    item.insert(schema::SK.into(), key.sk.clone().into());
+    item
+}
+
+fn parse_body(body: &str) -> StoreResult<Item> {
+    serde_json::from_str(body).map_err(internal)
+}
+
+fn index_attr(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The index columns of an item: both keys of an index or neither (sparse index).
+fn index_columns(item: &Item, index: Index) -> (Option<String>, Option<String>) {
+    match (
+        index_attr(item, index.pk_attr()),
+        index_attr(item, index.sk_attr()),
+    ) {
+        (Some(pk), Some(sk)) => (Some(pk), Some(sk)),
+        _ => (None, None),
+    }
+}
+
+fn write_item(conn: &Connection, table: Table, item: &Item) -> StoreResult<()> {
+    let key = Key::of(item).ok_or_else(|| StoreError::Invalid("item without pk/sk".into()))?;
+    let (g1pk, g1sk) = index_columns(item, Index::Gsi1);
+    let (g2pk, g2sk) = index_columns(item, Index::Gsi2);
+    let body = serde_json::to_string(item).map_err(internal)?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO items (tbl, pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(internal)?
+    .execute(params![
+        table.as_str(),
+        key.pk,
+        key.sk,
+        g1pk,
+        g1sk,
+        g2pk,
+        g2sk,
+        body
+    ])
+    .map_err(internal)?;
+    Ok(())
+}
+
+fn delete_item(conn: &Connection, table: Table, key: &Key) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(internal)?
+        .execute(params![table.as_str(), key.pk, key.sk])
+        .map_err(internal)?;
+    Ok(())
+}
+
+fn run_transaction(conn: &mut Connection, ops: &[WriteOp]) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(internal)?;
+    // Evaluate every condition against the state before the transaction, as DynamoDB does,
+    // and report a reason per operation.
+    let mut current = Vec::with_capacity(ops.len());
+    let mut reasons = Vec::with_capacity(ops.len());
+    for op in ops {
+        let key = op.key().expect("validated");
+        let existing = read_item(&tx, op.table(), &key)?;
+        let ok = op.condition().is_none_or(|c| c.holds(existing.as_ref()));
+        reasons.push(if ok {
+            CancelReason::None
+        } else {
+            CancelReason::ConditionalCheckFailed
+        });
+        current.push((key, existing));
+    }
+    if reasons.iter().any(|r| *r != CancelReason::None) {
+        return Err(StoreError::TransactionCanceled { reasons });
+    }
+    for (op, (key, existing)) in ops.iter().zip(current) {
+        match op {
+            WriteOp::Put { table, item, .. } => write_item(&tx, *table, item)?,
+            WriteOp::Update { table, update, .. } => {
+                let mut item = existing.unwrap_or_else(|| key_only_item(&key));
+                update.apply(&mut item);
+                write_item(&tx, *table, &item)?;
+            }
+            WriteOp::Delete { table, .. } => delete_item(&tx, *table, &key)?,
+            WriteOp::ConditionCheck { .. } => {}
+        }
+    }
+    tx.commit().map_err(internal)
+}
+
+fn sort_clause(column: &str, sort: &SortKey, args: &mut Vec<String>) -> String {
+    let mut bind = |v: &str| {
+        args.push(v.to_owned());
+        format!("?{}", args.len())
+    };
+    match sort {
+        SortKey::Eq(v) => format!("{column} = {}", bind(v)),
+        SortKey::BeginsWith(p) => {
+            // A range the index can seek, then an exact prefix check.
+            let lo = bind(p);
+            let hi = bind(&format!("{p}\u{10FFFF}"));
+            format!(
+                "{column} >= {lo} AND {column} < {hi} AND substr({column}, 1, length({lo})) = {lo}"
+            )
+        }
+        SortKey::Between(a, b) => format!("{column} BETWEEN {} AND {}", bind(a), bind(b)),
+        SortKey::Lt(v) => format!("{column} < {}", bind(v)),
+        SortKey::Le(v) => format!("{column} <= {}", bind(v)),
+        SortKey::Gt(v) => format!("{column} > {}", bind(v)),
+        SortKey::Ge(v) => format!("{column} >= {}", bind(v)),
+    }
+}
+
+fn run_query(conn: &Connection, q: &Query) -> StoreResult<Page> {
+    let (pk_col, sk_col) = match q.index {
+        Some(ix) => (ix.pk_attr(), ix.sk_attr()),
+        None => (schema::PK, schema::SK),
+    };
+    let mut args: Vec<String> = vec![q.table.as_str().to_owned(), q.pk.clone()];
+    let mut sql = format!("SELECT body FROM items WHERE tbl = ?1 AND {pk_col} = ?2");
+    if let Some(sort) = &q.sort {
+        sql += " AND ";
+        sql += &sort_clause(sk_col, sort, &mut args);
+    }
+    let (cmp, dir) = if q.forward {
+        (">", "ASC")
+    } else {
+        ("<", "DESC")
+    };
+    if let Some(cursor) = &q.cursor {
+        let pos = Position::decode(cursor, q.index, &q.pk)?;
+        match &pos.index_key {
+            // Ties on the index sort key are ordered by the table key, so pages never skip
+            // or repeat items that share an index sort key.
+            Some((_, isk)) => {
+                args.extend([isk.clone(), pos.pk.clone(), pos.sk.clone()]);
+                let n = args.len();
+                sql += &format!(
+                    " AND ({sk_col}, pk, sk) {cmp} (?{}, ?{}, ?{})",
+                    n - 2,
+                    n - 1,
+                    n
+                );
+            }
+            None => {
+                args.push(pos.sk.clone());
+                sql += &format!(" AND sk {cmp} ?{}", args.len());
+            }
+        }
+    }
+    match q.index {
+        Some(_) => sql += &format!(" ORDER BY {sk_col} {dir}, pk {dir}, sk {dir}"),
+        None => sql += &format!(" ORDER BY sk {dir}"),
+    }
+    let limit = q.limit.max(1) as usize;
+    sql += &format!(" LIMIT {}", limit + 1);
+
+    let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(args.iter()))
+        .map_err(internal)?;
+    let mut items = Vec::with_capacity(limit + 1);
+    while let Some(row) = rows.next().map_err(internal)? {
+        let body: String = row.get(0).map_err(internal)?;
+        items.push(parse_body(&body)?);
+    }
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        Some(Position::of(items.last().expect("limit >= 1"), q.index)?.encode())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, table: Table, key: &Key) -> StoreResult<Option<Item>> {
+        let key = key.clone();
+        self.with_conn(move |c| read_item(c, table, &key)).await
+    }
+
+    async fn batch_get(&self, table: Table, keys: &[Key]) -> StoreResult<Vec<Option<Item>>> {
+        let keys = keys.to_vec();
+        self.with_conn(move |c| keys.iter().map(|k| read_item(c, table, k)).collect())
+            .await
+    }
+
+    async fn query(&self, query: &Query) -> StoreResult<Page> {
+        let query = query.clone();
+        self.with_conn(move |c| run_query(c, &query)).await
+    }
+
+    async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
+        validate_transaction(&ops)?;
+        self.with_conn(move |c| run_transaction(c, &ops)).await
+    }
+
+    async fn increment(&self, table: Table, key: &Key, attr: &str, by: i64) -> StoreResult<i64> {
+        if attr == schema::PK || attr == schema::SK {
+            return Err(StoreError::Invalid(
+                "cannot increment a key attribute".into(),
+            ));
+        }
+        let key = key.clone();
+        let attr = attr.to_owned();
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let mut item = read_item(&tx, table, &key)?.unwrap_or_else(|| key_only_item(&key));
+            let value = item.get(&attr).and_then(Value::as_i64).unwrap_or(0) + by;
+            item.insert(attr, value.into());
+            write_item(&tx, table, &item)?;
+            tx.commit().map_err(internal)?;
+            Ok(value)
+        })
+        .await
+    }
+}
