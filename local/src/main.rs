@@ -1,1 +1,79 @@
-fn main() {}
+//! `cargo run -p local`: the whole backend on 127.0.0.1:8000 with the embedded store.
+
+use std::collections::HashMap;
+
+use clap::Parser;
+use momentum_shared::AppState;
+use momentum_shared::config::{AppConfig, Env, Mode};
+use tokio::net::TcpListener;
+
+/// Momentum local shim. Flags override the matching `MOMENTUM_*` environment variables.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to bind.
+    #[arg(long, env = "MOMENTUM_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to bind.
+    #[arg(long, env = "MOMENTUM_PORT", default_value_t = 8000)]
+    port: u16,
+    /// Storage: embedded (SQLite file in --data-dir), memory, or dynamodb.
+    #[arg(long)]
+    store: Option<String>,
+    /// Directory of the embedded store (default ./.momentum-data).
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// DynamoDB endpoint (LocalStack: http://localhost:4566); implies --store dynamodb.
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
+    /// Create the DynamoDB tables (keys, GSIs, TTL) when missing.
+    #[arg(long)]
+    create_tables: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "MOMENTUM_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=info,aws=warn".into());
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
+    if args.log_json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+
+    let mut overrides: HashMap<&str, String> = HashMap::new();
+    if let Some(store) = &args.store {
+        overrides.insert("MOMENTUM_STORE", store.clone());
+    }
+    if let Some(dir) = &args.data_dir {
+        overrides.insert("MOMENTUM_DATA_DIR", dir.clone());
+    }
+    if let Some(endpoint) = &args.dynamodb_endpoint {
+        overrides.insert("MOMENTUM_DYNAMODB_ENDPOINT", endpoint.clone());
+        overrides
+            .entry("MOMENTUM_STORE")
+            .or_insert_with(|| "dynamodb".into());
+    }
+    if args.create_tables {
+        overrides.insert("MOMENTUM_CREATE_TABLES", "true".into());
+    }
+    let process = Env::process();
+    let lookup = |k: &str| overrides.get(k).cloned().or_else(|| (process.0)(k));
+    let config = AppConfig::from_env(&Env(&lookup), Mode::Local)?;
+    tracing::info!(store = ?config.store, mode = ?config.mode, "starting Momentum local shim");
+    let state = AppState::from_config(config).await?;
+
+    let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    local::serve(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
+    Ok(())
+}

@@ -121,7 +121,8 @@ fn body_error(path: &str, err: &serde_json::Error) -> AppError {
             AppError::validation("body", format!("malformed JSON: {message}"))
         }
         Category::Data => {
-            let at_root = path.is_empty() || path == ".";
+            // A path starting with an index means the body itself is an array.
+            let at_root = path.is_empty() || path == "." || path.starts_with('[');
             // serde's path ends at the unknown field itself, but at the parent of a missing
             // one, whose name only the message carries.
             let missing = message
@@ -132,7 +133,7 @@ fn body_error(path: &str, err: &serde_json::Error) -> AppError {
                 (Some(name), true) => name,
                 (Some(name), false) => format!("{path}.{name}"),
                 (None, false) => path.to_owned(),
-                (None, true) => field_from_message(&message).unwrap_or_else(|| "body".into()),
+                (None, true) => "body".to_owned(),
             };
             AppError::validation(field, message)
         }

@@ -1,1 +1,257 @@
+//! Helpers for black-box tests: start the real shim on a free loopback port over either
+//! store, and reach DynamoDB (moto here, LocalStack where Docker runs).
+//!
+//! DynamoDB-backed tests read `MOMENTUM_TEST_DYNAMODB_ENDPOINT` (set by `scripts/test.sh`,
+//! which starts moto). Without it they print a visible SKIP line; with
+//! `MOMENTUM_REQUIRE_DYNAMODB=1` a missing endpoint fails them instead, so CI cannot pass
+//! by skipping.
 
+use std::sync::{Arc, OnceLock};
+
+use momentum_shared::AppState;
+use momentum_shared::clock::SystemClock;
+use momentum_shared::config::{AppConfig, StoreKind};
+use momentum_shared::storage::Store;
+use momentum_shared::storage::dynamo::{DynamoSettings, DynamoStore};
+use momentum_shared::storage::embedded::EmbeddedStore;
+use momentum_shared::storage::schema::TableNames;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub use momentum_shared::http::STORAGE_CALLS_HEADER;
+
+/// Says that a test is skipped, past libtest's output capture so it shows in every run.
+pub fn visible_skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+/// The moto (or other DynamoDB-compatible) endpoint for tests, if configured.
+pub fn dynamodb_endpoint(test: &str) -> Option<String> {
+    match std::env::var("MOMENTUM_TEST_DYNAMODB_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ if std::env::var("MOMENTUM_REQUIRE_DYNAMODB").as_deref() == Ok("1") => {
+            panic!(
+                "{test}: MOMENTUM_REQUIRE_DYNAMODB=1 but MOMENTUM_TEST_DYNAMODB_ENDPOINT is unset"
+            )
+        }
+        _ => {
+            visible_skip(
+                test,
+                "no DynamoDB endpoint (set MOMENTUM_TEST_DYNAMODB_ENDPOINT or run scripts/test.sh, which starts moto)",
+            );
+            None
+        }
+    }
+}
+
+/// Table names shared by the tests of one process (a unique prefix per run).
+pub fn test_tables() -> TableNames {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    let prefix =
+        PREFIX.get_or_init(|| format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    TableNames::with_prefix(prefix)
+}
+
+/// A DynamoDB store on the test endpoint with the tables created.
+pub async fn dynamodb_store(endpoint: &str) -> DynamoStore {
+    let store = DynamoStore::connect(&DynamoSettings {
+        endpoint: Some(endpoint.to_owned()),
+        region: Some("us-east-1".into()),
+        tables: test_tables(),
+    })
+    .await;
+    store.create_tables().await.expect("create tables");
+    store
+}
+
+/// Which store a test server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    DynamoDb,
+}
+
+/// The shim, serving real HTTP on 127.0.0.1 until dropped.
+pub struct TestServer {
+    pub base: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts the shim on `backend`; `None` when DynamoDB is not available (skip printed).
+    pub async fn start(backend: Backend, test: &str) -> Option<Self> {
+        let mut config = AppConfig::for_tests();
+        config.expose_storage_calls = true;
+        let store: Arc<dyn Store> = match backend {
+            Backend::Embedded => Arc::new(EmbeddedStore::in_memory()),
+            Backend::DynamoDb => {
+                let endpoint = dynamodb_endpoint(test)?;
+                config.store = StoreKind::DynamoDb {
+                    endpoint: Some(endpoint.clone()),
+                    region: Some("us-east-1".into()),
+                    create_tables: true,
+                };
+                config.tables = test_tables();
+                Arc::new(dynamodb_store(&endpoint).await)
+            }
+        };
+        let state = AppState::with_store(config, store, Arc::new(SystemClock));
+        Some(Self::serve(state).await)
+    }
+
+    pub async fn serve(state: AppState) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let served = state.clone();
+        tokio::spawn(async move {
+            local::serve(listener, served, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Self {
+            base,
+            state,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+        }
+    }
+
+    /// Sends a request; returns status, envelope and the storage calls it cost.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        Reply::read(req.send().await.expect("request")).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.call(Method::PUT, path, token, Some(body)).await
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub async fn read(resp: reqwest::Response) -> Self {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("response is not JSON ({status}): {text}"));
+        Self {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn error_field(&self) -> Option<&str> {
+        self.body["error"]["field"].as_str()
+    }
+
+    pub fn storage_calls(&self) -> u64 {
+        self.headers
+            .get(STORAGE_CALLS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("x-storage-calls header")
+    }
+
+    /// The envelope without `meta` (request id, time): what must match between two
+    /// responses that may not reveal a difference.
+    pub fn without_meta(&self) -> Value {
+        let mut v = self.body.clone();
+        v.as_object_mut().unwrap().remove("meta");
+        v
+    }
+
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected reply: {}",
+            self.body
+        );
+        self
+    }
+}
+
+/// Runs each listed `async fn(TestServer)` once on the embedded store and once on DynamoDB.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = $crate::TestServer::start($crate::Backend::Embedded, stringify!($case))
+                        .await
+                        .expect("embedded server");
+                    super::$case(server).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(server) =
+                        $crate::TestServer::start($crate::Backend::DynamoDb, stringify!($case)).await
+                    {
+                        super::$case(server).await;
+                    }
+                }
+            )*
+        }
+    };
+}

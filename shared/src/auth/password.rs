@@ -2,6 +2,7 @@
 //! blocking pool behind a semaphore, so a burst of logins queues there instead of stalling
 //! other requests, and memory stays bounded (each computation holds ~19 MiB).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
@@ -31,6 +32,8 @@ pub struct Verification {
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     params: Params,
+    /// Verifications run (including those for unknown accounts): a test hook and a metric.
+    verifications: Arc<AtomicU64>,
 }
 
 fn policy_params() -> Params {
@@ -78,7 +81,12 @@ impl PasswordHasher {
         Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             params,
+            verifications: Arc::default(),
         }
+    }
+
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     async fn off_workers<T, F>(&self, f: F) -> AppResult<T>
@@ -109,12 +117,14 @@ impl PasswordHasher {
     }
 
     pub async fn verify(&self, password: String, stored: String) -> AppResult<Verification> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         self.off_workers(move || verify_blocking(&password, &stored))
             .await
     }
 
     /// Spends the time of a verification without an account (see `dummy_hash`).
     pub async fn verify_nobody(&self, password: String) -> AppResult<()> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         self.off_workers(move || {
             verify_blocking(&password, dummy_hash());
         })

@@ -146,6 +146,10 @@ impl AuthService {
         }
     }
 
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
     pub fn tokens(&self) -> &TokenIssuer {
         &self.tokens
     }

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The full test suite on a fresh machine: installs what the tests need (a Python venv with
+# moto[server]), starts moto on a free 127.0.0.1 port, checks formatting and lints, runs
+# `cargo test --workspace` with the DynamoDB-backed tests required to run, stops moto.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -p auth         # extra arguments go to `cargo test`
+#   SKIP_LINT=1 scripts/test.sh     # skip fmt/clippy
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV="$ROOT/.venv-test"
+PYTHON=${PYTHON:-python3}
+MOTO_SPEC="moto[server]>=5.1,<6"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/moto_server" ]; then
+  step "creating $VENV with moto[server]"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip
+  "$VENV/bin/pip" install --quiet "$MOTO_SPEC"
+fi
+
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+MOTO_PORT=$(free_port)
+mkdir -p target
+step "starting moto on 127.0.0.1:$MOTO_PORT"
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >target/moto.log 2>&1 &
+MOTO_PID=$!
+cleanup() { kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  if "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$MOTO_PORT/moto-api/')" 2>/dev/null; then
+    break
+  fi
+  kill -0 "$MOTO_PID" 2>/dev/null || { cat target/moto.log; echo "moto failed to start" >&2; exit 1; }
+  sleep 0.2
+done
+
+export MOMENTUM_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+export MOMENTUM_REQUIRE_DYNAMODB=1
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+
+if [ "${SKIP_LINT:-0}" != "1" ]; then
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+fi
+
+step "cargo test --workspace (DynamoDB tests against moto at $MOMENTUM_TEST_DYNAMODB_ENDPOINT)"
+cargo test --workspace "$@"
