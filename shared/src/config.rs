@@ -29,6 +29,8 @@ pub enum StoreKind {
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
     pub jwt_secret: Vec<u8>,
+    /// The one algorithm tokens are signed and verified with (never read from a token).
+    pub jwt_algorithm: jsonwebtoken::Algorithm,
     pub issuer: String,
     pub audience: String,
     pub access_ttl_secs: u64,
@@ -146,8 +148,19 @@ impl AppConfig {
             }
             (None, Mode::Local) => local_secret(&store)?,
         };
+        let jwt_algorithm = match env.get("MOMENTUM_JWT_ALGORITHM").as_deref() {
+            None | Some("HS256") => jsonwebtoken::Algorithm::HS256,
+            Some("HS384") => jsonwebtoken::Algorithm::HS384,
+            Some("HS512") => jsonwebtoken::Algorithm::HS512,
+            Some(v) => {
+                return Err(ConfigError(format!(
+                    "MOMENTUM_JWT_ALGORITHM={v:?}: use HS256, HS384 or HS512"
+                )));
+            }
+        };
         let auth = AuthConfig {
             jwt_secret,
+            jwt_algorithm,
             issuer: env
                 .get("MOMENTUM_JWT_ISSUER")
                 .unwrap_or_else(|| "momentum".into()),
@@ -259,6 +272,8 @@ mod tests {
         assert_eq!(c.store, StoreKind::Memory);
         assert!(c.auth.jwt_secret.len() >= MIN_JWT_SECRET_BYTES);
         assert_eq!(c.auth.access_ttl_secs, 900);
+        let err = config(&[("MOMENTUM_JWT_ALGORITHM", "none")], Mode::Local).unwrap_err();
+        assert!(err.0.contains("HS256"));
         let err = config(&[("MOMENTUM_ENV", "mars")], Mode::Local).unwrap_err();
         assert!(err.0.contains("MOMENTUM_ENV"));
     }

@@ -37,7 +37,7 @@ pub struct TokenIssuer {
 
 impl TokenIssuer {
     pub fn new(config: &AuthConfig) -> Self {
-        let algorithm = Algorithm::HS256;
+        let algorithm = config.jwt_algorithm;
         let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
@@ -161,6 +161,19 @@ mod tests {
             ..base
         };
         assert!(issuer.verify(&issuer.sign(&typ).unwrap()).is_err());
+    }
+
+    #[test]
+    fn algorithm_is_pinned_by_configuration() {
+        let hs256 = AppConfig::for_tests().auth;
+        let mut hs512 = hs256.clone();
+        hs512.jwt_algorithm = Algorithm::HS512;
+        // Same key, other algorithm: refused both ways.
+        let t512 = TokenIssuer::new(&hs512).issue("u", "s", now()).unwrap();
+        assert!(TokenIssuer::new(&hs512).verify(&t512).is_ok());
+        assert!(TokenIssuer::new(&hs256).verify(&t512).is_err());
+        let t256 = TokenIssuer::new(&hs256).issue("u", "s", now()).unwrap();
+        assert!(TokenIssuer::new(&hs512).verify(&t256).is_err());
     }
 
     #[test]
