@@ -1,7 +1,7 @@
 //! Access tokens: JWT with the algorithm pinned from configuration (never taken from the
 //! token header), required exp/iat/iss/aud/sub/typ, and at most 5 s of clock leeway.
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AuthConfig;
@@ -99,6 +99,7 @@ impl TokenIssuer {
 mod tests {
     use super::*;
     use crate::config::AppConfig;
+    use jsonwebtoken::Algorithm;
 
     fn now() -> u64 {
         std::time::SystemTime::now()
