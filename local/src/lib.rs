@@ -1,5 +1,5 @@
 //! The local shim: every function router merged into one Axum app, served on one port, with
-//! the same handler code the Lambda binaries run.
+//! the same handler code the Lambda binaries run, plus `/health` and `/openapi.json`.
 
 use std::net::SocketAddr;
 
@@ -13,14 +13,45 @@ use momentum_shared::storage::{Key, Table};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 
-/// All function routes plus `/health`, wrapped like each Lambda's app.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Momentum API", description = "Team-collaboration backend: REST API. Every response is the envelope {success, data, error, meta}."),
+    tags(
+        (name = "auth", description = "Accounts, sessions, tokens"),
+        (name = "workspaces", description = "Workspaces, members, change feed"),
+    )
+)]
+struct ApiDoc;
+
+/// Every function's routes, as one OpenAPI-described router.
+pub fn all_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes())
+        .merge(workspaces::routes())
+        .merge(projects::routes())
+        .merge(labels::routes())
+        .merge(comments::routes())
+}
+
+/// The OpenAPI 3.1 document of every route the shim serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = all_routes().split_for_parts();
+    momentum_shared::http::schema::BearerAuth.modify(&mut doc);
+    doc
+}
+
+/// All function routes plus `/health` and `/openapi.json`, wrapped like each Lambda's app.
 pub fn app(state: AppState) -> Router {
     let expose = state.config.expose_storage_calls;
-    let routes = Router::new()
+    let (routes, _) = all_routes().split_for_parts();
+    let doc = serde_json::to_value(openapi()).expect("OpenAPI serialises");
+    let routes = routes
         .route("/health", get(health))
-        .with_state(state.clone())
-        .merge(auth::router(state));
+        .route("/openapi.json", get(move || async move { axum::Json(doc) }))
+        .with_state(state);
     momentum_shared::http::serve_routes(routes, expose).layer(TraceLayer::new_for_http())
 }
 

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     UnprocessableEntity,
     RateLimited,
+    /// A change-log cursor older than retention: reload state.
+    ResyncRequired,
     ServiceUnavailable,
     InternalError,
 }
@@ -38,6 +40,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::UnprocessableEntity => 422,
             ErrorCode::RateLimited => 429,
+            ErrorCode::ResyncRequired => 410,
             ErrorCode::ServiceUnavailable => 503,
             ErrorCode::InternalError => 500,
         }
@@ -56,6 +59,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::UnprocessableEntity => "UNPROCESSABLE_ENTITY",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::ResyncRequired => "RESYNC_REQUIRED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }
@@ -126,6 +130,12 @@ impl AppError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InternalError, message)
+    }
+
+    /// The same error under another code (e.g. a field-level CONFLICT).
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.code = code;
+        self
     }
 
     pub fn status(&self) -> u16 {

@@ -185,6 +185,34 @@ where
     }
 }
 
+/// Query parameters, strictly parsed: a bad value is a 400 naming the parameter.
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        let raw = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let message = e.inner().to_string();
+                let field = if path.is_empty() || path == "." {
+                    field_from_message(&message).unwrap_or_else(|| "query".into())
+                } else {
+                    path
+                };
+                AppError::validation(field, format!("invalid query parameter: {message}"))
+            })
+    }
+}
+
 /// The caller, from `Authorization: Bearer <access token>`.
 pub struct Auth(pub Principal);
 
@@ -320,4 +348,105 @@ mod tests {
         assert_eq!(syntax.field.as_deref(), Some("body"));
         assert!(syntax.message.starts_with("malformed JSON"));
     }
+}
+
+/// OpenAPI description of the response envelope (the shape `ApiResponse` and `AppError`
+/// produce).
+pub mod schema {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    use utoipa::{IntoResponses, Modify, ToSchema};
+
+    #[derive(ToSchema)]
+    pub struct Meta {
+        pub request_id: Option<String>,
+        pub timestamp: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct ErrorBody {
+        /// Stable machine-readable code, e.g. `VALIDATION_ERROR`.
+        pub code: String,
+        pub message: String,
+        /// The offending input field, for validation errors.
+        pub field: Option<String>,
+    }
+
+    /// A successful response.
+    #[derive(ToSchema)]
+    pub struct Envelope<T> {
+        pub success: bool,
+        pub data: T,
+        #[schema(value_type = Option<Object>)]
+        pub error: Option<()>,
+        pub meta: Meta,
+    }
+
+    /// A failed response.
+    #[derive(ToSchema)]
+    pub struct ErrorEnvelope {
+        pub success: bool,
+        #[schema(value_type = Option<Object>)]
+        pub data: Option<()>,
+        pub error: ErrorBody,
+        pub meta: Meta,
+    }
+
+    /// The errors any endpoint may answer with.
+    #[derive(IntoResponses)]
+    #[allow(dead_code)]
+    pub enum CommonErrors {
+        /// Invalid input; `error.field` names it.
+        #[response(status = 400)]
+        Validation(ErrorEnvelope),
+        /// Missing, invalid or revoked credentials.
+        #[response(status = 401)]
+        Unauthorized(ErrorEnvelope),
+        /// The caller's role does not allow this.
+        #[response(status = 403)]
+        Forbidden(ErrorEnvelope),
+        /// No such resource visible to the caller.
+        #[response(status = 404)]
+        NotFound(ErrorEnvelope),
+        /// Conflicts with the current state (taken key, concurrent change).
+        #[response(status = 409)]
+        Conflict(ErrorEnvelope),
+        /// Body over 1 MiB.
+        #[response(status = 413)]
+        PayloadTooLarge(ErrorEnvelope),
+        /// Body not JSON.
+        #[response(status = 415)]
+        UnsupportedMediaType(ErrorEnvelope),
+        /// Storage temporarily unavailable; see `Retry-After`.
+        #[response(status = 503)]
+        Unavailable(ErrorEnvelope),
+    }
+
+    /// Adds the bearer scheme used by `security(("bearer" = []))`.
+    pub struct BearerAuth;
+
+    impl Modify for BearerAuth {
+        fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+            let components = openapi.components.get_or_insert_with(Default::default);
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// The app one function serves: its OpenAPI-described routes with state, body limit,
+/// fallbacks and request context (the same wrapping the shim applies to all routes).
+pub fn function_app(
+    routes: utoipa_axum::router::OpenApiRouter<AppState>,
+    state: AppState,
+) -> Router {
+    let expose = state.config.expose_storage_calls;
+    let (router, _) = routes.split_for_parts();
+    serve_routes(router.with_state(state), expose)
 }

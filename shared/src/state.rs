@@ -5,6 +5,16 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AppConfig, StoreKind};
 use crate::services::auth::AuthService;
+use crate::services::comments::CommentService;
+use crate::services::context::ServiceContext;
+use crate::services::cycles::CycleService;
+use crate::services::invitations::InvitationService;
+use crate::services::issues::IssueService;
+use crate::services::labels::LabelService;
+use crate::services::projects::ProjectService;
+use crate::services::teams::TeamService;
+use crate::services::workflows::WorkflowService;
+use crate::services::workspaces::WorkspaceService;
 use crate::storage::dynamo::{DynamoSettings, DynamoStore};
 use crate::storage::embedded::EmbeddedStore;
 use crate::storage::metered::CallTotals;
@@ -15,7 +25,17 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     pub store: Arc<dyn Store>,
     pub storage_totals: Arc<CallTotals>,
+    pub ctx: ServiceContext,
     pub auth: Arc<AuthService>,
+    pub workspaces: Arc<WorkspaceService>,
+    pub teams: Arc<TeamService>,
+    pub workflows: Arc<WorkflowService>,
+    pub invitations: Arc<InvitationService>,
+    pub labels: Arc<LabelService>,
+    pub projects: Arc<ProjectService>,
+    pub issues: Arc<IssueService>,
+    pub cycles: Arc<CycleService>,
+    pub comments: Arc<CommentService>,
 }
 
 /// Opens the configured store (creating DynamoDB tables when asked to).
@@ -55,12 +75,22 @@ impl AppState {
         let metered = Metered::new(store);
         let storage_totals = metered.totals();
         let store: Arc<dyn Store> = Arc::new(metered);
-        let auth = Arc::new(AuthService::new(store.clone(), &config.auth, clock));
+        let ctx = ServiceContext::new(store.clone(), clock.clone());
         Self {
+            auth: Arc::new(AuthService::new(store.clone(), &config.auth, clock)),
+            workspaces: Arc::new(WorkspaceService::new(ctx.clone())),
+            teams: Arc::new(TeamService::new(ctx.clone())),
+            workflows: Arc::new(WorkflowService::new(ctx.clone())),
+            invitations: Arc::new(InvitationService::new(ctx.clone())),
+            labels: Arc::new(LabelService::new(ctx.clone())),
+            projects: Arc::new(ProjectService::new(ctx.clone())),
+            issues: Arc::new(IssueService::new(ctx.clone())),
+            cycles: Arc::new(CycleService::new(ctx.clone())),
+            comments: Arc::new(CommentService::new(ctx.clone())),
             config: Arc::new(config),
             store,
             storage_totals,
-            auth,
+            ctx,
         }
     }
 }

@@ -4,34 +4,43 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
 use momentum_shared::AppState;
 use momentum_shared::domain::user::Profile;
+use momentum_shared::http::schema::{CommonErrors, Envelope};
 use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json};
 use momentum_shared::services::auth::{
     ChangePasswordRequest, LoginRequest, LoginResponse, RefreshRequest, RegisterAccepted,
     RegisterRequest, TokenPair, UpdateProfileRequest,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The function's routes (without fallbacks: `serve_routes` adds them once per app).
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
-        .route("/auth/profile", get(profile).put(update_profile))
-        .route("/auth/password", put(change_password))
-        .with_state(state)
+/// The function's routes with their OpenAPI description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(profile, update_profile))
+        .routes(routes!(change_password))
 }
 
 /// The app a Lambda serves: the routes plus body limit, fallbacks and request context.
 pub fn app(state: AppState) -> Router {
-    let expose = state.config.expose_storage_calls;
-    momentum_shared::http::serve_routes(router(state), expose)
+    momentum_shared::http::function_app(routes(), state)
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Revoked {
+    pub revoked: bool,
+}
+
+/// Register an account. The answer is the same whether or not the email was taken.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 202, body = Envelope<RegisterAccepted>), CommonErrors))]
 async fn register(
     State(s): State<AppState>,
     Json(req): Json<RegisterRequest>,
@@ -40,6 +49,9 @@ async fn register(
     Ok(ApiResponse::with_status(StatusCode::ACCEPTED, accepted))
 }
 
+/// Log in with email and password: an access token and a refresh token.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = Envelope<LoginResponse>), CommonErrors))]
 async fn login(
     State(s): State<AppState>,
     Json(req): Json<LoginRequest>,
@@ -47,6 +59,9 @@ async fn login(
     Ok(ApiResponse::ok(s.auth.login(req).await?))
 }
 
+/// Rotate a refresh token. A spent token presented again revokes its session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = Envelope<TokenPair>), CommonErrors))]
 async fn refresh(
     State(s): State<AppState>,
     Json(req): Json<RefreshRequest>,
@@ -54,15 +69,25 @@ async fn refresh(
     Ok(ApiResponse::ok(s.auth.refresh(req).await?))
 }
 
-async fn logout(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<Value> {
+/// Revoke the caller's session.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Envelope<Revoked>), CommonErrors))]
+async fn logout(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<Revoked> {
     s.auth.logout(&who).await?;
-    Ok(ApiResponse::ok(json!({"revoked": true})))
+    Ok(ApiResponse::ok(Revoked { revoked: true }))
 }
 
+/// The caller's profile.
+#[utoipa::path(get, path = "/auth/profile", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Envelope<Profile>), CommonErrors))]
 async fn profile(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<Profile> {
     Ok(ApiResponse::ok(s.auth.profile(&who).await?))
 }
 
+/// Update the caller's profile; absent fields stay, `null` clears.
+#[utoipa::path(put, path = "/auth/profile", tag = "auth", security(("bearer" = [])),
+    request_body = UpdateProfileRequest,
+    responses((status = 200, body = Envelope<Profile>), CommonErrors))]
 async fn update_profile(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -71,6 +96,10 @@ async fn update_profile(
     Ok(ApiResponse::ok(s.auth.update_profile(&who, req).await?))
 }
 
+/// Change the password: every session is revoked, the caller gets a new one.
+#[utoipa::path(put, path = "/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 200, body = Envelope<TokenPair>), CommonErrors))]
 async fn change_password(
     State(s): State<AppState>,
     Auth(who): Auth,

@@ -29,3 +29,71 @@ pub fn user_partition(user_id: &str) -> String {
 pub fn refresh_token(token_hash: &str) -> Key {
     Key::new(format!("REFRESH#{token_hash}"), "REFRESH")
 }
+
+// Workspace-scoped items live in the workspace's partition, so a workspace's lists are
+// strongly consistent Queries and its data never shares a partition with another's.
+
+pub fn workspace_partition(workspace_id: &str) -> String {
+    format!("WS#{workspace_id}")
+}
+
+pub fn workspace(workspace_id: &str) -> Key {
+    Key::new(workspace_partition(workspace_id), "META")
+}
+
+/// Global uniqueness marker of a workspace `url_key`.
+pub fn workspace_url_key(url_key: &str) -> Key {
+    Key::new(format!("WSKEY#{url_key}"), "WSKEY")
+}
+
+pub const MEMBER_PREFIX: &str = "MEMBER#";
+
+pub fn member(workspace_id: &str, user_id: &str) -> Key {
+    Key::new(
+        workspace_partition(workspace_id),
+        format!("{MEMBER_PREFIX}{user_id}"),
+    )
+}
+
+pub const MEMBERSHIP_PREFIX: &str = "WSMEMBER#";
+
+/// The user-side mirror of a membership: lists a user's workspaces in one Query.
+pub fn membership(user_id: &str, workspace_id: &str) -> Key {
+    Key::new(
+        user_partition(user_id),
+        format!("{MEMBERSHIP_PREFIX}{workspace_id}"),
+    )
+}
+
+/// An entity of the workspace partition: `{PREFIX}#{id}`.
+pub fn scoped(workspace_id: &str, prefix: &str, id: &str) -> Key {
+    Key::new(workspace_partition(workspace_id), format!("{prefix}#{id}"))
+}
+
+pub const TEAM: &str = "TEAM";
+pub const TEAM_KEY: &str = "TEAMKEY";
+pub const TEAM_MEMBER: &str = "TEAMMEMBER";
+pub const WORKFLOW: &str = "WORKFLOW";
+pub const STATE: &str = "STATE";
+
+pub fn team(workspace_id: &str, team_id: &str) -> Key {
+    scoped(workspace_id, TEAM, team_id)
+}
+
+/// Per-workspace uniqueness marker of a team key (upper-cased).
+pub fn team_key(workspace_id: &str, key: &str) -> Key {
+    scoped(workspace_id, TEAM_KEY, key)
+}
+
+pub fn team_member(workspace_id: &str, team_id: &str, user_id: &str) -> Key {
+    scoped(workspace_id, TEAM_MEMBER, &format!("{team_id}#{user_id}"))
+}
+
+pub fn workflow(workspace_id: &str, workflow_id: &str) -> Key {
+    scoped(workspace_id, WORKFLOW, workflow_id)
+}
+
+/// States sort under their workflow: `STATE#{workflow}#{state}`.
+pub fn state(workspace_id: &str, workflow_id: &str, state_id: &str) -> Key {
+    scoped(workspace_id, STATE, &format!("{workflow_id}#{state_id}"))
+}

@@ -1,6 +1,7 @@
 //! Users, sessions and refresh tokens: records and input rules.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::{AppError, AppResult};
 
@@ -32,7 +33,7 @@ pub struct UserRecord {
 }
 
 /// What clients see of a user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Profile {
     pub id: String,
     pub email: String,

@@ -1,0 +1,385 @@
+//! The workspace change log and the one way mutations commit.
+//!
+//! Every mutation writes, in the same transaction as its data, one change record per changed
+//! entity into its workspace's log, numbered by a per-workspace counter that the transaction
+//! advances conditionally (`seq = n` -> `seq = n + k`). So sequence numbers are gapless and
+//! in commit order: a reader that has seen N and asks for "since N" can never miss a change
+//! committed later with a lower number. A writer that loses the race on the counter re-reads
+//! it and rebuilds its transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::clock::Clock;
+use crate::domain::{from_item, to_item};
+use crate::error::{AppError, AppResult};
+use crate::storage::{
+    Condition, Item, Key, MAX_TRANSACTION_OPS, Query, SortKey, Store, StoreError, Table, Update,
+    WriteOp,
+};
+
+/// How long change records are kept (DynamoDB TTL); older cursors must resync.
+pub const RETENTION_SECS: u64 = 30 * 24 * 3600;
+const SEQ_ATTR: &str = "seq";
+const MAX_ATTEMPTS: u32 = 40;
+
+pub fn counter_key(workspace_id: &str) -> Key {
+    Key::new(format!("WS#{workspace_id}"), "CHANGESEQ")
+}
+
+pub fn log_partition(workspace_id: &str) -> String {
+    format!("WS#{workspace_id}#CHANGES")
+}
+
+fn seq_sk(seq: i64) -> String {
+    format!("{seq:016}")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl ChangeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Created => "created",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// One changed entity, as the mutation describes it.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// `issue`, `label`, `workspace_member`, ...
+    pub entity_type: &'static str,
+    pub entity_id: String,
+    pub kind: ChangeKind,
+    /// The entity after the change (or what was deleted).
+    pub data: Value,
+    /// Realtime topics besides `workspace:{id}` (e.g. `team:{id}`, `issue:{id}`).
+    pub topics: Vec<String>,
+}
+
+impl Change {
+    pub fn new(
+        entity_type: &'static str,
+        entity_id: impl Into<String>,
+        kind: ChangeKind,
+        data: impl Serialize,
+    ) -> Self {
+        Self {
+            entity_type,
+            entity_id: entity_id.into(),
+            kind,
+            data: serde_json::to_value(data).unwrap_or(Value::Null),
+            topics: Vec::new(),
+        }
+    }
+
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+}
+
+/// A committed change record, as stored and as served by `GET /workspaces/{id}/changes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChangeRecord {
+    pub seq: i64,
+    pub workspace_id: String,
+    /// `{entity_type}.{kind}`, e.g. `issue.updated`.
+    pub event: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub kind: ChangeKind,
+    pub actor_id: String,
+    pub at: String,
+    pub topics: Vec<String>,
+    pub data: Value,
+}
+
+/// A counter the transaction advances besides the change sequence (e.g. a team's issue
+/// numbers): read before building, advanced conditionally.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CounterRef {
+    pub key: Key,
+    pub attr: &'static str,
+}
+
+/// What a mutation wants written. Each operation carries the error to report when its own
+/// condition fails.
+pub struct Plan<T> {
+    ops: Vec<(WriteOp, Option<AppError>)>,
+    changes: Vec<Change>,
+    bumps: Vec<(CounterRef, i64)>,
+    pub output: T,
+}
+
+impl<T> Plan<T> {
+    pub fn new(output: T) -> Self {
+        Self {
+            ops: Vec::new(),
+            changes: Vec::new(),
+            bumps: Vec::new(),
+            output,
+        }
+    }
+
+    /// An operation whose condition failing means a concurrent change: 409.
+    pub fn op(mut self, op: WriteOp) -> Self {
+        self.ops.push((op, None));
+        self
+    }
+
+    /// An operation whose condition failing means `error`.
+    pub fn guarded(mut self, op: WriteOp, error: AppError) -> Self {
+        self.ops.push((op, Some(error)));
+        self
+    }
+
+    pub fn change(mut self, change: Change) -> Self {
+        self.changes.push(change);
+        self
+    }
+
+    /// Advances a counter read through `Counters` by `by`.
+    pub fn bump(mut self, counter: CounterRef, by: i64) -> Self {
+        self.bumps.push((counter, by));
+        self
+    }
+
+    pub fn op_count(&self) -> usize {
+        self.ops.len() + self.changes.len() + self.bumps.len() + 1
+    }
+}
+
+/// Counter values as read for this attempt.
+#[derive(Debug, Default)]
+pub struct Counters(HashMap<CounterRef, i64>);
+
+impl Counters {
+    /// The current value (0 when never bumped).
+    pub fn get(&self, counter: &CounterRef) -> i64 {
+        self.0.get(counter).copied().unwrap_or(0)
+    }
+}
+
+/// What a commit returns: the plan's output and the sequence numbers of its changes.
+#[derive(Debug)]
+pub struct Committed<T> {
+    pub output: T,
+    pub seqs: Vec<i64>,
+}
+
+#[derive(Clone)]
+pub struct ChangeLog {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+fn counter_op(counter: &CounterRef, current: i64, by: i64) -> WriteOp {
+    WriteOp::Update {
+        table: Table::Main,
+        key: counter.key.clone(),
+        update: Update::default().set(counter.attr, current + by),
+        condition: Some(if current == 0 {
+            Condition::NotExists
+        } else {
+            Condition::AttrEquals(counter.attr.to_owned(), json!(current))
+        }),
+    }
+}
+
+impl ChangeLog {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    /// Commits what `build` plans, with change records numbered in commit order. `build` may
+    /// run more than once (after losing a counter race), so it must not have side effects.
+    /// `counters` are read (with the change sequence, in one call) before each attempt.
+    pub async fn commit<T, F>(
+        &self,
+        workspace_id: &str,
+        actor_id: &str,
+        counters: &[CounterRef],
+        mut build: F,
+    ) -> AppResult<Committed<T>>
+    where
+        F: FnMut(&Counters) -> AppResult<Plan<T>>,
+    {
+        let seq_counter = CounterRef {
+            key: counter_key(workspace_id),
+            attr: SEQ_ATTR,
+        };
+        let mut all = vec![seq_counter.clone()];
+        all.extend(counters.iter().cloned());
+        for attempt in 0..MAX_ATTEMPTS {
+            let keys: Vec<Key> = all.iter().map(|c| c.key.clone()).collect();
+            let items = self.store.batch_get(Table::Main, &keys).await?;
+            let values = Counters(
+                all.iter()
+                    .zip(items)
+                    .map(|(c, item)| {
+                        let v = item
+                            .and_then(|i| i.get(c.attr).and_then(Value::as_i64))
+                            .unwrap_or(0);
+                        (c.clone(), v)
+                    })
+                    .collect(),
+            );
+            let plan = build(&values)?;
+            if plan.op_count() > MAX_TRANSACTION_OPS {
+                return Err(AppError::validation(
+                    "body",
+                    "too many changes for one request",
+                ));
+            }
+            let base = values.get(&seq_counter);
+            let n_changes = plan.changes.len() as i64;
+            let now = self.clock.rfc3339();
+            let ttl = self.clock.epoch_secs() + RETENTION_SECS;
+
+            let mut ops: Vec<WriteOp> = Vec::with_capacity(plan.op_count());
+            let mut errors: Vec<Option<AppError>> = Vec::new();
+            for (op, err) in plan.ops {
+                ops.push(op);
+                errors.push(err);
+            }
+            let counter_start = ops.len();
+            if n_changes > 0 {
+                ops.push(counter_op(&seq_counter, base, n_changes));
+            }
+            for (counter, by) in &plan.bumps {
+                ops.push(counter_op(counter, values.get(counter), *by));
+            }
+            let counter_end = ops.len();
+            let mut seqs = Vec::with_capacity(plan.changes.len());
+            for (i, change) in plan.changes.into_iter().enumerate() {
+                let seq = base + 1 + i as i64;
+                seqs.push(seq);
+                ops.push(WriteOp::put_new(
+                    Table::Main,
+                    change_item(workspace_id, actor_id, seq, &now, ttl, change),
+                ));
+            }
+            if ops.is_empty() {
+                return Ok(Committed {
+                    output: plan.output,
+                    seqs,
+                });
+            }
+            match self.store.transact(ops).await {
+                Ok(()) => {
+                    return Ok(Committed {
+                        output: plan.output,
+                        seqs,
+                    });
+                }
+                Err(StoreError::TransactionCanceled { reasons }) => {
+                    let failed: Vec<usize> = reasons
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| **r != crate::storage::CancelReason::None)
+                        .map(|(i, _)| i)
+                        .collect();
+                    // A failed data condition is the caller's answer, whatever the counters did.
+                    if let Some(&i) = failed.iter().find(|&&i| i < counter_start) {
+                        return Err(errors[i].clone().unwrap_or_else(|| {
+                            AppError::conflict("the resource was changed concurrently; retry")
+                        }));
+                    }
+                    let counters_only = failed
+                        .iter()
+                        .all(|&i| (counter_start..counter_end).contains(&i));
+                    if !counters_only {
+                        return Err(AppError::unavailable("change log conflict; retry"));
+                    }
+                    let backoff = 2 + rand::random::<u64>() % (4 << attempt.min(4));
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::unavailable(
+            "too many concurrent writes in this workspace; retry",
+        ))
+    }
+
+    /// Changes after `since`, oldest first. A `since` older than what the log still holds is
+    /// `RESYNC_REQUIRED` (the client must reload state).
+    pub async fn since(
+        &self,
+        workspace_id: &str,
+        since: i64,
+        limit: u32,
+    ) -> AppResult<(Vec<ChangeRecord>, bool)> {
+        let page = self
+            .store
+            .query(
+                &Query::new(Table::Main, log_partition(workspace_id))
+                    .sort(SortKey::Gt(seq_sk(since.max(0))))
+                    .limit(limit),
+            )
+            .await?;
+        let records: Vec<ChangeRecord> = page
+            .items
+            .into_iter()
+            .map(from_item::<ChangeRecord>)
+            .collect::<AppResult<_>>()?;
+        if let Some(first) = records.first()
+            && first.seq > since + 1
+        {
+            return Err(resync_required(since));
+        }
+        Ok((records, page.next_cursor.is_some()))
+    }
+}
+
+pub fn resync_required(since: i64) -> AppError {
+    AppError::new(
+        crate::error::ErrorCode::ResyncRequired,
+        format!("changes after {since} are no longer retained; reload and resync"),
+    )
+}
+
+fn change_item(
+    workspace_id: &str,
+    actor_id: &str,
+    seq: i64,
+    at: &str,
+    ttl: u64,
+    change: Change,
+) -> Item {
+    let mut topics = vec![format!("workspace:{workspace_id}")];
+    topics.extend(change.topics);
+    let record = ChangeRecord {
+        seq,
+        workspace_id: workspace_id.to_owned(),
+        event: format!("{}.{}", change.entity_type, change.kind.as_str()),
+        entity_type: change.entity_type.to_owned(),
+        entity_id: change.entity_id,
+        kind: change.kind,
+        actor_id: actor_id.to_owned(),
+        at: at.to_owned(),
+        topics,
+        data: change.data,
+    };
+    let mut item = to_item(&record);
+    item.insert("pk".into(), json!(log_partition(workspace_id)));
+    item.insert("sk".into(), json!(seq_sk(seq)));
+    item.insert("entity".into(), json!("change"));
+    item.insert("ttl".into(), json!(ttl));
+    item
+}

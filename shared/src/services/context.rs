@@ -1,0 +1,124 @@
+//! What every domain service is built from, and small rules they share.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::domain::{from_item, record_item};
+use crate::error::{AppError, AppResult};
+use crate::services::access::Access;
+use crate::services::changes::ChangeLog;
+use crate::storage::{Condition, Item, Key, Store, Table, WriteOp};
+
+#[derive(Clone)]
+pub struct ServiceContext {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub access: Access,
+    pub changes: ChangeLog,
+}
+
+impl ServiceContext {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            access: Access::new(store.clone(), clock.clone()),
+            changes: ChangeLog::new(store.clone(), clock.clone()),
+            store,
+            clock,
+        }
+    }
+
+    pub fn now(&self) -> String {
+        self.clock.rfc3339()
+    }
+}
+
+/// Reads a record from an optional item, or the given "not found".
+pub fn found<T: DeserializeOwned>(item: Option<Item>, what: &str) -> AppResult<T> {
+    item.map(from_item)
+        .transpose()?
+        .ok_or_else(|| AppError::not_found(what))
+}
+
+/// A put of a new record (fails if the key exists).
+pub fn put_new<T: Serialize>(key: &Key, entity: &str, record: &T) -> WriteOp {
+    WriteOp::put_new(Table::Main, record_item(key, entity, record))
+}
+
+/// A put replacing a record only if its stored `version` is `version`.
+pub fn put_versioned<T: Serialize>(key: &Key, entity: &str, record: &T, version: i64) -> WriteOp {
+    WriteOp::Put {
+        table: Table::Main,
+        item: record_item(key, entity, record),
+        condition: Some(Condition::VersionEquals(version)),
+    }
+}
+
+/// A delete that requires the item to exist.
+pub fn delete_existing(key: Key) -> WriteOp {
+    WriteOp::Delete {
+        table: Table::Main,
+        key,
+        condition: Some(Condition::Exists),
+    }
+}
+
+/// A put of a uniqueness marker (fails if the value is taken).
+pub fn claim(key: Key, owner_id: &str) -> WriteOp {
+    let mut item = Item::new();
+    item.insert("pk".into(), key.pk.into());
+    item.insert("sk".into(), key.sk.into());
+    item.insert("entity".into(), "marker".into());
+    item.insert("owner_id".into(), owner_id.into());
+    WriteOp::put_new(Table::Main, item)
+}
+
+/// Required text: trimmed, 1..=max characters, no control characters.
+pub fn required_text(field: &str, raw: &str, max: usize) -> AppResult<String> {
+    match crate::domain::user::optional_text(field, Some(raw), max)? {
+        Some(text) => Ok(text),
+        None => Err(AppError::validation(field, "is required")),
+    }
+}
+
+/// `#RRGGBB` colors (stored upper-case).
+pub fn color(field: &str, raw: &str) -> AppResult<String> {
+    let ok =
+        raw.len() == 7 && raw.starts_with('#') && raw[1..].chars().all(|c| c.is_ascii_hexdigit());
+    if ok {
+        Ok(raw.to_ascii_uppercase())
+    } else {
+        Err(AppError::validation(field, "must be a color like #A1B2C3"))
+    }
+}
+
+/// Checks a client-supplied expected version against the stored one (412 on mismatch).
+pub fn check_version(expected: Option<i64>, actual: i64) -> AppResult<()> {
+    match expected {
+        Some(v) if v != actual => Err(AppError::new(
+            crate::error::ErrorCode::PreconditionFailed,
+            format!("version mismatch: expected {v}, current is {actual}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The 412 a versioned write reports when it lost a race.
+pub fn version_conflict() -> AppError {
+    AppError::new(
+        crate::error::ErrorCode::PreconditionFailed,
+        "the resource was modified concurrently; reload and retry",
+    )
+}
+
+/// For `Option<Option<T>>` fields: an explicit `null` is `Some(None)` (clear), an absent
+/// field `None` (keep). Use with `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -1,0 +1,39 @@
+//! List parameters and pages, the same for every list endpoint.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{AppError, AppResult};
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 100;
+
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1..=100 (default 50).
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> AppResult<u32> {
+        match self.limit {
+            None => Ok(DEFAULT_LIMIT),
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            Some(_) => Err(AppError::validation(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            )),
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// Present exactly when more items follow.
+    pub next_cursor: Option<String>,
+}
