@@ -97,3 +97,41 @@ pub fn workflow(workspace_id: &str, workflow_id: &str) -> Key {
 pub fn state(workspace_id: &str, workflow_id: &str, state_id: &str) -> Key {
     scoped(workspace_id, STATE, &format!("{workflow_id}#{state_id}"))
 }
+
+pub const PROJECT: &str = "PROJECT";
+pub const PROJECT_KEY: &str = "PROJKEY";
+pub const PROJECT_STATUS: &str = "PSTATUS";
+pub const ISSUE: &str = "ISSUE";
+pub const CYCLE: &str = "CYCLE";
+pub const LABEL: &str = "LABEL";
+pub const LABEL_NAME: &str = "LABELNAME";
+pub const COMMENT: &str = "COMMENT";
+pub const INVITATION: &str = "INVITE";
+
+pub fn project(workspace_id: &str, project_id: &str) -> Key {
+    scoped(workspace_id, PROJECT, project_id)
+}
+
+pub fn project_status(workspace_id: &str, status_id: &str) -> Key {
+    scoped(workspace_id, PROJECT_STATUS, status_id)
+}
+
+pub fn issue(workspace_id: &str, issue_id: &str) -> Key {
+    scoped(workspace_id, ISSUE, issue_id)
+}
+
+pub fn cycle(workspace_id: &str, cycle_id: &str) -> Key {
+    scoped(workspace_id, CYCLE, cycle_id)
+}
+
+pub fn label(workspace_id: &str, label_id: &str) -> Key {
+    scoped(workspace_id, LABEL, label_id)
+}
+
+pub fn comment(workspace_id: &str, comment_id: &str) -> Key {
+    scoped(workspace_id, COMMENT, comment_id)
+}
+
+pub fn invitation(workspace_id: &str, invitation_id: &str) -> Key {
+    scoped(workspace_id, INVITATION, invitation_id)
+}

@@ -7,6 +7,14 @@
 //! `ALL_ROWS` below. A route served by the shim without a row fails the test.
 
 pub mod auth;
+pub mod comments;
+pub mod cycles;
+pub mod invitations;
+pub mod issues;
+pub mod labels;
+pub mod projects;
+pub mod teams;
+pub mod workflows;
 pub mod workspaces;
 
 use std::collections::{BTreeSet, HashMap};
@@ -362,6 +370,14 @@ pub fn all_rows() -> Vec<Row> {
     let mut rows = Vec::new();
     rows.extend(auth::rows());
     rows.extend(workspaces::rows());
+    rows.extend(teams::rows());
+    rows.extend(workflows::rows());
+    rows.extend(invitations::rows());
+    rows.extend(labels::rows());
+    rows.extend(projects::rows());
+    rows.extend(issues::rows());
+    rows.extend(cycles::rows());
+    rows.extend(comments::rows());
     rows
 }
 

@@ -1,0 +1,7 @@
+//! Matrix rows of issues (one per route; see matrix/mod.rs).
+
+use super::Row;
+
+pub fn rows() -> Vec<Row> {
+    vec![]
+}
