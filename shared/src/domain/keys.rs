@@ -135,3 +135,9 @@ pub fn comment(workspace_id: &str, comment_id: &str) -> Key {
 pub fn invitation(workspace_id: &str, invitation_id: &str) -> Key {
     scoped(workspace_id, INVITATION, invitation_id)
 }
+
+/// A team's issue-number counter (`seq`), apart from the team record so that versioned
+/// puts of the team never reset it.
+pub fn team_issue_counter(workspace_id: &str, team_id: &str) -> Key {
+    scoped(workspace_id, "TEAMSEQ", team_id)
+}

@@ -87,6 +87,48 @@ impl Access {
         Ok((scope, rest))
     }
 
+    /// Authorizes `who` in a workspace given by a client-supplied id (404 if malformed).
+    pub async fn scope(&self, who: &Principal, workspace_id: &str, action: Action) -> AppResult<Scope> {
+        let ws = crate::domain::ids::parse_workspace_id(workspace_id)?;
+        Ok(self.authorize(who, &ws, action, "workspace", &[]).await?.0)
+    }
+
+    /// The workspace a list or create request means: the given id, else the caller's current
+    /// workspace (400 on `workspace_id` when there is none).
+    pub async fn resolve(
+        &self,
+        who: &Principal,
+        workspace_id: Option<&str>,
+        action: Action,
+    ) -> AppResult<Scope> {
+        match workspace_id {
+            Some(id) => self.scope(who, id, action).await,
+            None => {
+                let current = self.current_workspace(who).await?.ok_or_else(|| {
+                    AppError::validation(
+                        "workspace_id",
+                        "no current workspace: pass workspace_id or switch to a workspace first",
+                    )
+                })?;
+                self.scope(who, &current, action).await
+            }
+        }
+    }
+
+    /// The caller's current workspace id, if any (checks the session too).
+    pub async fn current_workspace(&self, who: &Principal) -> AppResult<Option<String>> {
+        let user = self
+            .session(who, &[keys::user(&who.user_id)])
+            .await?
+            .pop()
+            .flatten()
+            .ok_or_else(|| AppError::unauthorized(SESSION_REVOKED))?;
+        Ok(user
+            .get("current_workspace_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned))
+    }
+
     /// Checks only the session (for requests outside any workspace), reading `extra` along.
     pub async fn session(&self, who: &Principal, extra: &[Key]) -> AppResult<Vec<Option<Item>>> {
         let mut keys = Vec::with_capacity(extra.len() + 1);
