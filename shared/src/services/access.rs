@@ -88,7 +88,12 @@ impl Access {
     }
 
     /// Authorizes `who` in a workspace given by a client-supplied id (404 if malformed).
-    pub async fn scope(&self, who: &Principal, workspace_id: &str, action: Action) -> AppResult<Scope> {
+    pub async fn scope(
+        &self,
+        who: &Principal,
+        workspace_id: &str,
+        action: Action,
+    ) -> AppResult<Scope> {
         let ws = crate::domain::ids::parse_workspace_id(workspace_id)?;
         Ok(self.authorize(who, &ws, action, "workspace", &[]).await?.0)
     }

@@ -273,42 +273,8 @@ impl WorkspaceService {
         Self { ctx }
     }
 
-    /// Authorizes `who` in a workspace given by a (client-supplied) id.
-    pub async fn scope(
-        &self,
-        who: &Principal,
-        workspace_id: &str,
-        action: Action,
-    ) -> AppResult<Scope> {
-        let ws = ids::parse_workspace_id(workspace_id)?;
-        Ok(self
-            .ctx
-            .access
-            .authorize(who, &ws, action, "workspace", &[])
-            .await?
-            .0)
-    }
-
-    /// The workspace a list request means: the given id, else the caller's current one.
-    pub async fn resolve(
-        &self,
-        who: &Principal,
-        workspace_id: Option<&str>,
-        action: Action,
-    ) -> AppResult<Scope> {
-        match workspace_id {
-            Some(id) => self.scope(who, id, action).await,
-            None => {
-                let user = self.user(who).await?;
-                let current = user_current_workspace(&user).ok_or_else(|| {
-                    AppError::validation(
-                        "workspace_id",
-                        "no current workspace: pass workspace_id or switch to a workspace first",
-                    )
-                })?;
-                self.scope(who, &current, action).await
-            }
-        }
+    async fn scope(&self, who: &Principal, workspace_id: &str, action: Action) -> AppResult<Scope> {
+        self.ctx.access.scope(who, workspace_id, action).await
     }
 
     async fn user(&self, who: &Principal) -> AppResult<serde_json::Map<String, serde_json::Value>> {
@@ -492,8 +458,11 @@ impl WorkspaceService {
     }
 
     pub async fn current(&self, who: &Principal) -> AppResult<WorkspaceView> {
-        let user = self.user(who).await?;
-        let current = user_current_workspace(&user)
+        let current = self
+            .ctx
+            .access
+            .current_workspace(who)
+            .await?
             .ok_or_else(|| AppError::not_found("current workspace"))?;
         self.get(who, &current).await
     }
@@ -890,10 +859,4 @@ pub fn membership_of(m: &Member) -> Membership {
         role: m.role,
         joined_at: m.joined_at.clone(),
     }
-}
-
-fn user_current_workspace(user: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
-    user.get("current_workspace_id")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned)
 }
