@@ -29,7 +29,7 @@ free_port() {
 MOTO_PORT=$(free_port)
 mkdir -p target
 step "starting moto on 127.0.0.1:$MOTO_PORT"
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >target/moto.log 2>&1 &
+"$VENV/bin/python" scripts/moto_server.py 127.0.0.1 "$MOTO_PORT" >target/moto.log 2>&1 &
 MOTO_PID=$!
 cleanup() { kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; }
 trap cleanup EXIT

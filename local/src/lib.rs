@@ -45,14 +45,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// All function routes plus `/health` and `/openapi.json`, wrapped like each Lambda's app.
 pub fn app(state: AppState) -> Router {
-    let expose = state.config.expose_storage_calls;
     let (routes, _) = all_routes().split_for_parts();
     let doc = serde_json::to_value(openapi()).expect("OpenAPI serialises");
     let routes = routes
         .route("/health", get(health))
         .route("/openapi.json", get(move || async move { axum::Json(doc) }))
-        .with_state(state);
-    momentum_shared::http::serve_routes(routes, expose).layer(TraceLayer::new_for_http())
+        .with_state(state.clone());
+    momentum_shared::http::serve_routes(routes, &state).layer(TraceLayer::new_for_http())
 }
 
 async fn health(State(s): State<AppState>) -> ApiResult<Value> {

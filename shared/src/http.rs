@@ -294,13 +294,17 @@ async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
 
 /// Wraps the routes of one function (or, in the shim, of all of them) into the served app:
 /// body limit, JSON 404/405 fallbacks, request context.
-pub fn serve_routes(routes: Router, expose_storage_calls: bool) -> Router {
+pub fn serve_routes(routes: Router, state: &AppState) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
-            expose_storage_calls,
+            state.clone(),
+            crate::idempotency::idempotency,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.config.expose_storage_calls,
             request_context,
         ))
 }
@@ -446,7 +450,6 @@ pub fn function_app(
     routes: utoipa_axum::router::OpenApiRouter<AppState>,
     state: AppState,
 ) -> Router {
-    let expose = state.config.expose_storage_calls;
     let (router, _) = routes.split_for_parts();
-    serve_routes(router.with_state(state), expose)
+    serve_routes(router.with_state(state.clone()), &state)
 }

@@ -112,6 +112,13 @@ impl TestServer {
     }
 
     pub async fn serve(state: AppState) -> Self {
+        // MOMENTUM_TEST_LOG=debug (any EnvFilter) shows the server's logs while debugging.
+        if let Ok(filter) = std::env::var("MOMENTUM_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -254,4 +261,73 @@ macro_rules! on_every_store {
             )*
         }
     };
+}
+
+/// Registers and logs in a new user; returns (access token, user id, email).
+pub async fn sign_up(server: &TestServer, name: &str) -> (String, String, String) {
+    let email = format!(
+        "{name}.{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let creds =
+        serde_json::json!({"email": email, "username": name, "password": "correct horse battery"});
+    server
+        .post("/auth/register", None, &creds)
+        .await
+        .expect(202);
+    let login = server
+        .post(
+            "/auth/login",
+            None,
+            &serde_json::json!({"email": email, "password": "correct horse battery"}),
+        )
+        .await
+        .expect(200);
+    (
+        login.data()["access_token"].as_str().unwrap().to_owned(),
+        login.data()["user"]["id"].as_str().unwrap().to_owned(),
+        email,
+    )
+}
+
+/// Makes a user a member of a workspace directly in storage (for tests that are about
+/// something other than invitations).
+pub async fn seed_member(
+    server: &TestServer,
+    workspace_id: &str,
+    user_id: &str,
+    email: &str,
+    role: momentum_shared::domain::access::Role,
+) {
+    use momentum_shared::domain::{keys, record_item, workspace::Member};
+    use momentum_shared::services::workspaces::membership_of;
+    use momentum_shared::storage::{Table, WriteOp};
+    let member = Member {
+        workspace_id: workspace_id.to_owned(),
+        user_id: user_id.to_owned(),
+        role,
+        username: "seeded".into(),
+        email: email.to_owned(),
+        display_name: None,
+        joined_at: "2026-01-01T00:00:00Z".into(),
+    };
+    server
+        .state
+        .store
+        .transact(vec![
+            WriteOp::put(
+                Table::Main,
+                record_item(&keys::member(workspace_id, user_id), "member", &member),
+            ),
+            WriteOp::put(
+                Table::Main,
+                record_item(
+                    &keys::membership(user_id, workspace_id),
+                    "membership",
+                    &membership_of(&member),
+                ),
+            ),
+        ])
+        .await
+        .expect("seed member");
 }

@@ -264,7 +264,6 @@ impl ChangeLog {
             for (counter, by) in &plan.bumps {
                 ops.push(counter_op(counter, values.get(counter), *by));
             }
-            let counter_end = ops.len();
             let mut seqs = Vec::with_capacity(plan.changes.len());
             for (i, change) in plan.changes.into_iter().enumerate() {
                 let seq = base + 1 + i as i64;
@@ -300,12 +299,8 @@ impl ChangeLog {
                             AppError::conflict("the resource was changed concurrently; retry")
                         }));
                     }
-                    let counters_only = failed
-                        .iter()
-                        .all(|&i| (counter_start..counter_end).contains(&i));
-                    if !counters_only {
-                        return Err(AppError::unavailable("change log conflict; retry"));
-                    }
+                    // Otherwise another writer took the sequence (or a counter) first: the
+                    // counter check fails and so does the put of the record with that seq.
                     let backoff = 2 + rand::random::<u64>() % (4 << attempt.min(4));
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
