@@ -1,7 +1,10 @@
 //! The local shim: every function router merged into one Axum app, served on one port, with
 //! the same handler code the Lambda binaries run, plus `/health` and `/openapi.json`.
 
+pub mod ws;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -16,12 +19,16 @@ use tower_http::trace::TraceLayer;
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use realtime::Realtime;
+use realtime::gateway::ManagementApiGateway;
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Momentum API", description = "Team-collaboration backend: REST API. Every response is the envelope {success, data, error, meta}."),
     tags(
         (name = "auth", description = "Accounts, sessions, tokens"),
         (name = "workspaces", description = "Workspaces, members, change feed"),
+        (name = "realtime", description = "Presence and admin messaging over WebSocket connections"),
     )
 )]
 struct ApiDoc;
@@ -34,6 +41,7 @@ pub fn all_routes() -> OpenApiRouter<AppState> {
         .merge(projects::routes())
         .merge(labels::routes())
         .merge(comments::routes())
+        .merge(realtime::admin::routes())
 }
 
 /// The OpenAPI 3.1 document of every route the shim serves.
@@ -43,14 +51,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// All function routes plus `/health` and `/openapi.json`, wrapped like each Lambda's app.
-pub fn app(state: AppState) -> Router {
+/// All function routes plus `/health`, `/openapi.json`, the WebSocket endpoint `/ws` and
+/// the management API emulation, wrapped like each Lambda's app.
+pub fn app(rt: Realtime, hub: ws::Hub) -> Router {
+    let state = rt.state.clone();
     let (routes, _) = all_routes().split_for_parts();
     let doc = serde_json::to_value(openapi()).expect("OpenAPI serialises");
     let routes = routes
         .route("/health", get(health))
         .route("/openapi.json", get(move || async move { axum::Json(doc) }))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .layer(axum::Extension(rt.clone()))
+        .merge(ws::routes(rt, hub));
     momentum_shared::http::serve_routes(routes, &state).layer(TraceLayer::new_for_http())
 }
 
@@ -71,15 +83,23 @@ async fn health(State(s): State<AppState>) -> ApiResult<Value> {
     })))
 }
 
-/// Serves the shim on an already bound listener until `shutdown` resolves.
+/// Serves the shim on an already bound listener until `shutdown` resolves. The broadcaster
+/// posts through this same server's `@connections` endpoint.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let gateway = ManagementApiGateway::new(&endpoint).await;
+    let rt = Realtime::new(state.clone(), Arc::new(gateway));
+    state
+        .ctx
+        .changes
+        .set_sink(Arc::new(ws::LocalSink::start(rt.clone())));
     axum::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        app(rt, ws::Hub::default()).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

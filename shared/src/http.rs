@@ -453,3 +453,12 @@ pub fn function_app(
     let (router, _) = routes.split_for_parts();
     serve_routes(router.with_state(state.clone()), &state)
 }
+
+/// Parses a JSON value (a WebSocket command's `data`) with the same strictness and field
+/// naming as request bodies.
+pub fn from_json_value<T: DeserializeOwned>(value: Value) -> Result<T, AppError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        body_error(&path, e.inner())
+    })
+}

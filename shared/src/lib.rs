@@ -14,3 +14,4 @@ pub mod storage;
 
 pub use error::{AppError, AppResult, ErrorCode};
 pub use state::AppState;
+pub mod realtime;

@@ -331,3 +331,105 @@ pub async fn seed_member(
         .await
         .expect("seed member");
 }
+
+/// A WebSocket client of the shim (tokio-tungstenite): replies are matched to requests by
+/// `request_id`; events that arrive meanwhile are kept in order.
+pub struct WsClient {
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    pending: std::collections::VecDeque<Value>,
+    next_id: u64,
+}
+
+impl WsClient {
+    /// Connects with `?token=`; `Err(status)` when the handshake is refused.
+    pub async fn connect(server: &TestServer, token: Option<&str>) -> Result<Self, u16> {
+        let ws_base = server.base.replacen("http://", "ws://", 1);
+        let url = match token {
+            Some(t) => format!("{ws_base}/ws?token={t}"),
+            None => format!("{ws_base}/ws"),
+        };
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((stream, _)) => Ok(Self {
+                stream,
+                pending: Default::default(),
+                next_id: 0,
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("websocket connect failed: {e}"),
+        }
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        use futures::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    async fn next_message(&mut self, wait: std::time::Duration) -> Option<Value> {
+        use futures::StreamExt;
+        loop {
+            let msg = tokio::time::timeout(wait, self.stream.next())
+                .await
+                .ok()??;
+            match msg.ok()? {
+                tokio_tungstenite::tungstenite::Message::Text(t) => {
+                    return Some(serde_json::from_str(&t).expect("JSON message"));
+                }
+                tokio_tungstenite::tungstenite::Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends a command and waits for its reply (events that come first are queued).
+    pub async fn request(&mut self, kind: &str, data: Value) -> Value {
+        self.next_id += 1;
+        let rid = format!("r{}", self.next_id);
+        let msg = serde_json::json!({"type": kind, "data": data, "request_id": rid});
+        self.send_text(msg.to_string()).await;
+        self.reply_to(&rid).await
+    }
+
+    /// Waits for the reply with `request_id`.
+    pub async fn reply_to(&mut self, rid: &str) -> Value {
+        loop {
+            let msg = self
+                .next_message(std::time::Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("no reply to {rid}"));
+            if msg["request_id"] == rid {
+                return msg;
+            }
+            self.pending.push_back(msg);
+        }
+    }
+
+    /// Waits for the next message (event or unmatched reply), up to `wait`.
+    pub async fn next(&mut self, wait: std::time::Duration) -> Option<Value> {
+        if let Some(v) = self.pending.pop_front() {
+            return Some(v);
+        }
+        self.next_message(wait).await
+    }
+
+    /// Collects events until `n` arrived or `wait` passed without one.
+    pub async fn events(&mut self, n: usize, wait: std::time::Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.next(wait).await {
+                Some(v) if v["type"] == "event" => out.push(v),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        out
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}

@@ -186,6 +186,17 @@ pub struct Committed<T> {
 pub struct ChangeLog {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    sink: Arc<std::sync::OnceLock<Arc<dyn ChangeSink>>>,
+    /// With a sink, commits of one workspace are serialised in-process so the sink sees
+    /// records in seq order (the shim's broadcaster then delivers them in order).
+    ordering: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// Where committed change records go besides the table. In the cloud nothing is needed (the
+/// DynamoDB Stream carries them to the broadcaster); the local shim installs a sink that
+/// feeds its in-process broadcaster.
+pub trait ChangeSink: Send + Sync + 'static {
+    fn committed(&self, records: Vec<ChangeRecord>);
 }
 
 fn counter_op(counter: &CounterRef, current: i64, by: i64) -> WriteOp {
@@ -203,7 +214,22 @@ fn counter_op(counter: &CounterRef, current: i64, by: i64) -> WriteOp {
 
 impl ChangeLog {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            sink: Arc::default(),
+            ordering: Arc::default(),
+        }
+    }
+
+    fn ordering_lock(&self, workspace_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.ordering.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(workspace_id.to_owned()).or_default().clone()
+    }
+
+    /// Installs the sink for committed records (once per process; later calls are ignored).
+    pub fn set_sink(&self, sink: Arc<dyn ChangeSink>) {
+        let _ = self.sink.set(sink);
     }
 
     /// Commits what `build` plans, with change records numbered in commit order. `build` may
@@ -225,6 +251,10 @@ impl ChangeLog {
         };
         let mut all = vec![seq_counter.clone()];
         all.extend(counters.iter().cloned());
+        let _in_order = match self.sink.get() {
+            Some(_) => Some(self.ordering_lock(workspace_id).lock_owned().await),
+            None => None,
+        };
         for attempt in 0..MAX_ATTEMPTS {
             let keys: Vec<Key> = all.iter().map(|c| c.key.clone()).collect();
             let items = self.store.batch_get(Table::Main, &keys).await?;
@@ -265,13 +295,13 @@ impl ChangeLog {
                 ops.push(counter_op(counter, values.get(counter), *by));
             }
             let mut seqs = Vec::with_capacity(plan.changes.len());
+            let mut records = Vec::with_capacity(plan.changes.len());
             for (i, change) in plan.changes.into_iter().enumerate() {
                 let seq = base + 1 + i as i64;
                 seqs.push(seq);
-                ops.push(WriteOp::put_new(
-                    Table::Main,
-                    change_item(workspace_id, actor_id, seq, &now, ttl, change),
-                ));
+                let record = change_record(workspace_id, actor_id, seq, &now, change);
+                ops.push(WriteOp::put_new(Table::Main, change_item(&record, ttl)));
+                records.push(record);
             }
             if ops.is_empty() {
                 return Ok(Committed {
@@ -281,6 +311,11 @@ impl ChangeLog {
             }
             match self.store.transact(ops).await {
                 Ok(()) => {
+                    if let Some(sink) = self.sink.get()
+                        && !records.is_empty()
+                    {
+                        sink.committed(records);
+                    }
                     return Ok(Committed {
                         output: plan.output,
                         seqs,
@@ -349,17 +384,16 @@ pub fn resync_required(since: i64) -> AppError {
     )
 }
 
-fn change_item(
+fn change_record(
     workspace_id: &str,
     actor_id: &str,
     seq: i64,
     at: &str,
-    ttl: u64,
     change: Change,
-) -> Item {
+) -> ChangeRecord {
     let mut topics = vec![format!("workspace:{workspace_id}")];
     topics.extend(change.topics);
-    let record = ChangeRecord {
+    ChangeRecord {
         seq,
         workspace_id: workspace_id.to_owned(),
         event: format!("{}.{}", change.entity_type, change.kind.as_str()),
@@ -370,10 +404,15 @@ fn change_item(
         at: at.to_owned(),
         topics,
         data: change.data,
-    };
-    let mut item = to_item(&record);
-    item.insert("pk".into(), json!(log_partition(workspace_id)));
-    item.insert("sk".into(), json!(seq_sk(seq)));
+    }
+}
+
+/// The stored form of a change record: in the workspace's log partition, ordered by seq,
+/// tagged `entity = change` (the DynamoDB Stream filter), expiring by TTL.
+fn change_item(record: &ChangeRecord, ttl: u64) -> Item {
+    let mut item = to_item(record);
+    item.insert("pk".into(), json!(log_partition(&record.workspace_id)));
+    item.insert("sk".into(), json!(seq_sk(record.seq)));
     item.insert("entity".into(), json!("change"));
     item.insert("ttl".into(), json!(ttl));
     item

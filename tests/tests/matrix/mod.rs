@@ -13,6 +13,7 @@ pub mod invitations;
 pub mod issues;
 pub mod labels;
 pub mod projects;
+pub mod realtime;
 pub mod teams;
 pub mod workflows;
 pub mod workspaces;
@@ -378,6 +379,7 @@ pub fn all_rows() -> Vec<Row> {
     rows.extend(issues::rows());
     rows.extend(cycles::rows());
     rows.extend(comments::rows());
+    rows.extend(realtime::rows());
     rows
 }
 

@@ -1,0 +1,27 @@
+//! Lambda fed by the main table's DynamoDB Stream (filtered to change records).
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::Event;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use momentum_shared::AppState;
+use momentum_shared::config::{AppConfig, Env, Mode};
+use realtime::Realtime;
+use realtime::gateway::ManagementApiGateway;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = AppConfig::from_env(&Env::process(), Mode::Production)?;
+    let state = AppState::from_config(config).await?;
+    let gateway = ManagementApiGateway::new(&Realtime::management_endpoint_from_env()?).await;
+    let rt = Realtime::new(state, Arc::new(gateway));
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Event>| {
+        let rt = rt.clone();
+        async move {
+            realtime::stream::handle(&rt, event.payload).await;
+            Ok::<(), Error>(())
+        }
+    }))
+    .await
+}

@@ -1,0 +1,46 @@
+//! Momentum realtime: the WebSocket API's route handlers (`$connect`, `$disconnect`,
+//! `$default`), the broadcaster fed by the DynamoDB Stream, and the `/ws/*` HTTP routes
+//! (presence and admin). All rules live in `momentum_shared::realtime`.
+
+pub mod admin;
+pub mod gateway;
+pub mod stream;
+pub mod websocket;
+
+use std::sync::Arc;
+
+use momentum_shared::AppState;
+use momentum_shared::realtime::broadcaster::{Broadcaster, ConnectionGateway};
+use momentum_shared::realtime::connections::ConnectionRegistry;
+
+/// What the realtime handlers need besides the app state.
+#[derive(Clone)]
+pub struct Realtime {
+    pub state: AppState,
+    pub registry: ConnectionRegistry,
+    pub broadcaster: Broadcaster,
+}
+
+impl Realtime {
+    pub fn new(state: AppState, gateway: Arc<dyn ConnectionGateway>) -> Self {
+        let registry = ConnectionRegistry::new(state.ctx.clone());
+        let broadcaster = Broadcaster::new(state.store.clone(), registry.clone(), gateway);
+        Self {
+            state,
+            registry,
+            broadcaster,
+        }
+    }
+
+    /// The gateway endpoint from the environment (`MOMENTUM_WS_MANAGEMENT_ENDPOINT`).
+    pub fn management_endpoint_from_env() -> Result<String, lambda_runtime::Error> {
+        std::env::var("MOMENTUM_WS_MANAGEMENT_ENDPOINT")
+            .map_err(|_| "MOMENTUM_WS_MANAGEMENT_ENDPOINT is required".into())
+    }
+}
+
+/// The `/ws/*` app a Lambda serves.
+pub fn admin_app(rt: Realtime) -> axum::Router {
+    momentum_shared::http::function_app(admin::routes(), rt.state.clone())
+        .layer(axum::Extension(rt))
+}

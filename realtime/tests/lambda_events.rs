@@ -1,0 +1,242 @@
+//! Real API Gateway WebSocket events ($connect, $default, $disconnect) and a DynamoDB Stream
+//! event fed into the Lambda entry points, with a gateway that records what was posted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use momentum_shared::AppState;
+use momentum_shared::clock::SystemClock;
+use momentum_shared::config::AppConfig;
+use momentum_shared::realtime::broadcaster::{ConnectionGateway, GatewayError};
+use momentum_shared::services::auth::{LoginRequest, RegisterRequest};
+use momentum_shared::services::workspaces::CreateWorkspace;
+use momentum_shared::storage::embedded::EmbeddedStore;
+use realtime::Realtime;
+use serde_json::{Value, json};
+
+/// Records posts; connections listed in `gone` answer 410.
+#[derive(Default)]
+struct RecordingGateway {
+    posts: Mutex<Vec<(String, Value)>>,
+    gone: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl ConnectionGateway for RecordingGateway {
+    async fn post(&self, id: &str, data: Vec<u8>) -> Result<(), GatewayError> {
+        if self.gone.lock().unwrap().iter().any(|g| g == id) {
+            return Err(GatewayError::Gone);
+        }
+        let v: Value = serde_json::from_slice(&data).unwrap();
+        self.posts.lock().unwrap().push((id.to_owned(), v));
+        Ok(())
+    }
+    async fn close(&self, _: &str) -> Result<(), GatewayError> {
+        Ok(())
+    }
+    async fn exists(&self, id: &str) -> Result<bool, GatewayError> {
+        Ok(!self.gone.lock().unwrap().iter().any(|g| g == id))
+    }
+}
+
+fn ws_event(
+    route: &str,
+    connection_id: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> ApiGatewayWebsocketProxyRequest {
+    let mut query = json!({});
+    if let Some(t) = token {
+        query["token"] = json!(t);
+    }
+    let event_type = match route {
+        "$connect" => "CONNECT",
+        "$disconnect" => "DISCONNECT",
+        _ => "MESSAGE",
+    };
+    let raw = json!({
+        "headers": {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "Sec-WebSocket-Version": "13"},
+        "multiValueHeaders": {"Host": ["abc123.execute-api.eu-west-1.amazonaws.com"]},
+        "queryStringParameters": if token.is_some() { query.clone() } else { Value::Null },
+        "multiValueQueryStringParameters": if let Some(t) = token { json!({"token": [t]}) } else { Value::Null },
+        "requestContext": {
+            "routeKey": route,
+            "eventType": event_type,
+            "extendedRequestId": "ZJ1pXF0YjoEFhpw=",
+            "requestTime": "23/Nov/2026:14:00:00 +0000",
+            "messageDirection": "IN",
+            "stage": "prod",
+            "connectedAt": 1795442400000u64,
+            "requestTimeEpoch": 1795442400123u64,
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "MomentumMobile/1.0"},
+            "requestId": "ZJ1pXF0YjoEFhpw=",
+            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+            "connectionId": connection_id,
+            "apiId": "abc123"
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    });
+    serde_json::from_value(raw).expect("a WebSocket proxy event")
+}
+
+async fn setup() -> (Realtime, Arc<RecordingGateway>, String, String) {
+    let state = AppState::with_store(
+        AppConfig::for_tests(),
+        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(SystemClock),
+    );
+    state
+        .auth
+        .register(RegisterRequest {
+            email: "ws@example.com".into(),
+            username: "wsuser".into(),
+            password: "correct horse".into(),
+            display_name: None,
+        })
+        .await
+        .unwrap();
+    let login = state
+        .auth
+        .login(LoginRequest {
+            email: "ws@example.com".into(),
+            password: "correct horse".into(),
+        })
+        .await
+        .unwrap();
+    let who = state.auth.authenticate(&login.tokens.access_token).unwrap();
+    let ws = state
+        .workspaces
+        .create(
+            &who,
+            CreateWorkspace {
+                name: "Lambda".into(),
+                url_key: None,
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    let gateway = Arc::new(RecordingGateway::default());
+    let rt = Realtime::new(state, gateway.clone());
+    (rt, gateway, login.tokens.access_token, ws.workspace.id)
+}
+
+#[tokio::test]
+async fn connect_default_disconnect_events() {
+    let (rt, gateway, token, ws) = setup().await;
+
+    let refused = realtime::websocket::run(&rt, ws_event("$connect", "c1=", None, None))
+        .await
+        .unwrap();
+    assert_eq!(refused.status_code, 401);
+    let forged = realtime::websocket::run(&rt, ws_event("$connect", "c1=", Some("x.y.z"), None))
+        .await
+        .unwrap();
+    assert_eq!(forged.status_code, 401);
+    assert!(
+        rt.registry.get("c1=").await.unwrap().is_none(),
+        "no row for a refused connect"
+    );
+
+    let ok = realtime::websocket::run(&rt, ws_event("$connect", "c2=", Some(&token), None))
+        .await
+        .unwrap();
+    assert_eq!(ok.status_code, 200);
+    assert!(rt.registry.get("c2=").await.unwrap().is_some());
+
+    let cmd = json!({"type": "subscribe", "data": {"topics": [format!("workspace:{ws}")]}, "request_id": "s1"});
+    let r = realtime::websocket::run(&rt, ws_event("$default", "c2=", None, Some(&cmd)))
+        .await
+        .unwrap();
+    assert_eq!(r.status_code, 200);
+    let ping = json!({"type": "ping", "request_id": "p1"});
+    realtime::websocket::run(&rt, ws_event("$default", "c2=", None, Some(&ping)))
+        .await
+        .unwrap();
+    let posts = gateway.posts.lock().unwrap().clone();
+    assert_eq!(
+        posts.len(),
+        2,
+        "each $default reply is posted back: {posts:?}"
+    );
+    assert_eq!(posts[0].0, "c2=");
+    assert_eq!(posts[0].1["request_id"], "s1");
+    assert_eq!(posts[0].1["success"], true);
+    assert_eq!(posts[1].1["type"], "pong");
+
+    let bye = realtime::websocket::run(&rt, ws_event("$disconnect", "c2=", None, None))
+        .await
+        .unwrap();
+    assert_eq!(bye.status_code, 200);
+    assert!(rt.registry.get("c2=").await.unwrap().is_none());
+    assert!(rt.registry.subscriptions("c2=").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn stream_events_fan_out_and_gone_connections_are_removed() {
+    let (rt, gateway, token, ws) = setup().await;
+    for id in ["live=", "dead="] {
+        realtime::websocket::run(&rt, ws_event("$connect", id, Some(&token), None))
+            .await
+            .unwrap();
+        let cmd = json!({"type": "subscribe", "data": {"topics": [format!("workspace:{ws}")]}, "request_id": id});
+        realtime::websocket::run(&rt, ws_event("$default", id, None, Some(&cmd)))
+            .await
+            .unwrap();
+    }
+    gateway.posts.lock().unwrap().clear();
+    gateway.gone.lock().unwrap().push("dead=".into());
+
+    // A DynamoDB Stream INSERT of a change record, as the event source mapping delivers it.
+    let event = json!({"Records": [
+        {
+            "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+            "awsRegion": "eu-west-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1795442400.0,
+                "Keys": {"pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": "0000000000000042"}},
+                "NewImage": {
+                    "pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": "0000000000000042"},
+                    "entity": {"S": "change"}, "seq": {"N": "42"}, "workspace_id": {"S": ws},
+                    "event": {"S": "issue.updated"}, "entity_type": {"S": "issue"},
+                    "entity_id": {"S": "iss_x"}, "kind": {"S": "updated"}, "actor_id": {"S": "u1"},
+                    "at": {"S": "2026-11-23T14:00:00Z"},
+                    "topics": {"L": [{"S": format!("workspace:{ws}")}]},
+                    "data": {"M": {"title": {"S": "Fix login"}}},
+                    "ttl": {"N": "1798034400"}
+                },
+                "SequenceNumber": "111", "SizeBytes": 26, "StreamViewType": "NEW_IMAGE"
+            },
+            "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/momentum-prod-main/stream/2026-11-23T00:00:00.000"
+        },
+        {
+            "eventID": "2", "eventName": "MODIFY", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+            "awsRegion": "eu-west-1",
+            "dynamodb": {"Keys": {"pk": {"S": "USER#1"}, "sk": {"S": "PROFILE"}},
+                "NewImage": {"pk": {"S": "USER#1"}, "sk": {"S": "PROFILE"}, "entity": {"S": "user"}},
+                "SequenceNumber": "112", "SizeBytes": 26, "StreamViewType": "NEW_IMAGE"},
+            "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/momentum-prod-main/stream/2026-11-23T00:00:00.000"
+        }
+    ]});
+    let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event).unwrap();
+    let records = realtime::stream::change_records(event.clone());
+    assert_eq!(records.len(), 1, "only inserted change records");
+    assert_eq!(records[0].seq, 42);
+    realtime::stream::handle(&rt, event).await;
+
+    let posts: HashMap<String, Value> = gateway.posts.lock().unwrap().iter().cloned().collect();
+    assert_eq!(posts.len(), 1);
+    let ev = &posts["live="];
+    assert_eq!(ev["type"], "event");
+    assert_eq!(ev["event"], "issue.updated");
+    assert_eq!(ev["seq"], 42);
+    assert_eq!(ev["data"]["title"], "Fix login");
+    assert!(
+        rt.registry.get("dead=").await.unwrap().is_none(),
+        "410 deleted that connection"
+    );
+    assert!(rt.registry.get("live=").await.unwrap().is_some());
+}

@@ -1,0 +1,232 @@
+//! Fan-out: committed change records become events posted to every subscribed connection
+//! whose user is still a member of the workspace. Posts run in parallel with a bound; a
+//! connection that is gone (410) is deleted and delivery goes on to the rest.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::keys;
+use crate::error::AppResult;
+use crate::realtime::connections::{ConnectionRegistry, Subscription, derived_topics};
+use crate::services::changes::ChangeRecord;
+use crate::storage::{Store, Table};
+
+/// Why a post failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The connection no longer exists (API Gateway's 410 Gone).
+    #[error("connection gone")]
+    Gone,
+    #[error("post failed: {0}")]
+    Other(String),
+}
+
+/// The management API of the WebSocket gateway (API Gateway's `@connections`).
+#[async_trait]
+pub trait ConnectionGateway: Send + Sync + 'static {
+    async fn post(&self, connection_id: &str, data: Vec<u8>) -> Result<(), GatewayError>;
+    /// Closes a connection server-side (best effort).
+    async fn close(&self, connection_id: &str) -> Result<(), GatewayError>;
+    /// Whether the gateway still holds the connection (`GetConnection`).
+    async fn exists(&self, connection_id: &str) -> Result<bool, GatewayError>;
+}
+
+/// The message a subscriber receives for one change.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub topic: &'a str,
+    pub event: &'a str,
+    pub seq: i64,
+    pub workspace_id: &'a str,
+    pub entity_id: &'a str,
+    pub actor_id: &'a str,
+    pub at: &'a str,
+    pub data: &'a Value,
+}
+
+/// What one delivery did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub gone: usize,
+    pub failed: usize,
+    pub skipped_not_member: usize,
+}
+
+impl Delivery {
+    fn add(&mut self, other: &Delivery) {
+        self.delivered += other.delivered;
+        self.gone += other.gone;
+        self.failed += other.failed;
+        self.skipped_not_member += other.skipped_not_member;
+    }
+}
+
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+#[derive(Clone)]
+pub struct Broadcaster {
+    store: Arc<dyn Store>,
+    registry: ConnectionRegistry,
+    gateway: Arc<dyn ConnectionGateway>,
+    concurrency: usize,
+}
+
+impl Broadcaster {
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: ConnectionRegistry,
+        gateway: Arc<dyn ConnectionGateway>,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            gateway,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+
+    pub fn gateway(&self) -> &Arc<dyn ConnectionGateway> {
+        &self.gateway
+    }
+
+    /// Delivers records in the order given (callers pass them in seq order per workspace).
+    pub async fn deliver(&self, records: &[ChangeRecord]) -> AppResult<Delivery> {
+        let mut total = Delivery::default();
+        for record in records {
+            total.add(&self.deliver_one(record).await?);
+        }
+        Ok(total)
+    }
+
+    async fn deliver_one(&self, record: &ChangeRecord) -> AppResult<Delivery> {
+        let mut topics = record.topics.clone();
+        topics.extend(derived_topics(&record.workspace_id, &record.entity_type));
+        // One event per connection, under the first of its topics that matched.
+        let mut targets: Vec<(Subscription, String)> = Vec::new();
+        let mut seen = HashSet::new();
+        for topic in &topics {
+            for sub in self.registry.subscribers(topic).await? {
+                if sub.workspace_id == record.workspace_id && seen.insert(sub.connection_id.clone())
+                {
+                    targets.push((sub, topic.clone()));
+                }
+            }
+        }
+        if targets.is_empty() {
+            return Ok(Delivery::default());
+        }
+        let members = self.current_members(&record.workspace_id, &targets).await?;
+        let mut outcome = Delivery::default();
+        let mut messages = Vec::with_capacity(targets.len());
+        for (sub, topic) in &targets {
+            if !members.contains(&sub.user_id) {
+                outcome.skipped_not_member += 1;
+                continue;
+            }
+            let event = Event {
+                kind: "event",
+                topic,
+                event: &record.event,
+                seq: record.seq,
+                workspace_id: &record.workspace_id,
+                entity_id: &record.entity_id,
+                actor_id: &record.actor_id,
+                at: &record.at,
+                data: &record.data,
+            };
+            let bytes = serde_json::to_vec(&event).expect("events serialise");
+            messages.push((sub.connection_id.clone(), bytes));
+        }
+        let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(messages)
+            .map(|(conn, bytes)| {
+                let gateway = self.gateway.clone();
+                async move {
+                    let r = gateway.post(&conn, bytes).await;
+                    (conn, r)
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (conn, result) in results {
+            match result {
+                Ok(()) => outcome.delivered += 1,
+                Err(GatewayError::Gone) => {
+                    outcome.gone += 1;
+                    if let Err(e) = self.registry.disconnect(&conn).await {
+                        tracing::warn!(connection = %conn, error = %e, "could not delete a gone connection");
+                    }
+                }
+                Err(GatewayError::Other(e)) => {
+                    outcome.failed += 1;
+                    tracing::warn!(connection = %conn, error = %e, "post failed");
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Which of the targets' users are members of the workspace right now (one batch read):
+    /// a removed member's open connection stops receiving events at once.
+    async fn current_members(
+        &self,
+        workspace_id: &str,
+        targets: &[(Subscription, String)],
+    ) -> AppResult<HashSet<String>> {
+        let users: Vec<String> = targets
+            .iter()
+            .map(|(s, _)| s.user_id.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let keys: Vec<_> = users
+            .iter()
+            .map(|u| keys::member(workspace_id, u))
+            .collect();
+        let found = self.store.batch_get(Table::Main, &keys).await?;
+        Ok(users
+            .into_iter()
+            .zip(found)
+            .filter(|(_, item)| item.is_some())
+            .map(|(u, _)| u)
+            .collect())
+    }
+
+    /// Posts an arbitrary message to connections (admin send/broadcast); returns counts.
+    pub async fn post_all(&self, connection_ids: Vec<String>, message: &Value) -> Delivery {
+        let bytes = serde_json::to_vec(message).expect("json");
+        let results: Vec<(String, Result<(), GatewayError>)> =
+            futures::stream::iter(connection_ids)
+                .map(|conn| {
+                    let gateway = self.gateway.clone();
+                    let bytes = bytes.clone();
+                    async move {
+                        let r = gateway.post(&conn, bytes).await;
+                        (conn, r)
+                    }
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+        let mut outcome = Delivery::default();
+        for (conn, r) in results {
+            match r {
+                Ok(()) => outcome.delivered += 1,
+                Err(GatewayError::Gone) => {
+                    outcome.gone += 1;
+                    let _ = self.registry.disconnect(&conn).await;
+                }
+                Err(GatewayError::Other(_)) => outcome.failed += 1,
+            }
+        }
+        outcome
+    }
+}

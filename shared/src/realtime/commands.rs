@@ -1,0 +1,234 @@
+//! The WebSocket command protocol (`$default`): `{"type", "data", "request_id"}` in,
+//! `{"type": "response", "request_id", "success", "data" | "error", "meta"}` out. Commands
+//! call the same services as REST, so validation, permissions and the change log are the
+//! same. A bad message gets an error reply; the connection stays up.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::http::from_json_value;
+use crate::realtime::connections::{Connection, ConnectionRegistry};
+use crate::services::pagination::PageParams;
+use crate::state::AppState;
+
+/// API Gateway's WebSocket message limit.
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct Incoming {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    request_id: Option<Value>,
+    /// The seed's `subscribe` puts topics at the top level.
+    #[serde(default)]
+    topics: Option<Vec<String>>,
+    /// The seed's `query_*` commands put filters at the top level.
+    #[serde(default)]
+    filters: Option<Value>,
+}
+
+fn reply(kind: &str, request_id: &Value, result: AppResult<Value>, connection_id: &str) -> Value {
+    let meta = json!({
+        "timestamp": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        "connection_id": connection_id,
+    });
+    match result {
+        Ok(data) => json!({
+            "type": kind, "request_id": request_id, "success": true, "data": data, "meta": meta,
+        }),
+        Err(e) => {
+            let mut error = json!({"code": e.code.as_str(), "message": e.message});
+            if let Some(field) = &e.field {
+                error["field"] = json!(field);
+            }
+            json!({
+                "type": "response", "request_id": request_id, "success": false,
+                "error": error, "meta": meta,
+            })
+        }
+    }
+}
+
+/// Handles one text message of a connection and returns the reply to send back.
+pub async fn handle(
+    state: &AppState,
+    registry: &ConnectionRegistry,
+    connection_id: &str,
+    text: &str,
+) -> Value {
+    if text.len() > MAX_MESSAGE_BYTES {
+        let e = AppError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"),
+        );
+        return reply("response", &Value::Null, Err(e), connection_id);
+    }
+    let incoming: Incoming = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(e) => {
+            let err = AppError::validation("message", format!("not a command: {e}"));
+            // Echo a request_id when the JSON was readable but not a command.
+            let rid = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| v.get("request_id").cloned())
+                .unwrap_or(Value::Null);
+            return reply("response", &rid, Err(err), connection_id);
+        }
+    };
+    let rid = incoming.request_id.clone().unwrap_or(Value::Null);
+    let kind = if incoming.kind == "ping" {
+        "pong"
+    } else {
+        "response"
+    };
+    let result = match registry.require(connection_id).await {
+        Ok(conn) => dispatch(state, registry, &conn, incoming).await,
+        Err(e) => Err(e),
+    };
+    reply(kind, &rid, result, connection_id)
+}
+
+/// `data` with top-level `filters` merged in (`query_*` as the seed writes them).
+fn data_of(incoming: &mut Incoming) -> Value {
+    let mut data = std::mem::take(&mut incoming.data);
+    if data.is_null() {
+        data = Value::Object(Map::new());
+    }
+    if let (Some(Value::Object(filters)), Value::Object(d)) = (incoming.filters.take(), &mut data) {
+        for (k, v) in filters {
+            d.entry(k).or_insert(v);
+        }
+    }
+    data
+}
+
+fn parse<T: DeserializeOwned>(data: Value) -> AppResult<T> {
+    from_json_value(data)
+}
+
+/// Takes a required string field out of `data` (e.g. the id of an update command).
+pub fn take_str(data: &mut Value, field: &str) -> AppResult<String> {
+    match data.as_object_mut().and_then(|d| d.remove(field)) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(_) => Err(AppError::validation(field, "must be a non-empty string")),
+        None => Err(AppError::validation(field, "is required")),
+    }
+}
+
+fn opt_str(data: &mut Value, field: &str) -> AppResult<Option<String>> {
+    match data.as_object_mut().and_then(|d| d.remove(field)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(AppError::validation(field, "must be a string")),
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> AppResult<Value> {
+    serde_json::to_value(v).map_err(|_| AppError::internal("reply does not serialise"))
+}
+
+fn topics_of(incoming: &mut Incoming, data: &mut Value) -> AppResult<Vec<String>> {
+    if let Some(t) = incoming.topics.take() {
+        return Ok(t);
+    }
+    match data.as_object_mut().and_then(|d| d.remove("topics")) {
+        Some(v) => from_json_value::<Vec<String>>(v)
+            .map_err(|_| AppError::validation("topics", "must be a list of topic names")),
+        None => Err(AppError::validation("topics", "is required")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncArgs {
+    workspace_id: Option<String>,
+    since: i64,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+async fn dispatch(
+    state: &AppState,
+    registry: &ConnectionRegistry,
+    conn: &Connection,
+    mut incoming: Incoming,
+) -> AppResult<Value> {
+    let who = conn.principal();
+    let mut data = data_of(&mut incoming);
+    match incoming.kind.as_str() {
+        "ping" => Ok(json!({"pong": true})),
+        "subscribe" => {
+            let topics = topics_of(&mut incoming, &mut data)?;
+            to_value(json!({"subscribed": registry.subscribe(conn, &topics).await?}))
+        }
+        "unsubscribe" => {
+            let topics = topics_of(&mut incoming, &mut data)?;
+            to_value(json!({"unsubscribed": registry.unsubscribe(conn, &topics).await?}))
+        }
+        "get_connection_info" => {
+            let subs: Vec<String> = registry
+                .subscriptions(&conn.connection_id)
+                .await?
+                .into_iter()
+                .map(|s| s.topic)
+                .collect();
+            to_value(json!({
+                "connection_id": conn.connection_id, "user_id": conn.user_id,
+                "workspace_id": conn.workspace_id, "connected_at": conn.connected_at,
+                "subscriptions": subs,
+            }))
+        }
+        "sync" => {
+            let args: SyncArgs = parse(data)?;
+            let ws = args
+                .workspace_id
+                .or_else(|| conn.workspace_id.clone())
+                .ok_or_else(|| AppError::validation("workspace_id", "is required"))?;
+            if args.since < 0 {
+                return Err(AppError::validation("since", "must be >= 0"));
+            }
+            let limit = args.limit.unwrap_or(1000).clamp(1, 1000);
+            to_value(
+                state
+                    .workspaces
+                    .changes(&who, &ws, args.since, limit)
+                    .await?,
+            )
+        }
+        "update_profile" => to_value(state.auth.update_profile(&who, parse(data)?).await?),
+        "create_workspace" => to_value(state.workspaces.create(&who, parse(data)?).await?),
+        "update_workspace" => {
+            let id = take_str(&mut data, "id")?;
+            to_value(state.workspaces.update(&who, &id, parse(data)?).await?)
+        }
+        "delete_workspace" => {
+            let id = take_str(&mut data, "id")?;
+            state.workspaces.delete(&who, &id).await?;
+            Ok(json!({"deleted": true, "id": id}))
+        }
+        "get_current_workspace" => to_value(state.workspaces.current(&who).await?),
+        "query_workspace_members" => {
+            let ws = opt_str(&mut data, "workspace_id")?
+                .or_else(|| conn.workspace_id.clone())
+                .ok_or_else(|| AppError::validation("workspace_id", "is required"))?;
+            let page: PageParams = parse(data)?;
+            to_value(state.workspaces.members(&who, &ws, &page).await?)
+        }
+        other => match crate::realtime::resource_commands::dispatch(state, &who, conn, other, data)
+            .await
+        {
+            Some(result) => result,
+            None => Err(AppError::validation(
+                "type",
+                format!("unknown command type {other:?}"),
+            )),
+        },
+    }
+}

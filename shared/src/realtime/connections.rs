@@ -1,0 +1,375 @@
+//! Live WebSocket connections and their subscriptions, in the connections table.
+//!
+//! `CONN#{id}` / `META`: the connection (user, session, current workspace, TTL beyond API
+//! Gateway's 2 h limit); indexed by `gsi1` = `PRESENCE#{workspace}` / `{user}#{connection}`
+//! for presence. `CONN#{id}` / `SUB#{topic}`: one subscription; indexed by `gsi1` =
+//! `TOPIC#{topic}` / `{connection}` so fan-out finds a topic's subscribers with one Query.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::domain::access::Action;
+use crate::domain::ids::{self, Kind};
+use crate::domain::{from_item, record_item};
+use crate::error::{AppError, AppResult};
+use crate::services::access::Access;
+use crate::services::auth::{AuthService, Principal};
+use crate::services::context::ServiceContext;
+use crate::storage::{Index, Item, Key, Query, Store, Table, WriteOp};
+
+/// Connections outlive API Gateway's 2 h maximum by an hour before TTL may remove them.
+pub const CONNECTION_TTL_SECS: u64 = 3 * 3600;
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Connection {
+    pub connection_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    /// The user's current workspace when they connected (scopes `issues`/`projects`).
+    pub workspace_id: Option<String>,
+    pub connected_at: String,
+    pub ttl: u64,
+}
+
+impl Connection {
+    pub fn principal(&self) -> Principal {
+        Principal {
+            user_id: self.user_id.clone(),
+            session_id: self.session_id.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Subscription {
+    pub connection_id: String,
+    pub user_id: String,
+    pub workspace_id: String,
+    pub topic: String,
+    pub ttl: u64,
+}
+
+pub fn connection_key(connection_id: &str) -> Key {
+    Key::new(format!("CONN#{connection_id}"), "META")
+}
+
+fn subscription_key(connection_id: &str, topic: &str) -> Key {
+    Key::new(format!("CONN#{connection_id}"), format!("SUB#{topic}"))
+}
+
+pub fn topic_partition(topic: &str) -> String {
+    format!("TOPIC#{topic}")
+}
+
+pub fn presence_partition(workspace_id: &str) -> String {
+    format!("PRESENCE#{workspace_id}")
+}
+
+/// A topic as a client names it, resolved to its canonical form and workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topic {
+    pub name: String,
+    pub workspace_id: String,
+}
+
+/// Parses `workspace:{id}`, `team:{id}`, `project:{id}`, `issue:{id}`, and the shorthands
+/// `issues` / `projects` (all issue / project events of the connection's workspace).
+pub fn parse_topic(raw: &str, current_workspace: Option<&str>) -> AppResult<Topic> {
+    let invalid = || AppError::validation("topics", format!("unknown topic {raw:?}"));
+    let current = || {
+        current_workspace.map(str::to_owned).ok_or_else(|| {
+            AppError::validation(
+                "topics",
+                format!("{raw:?} needs a current workspace: switch to one or use workspace:{{id}}"),
+            )
+        })
+    };
+    let (workspace_id, name) = match raw.split_once(':') {
+        None if raw == "issues" || raw == "projects" => {
+            let ws = current()?;
+            (ws.clone(), format!("{raw}:{ws}"))
+        }
+        Some(("workspace", id)) => {
+            let ws = ids::parse_workspace_id(id)?;
+            (ws.clone(), format!("workspace:{ws}"))
+        }
+        Some(("issues" | "projects", id)) => {
+            let ws = ids::parse_workspace_id(id)?;
+            (ws, raw.to_owned())
+        }
+        Some((kind, id)) => {
+            let kind = match kind {
+                "team" => Kind::Team,
+                "project" => Kind::Project,
+                "issue" => Kind::Issue,
+                _ => return Err(invalid()),
+            };
+            (ids::workspace_of(kind, id)?, raw.to_owned())
+        }
+        None => return Err(invalid()),
+    };
+    Ok(Topic { name, workspace_id })
+}
+
+/// Topics a change record reaches besides the ones it names: the per-workspace shorthands.
+pub fn derived_topics(workspace_id: &str, entity_type: &str) -> Option<String> {
+    match entity_type {
+        "issue" => Some(format!("issues:{workspace_id}")),
+        "project" => Some(format!("projects:{workspace_id}")),
+        _ => None,
+    }
+}
+
+#[derive(Clone)]
+pub struct ConnectionRegistry {
+    store: Arc<dyn Store>,
+    access: Access,
+    ctx: ServiceContext,
+}
+
+impl ConnectionRegistry {
+    pub fn new(ctx: ServiceContext) -> Self {
+        Self {
+            store: ctx.store.clone(),
+            access: ctx.access.clone(),
+            ctx,
+        }
+    }
+
+    /// `$connect`: verifies the access token and the session, records the connection.
+    /// Nothing is written for a refused token.
+    pub async fn connect(
+        &self,
+        auth: &AuthService,
+        connection_id: &str,
+        token: Option<&str>,
+    ) -> AppResult<Connection> {
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| AppError::unauthorized("missing token"))?;
+        let who = auth.authenticate(token)?;
+        let workspace_id = self.access.current_workspace(&who).await?;
+        let connection = Connection {
+            connection_id: connection_id.to_owned(),
+            user_id: who.user_id.clone(),
+            session_id: who.session_id.clone(),
+            workspace_id: workspace_id.clone(),
+            connected_at: self.ctx.now(),
+            ttl: self.ctx.clock.epoch_secs() + CONNECTION_TTL_SECS,
+        };
+        let mut item = record_item(&connection_key(connection_id), "connection", &connection);
+        if let Some(ws) = &workspace_id {
+            item.insert("gsi1pk".into(), json!(presence_partition(ws)));
+            item.insert(
+                "gsi1sk".into(),
+                json!(format!("{}#{connection_id}", who.user_id)),
+            );
+        }
+        self.store
+            .transact(vec![WriteOp::put(Table::Connections, item)])
+            .await?;
+        Ok(connection)
+    }
+
+    pub async fn get(&self, connection_id: &str) -> AppResult<Option<Connection>> {
+        self.store
+            .get(Table::Connections, &connection_key(connection_id))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    /// The connection, or 401 when it is unknown (never connected, or cleaned up).
+    pub async fn require(&self, connection_id: &str) -> AppResult<Connection> {
+        self.get(connection_id)
+            .await?
+            .ok_or_else(|| AppError::unauthorized("unknown connection; reconnect"))
+    }
+
+    /// Every item of a connection (its record and subscriptions).
+    async fn items(&self, connection_id: &str) -> AppResult<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(
+                    &Query::new(Table::Connections, format!("CONN#{connection_id}"))
+                        .limit(1000)
+                        .cursor(cursor.take()),
+                )
+                .await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// `$disconnect` (and 410 Gone): removes the connection and its subscriptions.
+    pub async fn disconnect(&self, connection_id: &str) -> AppResult<()> {
+        let keys: Vec<Key> = self
+            .items(connection_id)
+            .await?
+            .iter()
+            .filter_map(Key::of)
+            .collect();
+        for chunk in keys.chunks(100) {
+            let ops = chunk
+                .iter()
+                .map(|k| WriteOp::Delete {
+                    table: Table::Connections,
+                    key: k.clone(),
+                    condition: None,
+                })
+                .collect();
+            self.store.transact(ops).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn subscriptions(&self, connection_id: &str) -> AppResult<Vec<Subscription>> {
+        self.items(connection_id)
+            .await?
+            .into_iter()
+            .filter(|i| i.get("entity").and_then(|e| e.as_str()) == Some("subscription"))
+            .map(from_item)
+            .collect()
+    }
+
+    /// Subscribes to topics the user may read; all or nothing. Returns the canonical names.
+    pub async fn subscribe(&self, conn: &Connection, raw: &[String]) -> AppResult<Vec<String>> {
+        if raw.is_empty() {
+            return Err(AppError::validation("topics", "at least one topic"));
+        }
+        let existing = self.subscriptions(&conn.connection_id).await?;
+        if existing.len() + raw.len() > MAX_SUBSCRIPTIONS {
+            return Err(AppError::validation(
+                "topics",
+                format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
+            ));
+        }
+        let mut topics = Vec::new();
+        for t in raw {
+            let topic = parse_topic(t, conn.workspace_id.as_deref())?;
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+        let who = conn.principal();
+        let mut checked: Vec<String> = Vec::new();
+        for topic in &topics {
+            if !checked.contains(&topic.workspace_id) {
+                self.access
+                    .authorize(&who, &topic.workspace_id, Action::Read, "topic", &[])
+                    .await
+                    .map_err(|e| match e.code {
+                        crate::error::ErrorCode::NotFound => {
+                            AppError::validation("topics", "no such topic visible to you")
+                                .with_code(crate::error::ErrorCode::NotFound)
+                        }
+                        _ => e,
+                    })?;
+                checked.push(topic.workspace_id.clone());
+            }
+        }
+        let ops = topics
+            .iter()
+            .map(|topic| {
+                let sub = Subscription {
+                    connection_id: conn.connection_id.clone(),
+                    user_id: conn.user_id.clone(),
+                    workspace_id: topic.workspace_id.clone(),
+                    topic: topic.name.clone(),
+                    ttl: conn.ttl,
+                };
+                let mut item = record_item(
+                    &subscription_key(&conn.connection_id, &topic.name),
+                    "subscription",
+                    &sub,
+                );
+                item.insert("gsi1pk".into(), json!(topic_partition(&topic.name)));
+                item.insert("gsi1sk".into(), json!(conn.connection_id));
+                WriteOp::put(Table::Connections, item)
+            })
+            .collect();
+        self.store.transact(ops).await?;
+        Ok(topics.into_iter().map(|t| t.name).collect())
+    }
+
+    pub async fn unsubscribe(&self, conn: &Connection, raw: &[String]) -> AppResult<Vec<String>> {
+        if raw.is_empty() {
+            return Err(AppError::validation("topics", "at least one topic"));
+        }
+        let mut names = Vec::new();
+        for t in raw {
+            let name = parse_topic(t, conn.workspace_id.as_deref())?.name;
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let ops = names
+            .iter()
+            .map(|n| WriteOp::Delete {
+                table: Table::Connections,
+                key: subscription_key(&conn.connection_id, n),
+                condition: None,
+            })
+            .collect();
+        self.store.transact(ops).await?;
+        Ok(names)
+    }
+
+    /// Subscribers of a topic (all pages).
+    pub async fn subscribers(&self, topic: &str) -> AppResult<Vec<Subscription>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(
+                    &Query::new(Table::Connections, topic_partition(topic))
+                        .index(Index::Gsi1)
+                        .limit(1000)
+                        .cursor(cursor.take()),
+                )
+                .await?;
+            for item in page.items {
+                out.push(from_item(item)?);
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Connections whose user had `workspace_id` current when connecting (presence).
+    pub async fn present(&self, workspace_id: &str) -> AppResult<Vec<Connection>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(
+                    &Query::new(Table::Connections, presence_partition(workspace_id))
+                        .index(Index::Gsi1)
+                        .limit(1000)
+                        .cursor(cursor.take()),
+                )
+                .await?;
+            for item in page.items {
+                out.push(from_item(item)?);
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+}
