@@ -1,8 +1,206 @@
-//! Labels, including batch operations: /labels (filled in by the resource-group work; see docs/conventions.md).
+//! Labels, including batch operations: `/labels`, `/labels/{id}`, `/labels/batch`.
 
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use momentum_shared::AppState;
+use momentum_shared::error::AppError;
+use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope, Meta};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::services::labels::{
+    BatchCreateLabels, BatchDeleteLabels, BatchItemError, BatchOutcome, BatchRejected, BatchResult,
+    BatchUpdateLabels, CreateLabel, Label, ListLabelsParams, UpdateLabel,
+};
+use momentum_shared::services::pagination::Paged;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(batch_create, batch_update, batch_delete))
+        .routes(routes!(get_one, update, delete))
+}
+
+/// The error of a refused batch: the usual error plus one entry per refused item.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BatchErrorBody {
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+    /// Which items were refused and why (absent when the request as a whole was refused).
+    pub items: Option<Vec<BatchItemError>>,
+}
+
+/// A refused batch: nothing was written.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BatchErrorEnvelope {
+    pub success: bool,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<()>,
+    pub error: BatchErrorBody,
+    pub meta: Meta,
+}
+
+/// The error envelope of a refused batch, with `error.items` listing the refused items.
+async fn rejected(r: BatchRejected) -> Response {
+    let response = r.error.into_response();
+    if r.items.is_empty() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return AppError::internal("internal error").into_response();
+    };
+    let Ok(mut envelope) = serde_json::from_slice::<Value>(&bytes) else {
+        return AppError::internal("internal error").into_response();
+    };
+    envelope["error"]["items"] = json!(r.items);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    Response::from_parts(parts, Body::from(body))
+}
+
+async fn batch_reply(outcome: BatchOutcome, ok: StatusCode) -> Response {
+    match outcome {
+        Ok(result) => ApiResponse::with_status(ok, result).into_response(),
+        Err(r) => rejected(r).await,
+    }
+}
+
+/// The version an `If-Match` header expects (`"3"`, `3` or `W/"3"`).
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| AppError::validation("If-Match", "must be a label version, e.g. \"3\""))
+}
+
+/// Labels of a workspace (default: the current one), in id order; `level` filters.
+#[utoipa::path(get, path = "/labels", tag = "labels", security(("bearer" = [])),
+    params(ListLabelsParams),
+    responses((status = 200, body = Envelope<Paged<Label>>), CommonErrors))]
+async fn list(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Query(params): Query<ListLabelsParams>,
+) -> ApiResult<Paged<Label>> {
+    Ok(ApiResponse::ok(s.labels.list(&who, &params).await?))
+}
+
+/// Create a label (admins and owners). A name already used in the workspace (whatever its
+/// case) is a 409 on `name`.
+#[utoipa::path(post, path = "/labels", tag = "labels", security(("bearer" = [])),
+    request_body = CreateLabel,
+    responses((status = 201, body = Envelope<Label>), CommonErrors))]
+async fn create(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Json(req): Json<CreateLabel>,
+) -> ApiResult<Label> {
+    let label = s.labels.create(&who, req).await?;
+    Ok(ApiResponse::with_status(StatusCode::CREATED, label))
+}
+
+/// One label.
+#[utoipa::path(get, path = "/labels/{id}", tag = "labels", security(("bearer" = [])),
+    params(("id" = String, Path, description = "label id")),
+    responses((status = 200, body = Envelope<Label>), CommonErrors))]
+async fn get_one(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Label> {
+    Ok(ApiResponse::ok(s.labels.get(&who, &id).await?))
+}
+
+/// Update a label (admins and owners). `version` (or `If-Match`) must match the current one.
+#[utoipa::path(put, path = "/labels/{id}", tag = "labels", security(("bearer" = [])),
+    params(("id" = String, Path, description = "label id"),
+        ("If-Match" = Option<String>, Header, description = "expected version")),
+    request_body = UpdateLabel,
+    responses((status = 200, body = Envelope<Label>),
+        (status = 412, description = "version mismatch", body = ErrorEnvelope),
+        CommonErrors))]
+async fn update(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<UpdateLabel>,
+) -> ApiResult<Label> {
+    let expected = if_match(&headers)?;
+    Ok(ApiResponse::ok(
+        s.labels.update(&who, &id, req, expected).await?,
+    ))
+}
+
+/// Delete a label (admins and owners); its name becomes free. Answers the deleted label.
+#[utoipa::path(delete, path = "/labels/{id}", tag = "labels", security(("bearer" = [])),
+    params(("id" = String, Path, description = "label id")),
+    responses((status = 200, body = Envelope<Label>), CommonErrors))]
+async fn delete(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Label> {
+    Ok(ApiResponse::ok(s.labels.delete(&who, &id).await?))
+}
+
+/// Create 1–100 labels at once, all or none (admins and owners). When any item is refused,
+/// nothing is written and `error.items` says which and why.
+#[utoipa::path(post, path = "/labels/batch", tag = "labels", security(("bearer" = [])),
+    request_body = BatchCreateLabels,
+    responses((status = 201, body = Envelope<BatchResult>),
+        (status = 400, description = "invalid items; nothing written", body = BatchErrorEnvelope),
+        (status = 409, description = "names taken; nothing written", body = BatchErrorEnvelope),
+        CommonErrors))]
+async fn batch_create(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Json(req): Json<BatchCreateLabels>,
+) -> Response {
+    batch_reply(s.labels.batch_create(&who, req).await, StatusCode::CREATED).await
+}
+
+/// Update 1–100 labels of one workspace at once, all or none (admins and owners).
+#[utoipa::path(put, path = "/labels/batch", tag = "labels", security(("bearer" = [])),
+    request_body = BatchUpdateLabels,
+    responses((status = 200, body = Envelope<BatchResult>),
+        (status = 400, description = "invalid items; nothing written", body = BatchErrorEnvelope),
+        (status = 404, description = "unknown ids; nothing written", body = BatchErrorEnvelope),
+        (status = 409, description = "names taken; nothing written", body = BatchErrorEnvelope),
+        (status = 412, description = "version mismatch; nothing written", body = BatchErrorEnvelope),
+        CommonErrors))]
+async fn batch_update(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Json(req): Json<BatchUpdateLabels>,
+) -> Response {
+    batch_reply(s.labels.batch_update(&who, req).await, StatusCode::OK).await
+}
+
+/// Delete 1–100 labels of one workspace at once, all or none (admins and owners).
+#[utoipa::path(delete, path = "/labels/batch", tag = "labels", security(("bearer" = [])),
+    request_body = BatchDeleteLabels,
+    responses((status = 200, body = Envelope<BatchResult>),
+        (status = 404, description = "unknown ids; nothing written", body = BatchErrorEnvelope),
+        CommonErrors))]
+async fn batch_delete(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Json(req): Json<BatchDeleteLabels>,
+) -> Response {
+    batch_reply(s.labels.batch_delete(&who, req).await, StatusCode::OK).await
 }

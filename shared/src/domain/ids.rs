@@ -4,10 +4,23 @@
 //! (404) rather than data. Clients treat ids as opaque strings.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::alphabet::Alphabet;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
+
+/// base64 with its 64 URL-safe characters in ASCII order, so encoded ids sort like their
+/// bytes: ids of one workspace sort by creation time (the entity part is a UUIDv7).
+const SORTABLE: GeneralPurpose = GeneralPurpose::new(
+    &match Alphabet::new("-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz") {
+        Ok(a) => a,
+        Err(_) => panic!("valid alphabet"),
+    },
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+);
 
 /// The kinds of workspace-scoped entities and their id prefixes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +79,7 @@ pub fn new_id(kind: Kind, workspace_id: &str) -> String {
     let mut bytes = [0u8; 32];
     bytes[..16].copy_from_slice(ws.as_bytes());
     bytes[16..].copy_from_slice(Uuid::now_v7().as_bytes());
-    format!("{}_{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes))
+    format!("{}_{}", kind.prefix(), SORTABLE.encode(bytes))
 }
 
 /// The workspace of an id of `kind`; anything malformed is "not found" (the id names
@@ -80,9 +93,19 @@ pub fn workspace_of(kind: Kind, id: &str) -> AppResult<String> {
     if encoded.len() != 43 {
         return Err(not_found());
     }
-    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| not_found())?;
+    let bytes = SORTABLE.decode(encoded).map_err(|_| not_found())?;
     let ws = Uuid::from_slice(&bytes[..16]).map_err(|_| not_found())?;
     Ok(ws.to_string())
+}
+
+/// The creation order of any scoped id: the hex of the UUIDv7 it carries (the id text sorts
+/// the same way; this form is also fixed-width). Unparseable ids map to themselves.
+pub fn creation_key(id: &str) -> String {
+    id.split_once('_')
+        .and_then(|(_, enc)| SORTABLE.decode(enc).ok())
+        .filter(|b| b.len() == 32)
+        .map(|b| b[16..].iter().map(|x| format!("{x:02x}")).collect())
+        .unwrap_or_else(|| id.to_owned())
 }
 
 /// Validates a workspace id (a UUID) from a path or body.
@@ -108,5 +131,19 @@ mod tests {
             assert_eq!(err.code.as_str(), "NOT_FOUND");
         }
         assert_ne!(new_id(Kind::Issue, &ws), id);
+    }
+
+    #[test]
+    fn ids_sort_by_creation() {
+        let ws = Uuid::new_v4().to_string();
+        let ids: Vec<String> = (0..200)
+            .map(|_| {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+                new_id(Kind::Issue, &ws)
+            })
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
     }
 }
