@@ -32,7 +32,55 @@ struct Incoming {
     filters: Option<Value>,
 }
 
-fn reply(kind: &str, request_id: &Value, result: AppResult<Value>, connection_id: &str) -> Value {
+/// A failed command: the error, per-item details of a refused batch, or "not a command of
+/// this table" (dispatch tries the next table).
+#[derive(Debug)]
+pub struct CommandError {
+    pub error: AppError,
+    pub items: Option<Value>,
+    unknown: bool,
+}
+
+impl CommandError {
+    pub fn unknown() -> Self {
+        Self {
+            error: AppError::validation("type", "unknown command type"),
+            items: None,
+            unknown: true,
+        }
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        self.unknown
+    }
+}
+
+impl From<AppError> for CommandError {
+    fn from(error: AppError) -> Self {
+        Self {
+            error,
+            items: None,
+            unknown: false,
+        }
+    }
+}
+
+impl From<crate::services::labels::BatchRejected> for CommandError {
+    fn from(r: crate::services::labels::BatchRejected) -> Self {
+        Self {
+            items: serde_json::to_value(&r.items).ok(),
+            error: r.error,
+            unknown: false,
+        }
+    }
+}
+
+fn reply(
+    kind: &str,
+    request_id: &Value,
+    result: Result<Value, CommandError>,
+    connection_id: &str,
+) -> Value {
     let meta = json!({
         "timestamp": time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -43,10 +91,15 @@ fn reply(kind: &str, request_id: &Value, result: AppResult<Value>, connection_id
         Ok(data) => json!({
             "type": kind, "request_id": request_id, "success": true, "data": data, "meta": meta,
         }),
-        Err(e) => {
+        Err(CommandError {
+            error: e, items, ..
+        }) => {
             let mut error = json!({"code": e.code.as_str(), "message": e.message});
             if let Some(field) = &e.field {
                 error["field"] = json!(field);
+            }
+            if let Some(items) = items {
+                error["items"] = items;
             }
             json!({
                 "type": "response", "request_id": request_id, "success": false,
@@ -68,7 +121,7 @@ pub async fn handle(
             ErrorCode::PayloadTooLarge,
             format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"),
         );
-        return reply("response", &Value::Null, Err(e), connection_id);
+        return reply("response", &Value::Null, Err(e.into()), connection_id);
     }
     let incoming: Incoming = match serde_json::from_str(text) {
         Ok(m) => m,
@@ -79,7 +132,7 @@ pub async fn handle(
                 .ok()
                 .and_then(|v| v.get("request_id").cloned())
                 .unwrap_or(Value::Null);
-            return reply("response", &rid, Err(err), connection_id);
+            return reply("response", &rid, Err(err.into()), connection_id);
         }
     };
     let rid = incoming.request_id.clone().unwrap_or(Value::Null);
@@ -90,7 +143,7 @@ pub async fn handle(
     };
     let result = match registry.require(connection_id).await {
         Ok(conn) => dispatch(state, registry, &conn, incoming).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     reply(kind, &rid, result, connection_id)
 }
@@ -158,11 +211,43 @@ async fn dispatch(
     state: &AppState,
     registry: &ConnectionRegistry,
     conn: &Connection,
+    incoming: Incoming,
+) -> Result<Value, CommandError> {
+    let kind = incoming.kind.clone();
+    let mut data_and_rest = incoming;
+    let data = data_of(&mut data_and_rest);
+    match core_command(state, registry, conn, &kind, data_and_rest, data.clone()).await {
+        Err(e) if e.is_unknown() => {
+            match crate::realtime::resource_commands::dispatch(
+                state,
+                &conn.principal(),
+                conn,
+                &kind,
+                data,
+            )
+            .await
+            {
+                Some(result) => result,
+                None => Err(
+                    AppError::validation("type", format!("unknown command type {kind:?}")).into(),
+                ),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Connection, sync, workspace and profile commands.
+async fn core_command(
+    state: &AppState,
+    registry: &ConnectionRegistry,
+    conn: &Connection,
+    kind: &str,
     mut incoming: Incoming,
-) -> AppResult<Value> {
+    mut data: Value,
+) -> Result<Value, CommandError> {
     let who = conn.principal();
-    let mut data = data_of(&mut incoming);
-    match incoming.kind.as_str() {
+    let result: AppResult<Value> = match kind {
         "ping" => Ok(json!({"pong": true})),
         "subscribe" => {
             let topics = topics_of(&mut incoming, &mut data)?;
@@ -192,7 +277,7 @@ async fn dispatch(
                 .or_else(|| conn.workspace_id.clone())
                 .ok_or_else(|| AppError::validation("workspace_id", "is required"))?;
             if args.since < 0 {
-                return Err(AppError::validation("since", "must be >= 0"));
+                return Err(AppError::validation("since", "must be >= 0").into());
             }
             let limit = args.limit.unwrap_or(1000).clamp(1, 1000);
             to_value(
@@ -221,14 +306,7 @@ async fn dispatch(
             let page: PageParams = parse(data)?;
             to_value(state.workspaces.members(&who, &ws, &page).await?)
         }
-        other => match crate::realtime::resource_commands::dispatch(state, &who, conn, other, data)
-            .await
-        {
-            Some(result) => result,
-            None => Err(AppError::validation(
-                "type",
-                format!("unknown command type {other:?}"),
-            )),
-        },
-    }
+        _ => return Err(CommandError::unknown()),
+    };
+    result.map_err(CommandError::from)
 }
