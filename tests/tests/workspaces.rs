@@ -398,12 +398,17 @@ async fn change_feed_is_gapless_and_ordered(s: TestServer) {
         [
             "workspace.created",
             "workspace_member.created",
+            "project_status.created",
+            "project_status.created",
+            "project_status.created",
+            "project_status.created",
+            "project_status.created",
             "team.created",
             "workflow.created"
         ]
     );
     let base = initial.data()["last_seq"].as_i64().unwrap();
-    assert_eq!(base, 4);
+    assert_eq!(base, 9);
 
     // Concurrent writers: every change gets its own number, none is skipped.
     let body = json!({"role": "member"});

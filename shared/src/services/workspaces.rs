@@ -362,6 +362,7 @@ impl WorkspaceService {
             &user.id,
             &now,
         );
+        let statuses = crate::services::projects::default_project_statuses(&ws_id, &now);
         let committed = self
             .ctx
             .changes
@@ -397,6 +398,7 @@ impl WorkspaceService {
                         ChangeKind::Created,
                         &member,
                     ));
+                let plan = crate::services::projects::plan_project_statuses(plan, &statuses);
                 Ok(new_team.plan(plan, "name"))
             })
             .await?;
