@@ -6,6 +6,7 @@
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -p auth         # extra arguments go to `cargo test`
 #   SKIP_LINT=1 scripts/test.sh     # skip fmt/clippy
+#   SKIP_INFRA=1 scripts/test.sh    # skip cfn-lint / sam validate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -45,6 +46,28 @@ export MOMENTUM_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 export MOMENTUM_REQUIRE_DYNAMODB=1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
+
+# Infrastructure checks, offline, each tool in its own venv (aws-sam-cli pins its own boto3).
+if [ "${SKIP_INFRA:-0}" != "1" ]; then
+  if [ ! -x "$ROOT/.venv-cfn/bin/cfn-lint" ]; then
+    step "creating .venv-cfn with cfn-lint"
+    "$PYTHON" -m venv "$ROOT/.venv-cfn"
+    "$ROOT/.venv-cfn/bin/pip" install --quiet "cfn-lint>=1,<2"
+  fi
+  if [ ! -x "$ROOT/.venv-sam/bin/sam" ]; then
+    step "creating .venv-sam with aws-sam-cli"
+    "$PYTHON" -m venv "$ROOT/.venv-sam"
+    "$ROOT/.venv-sam/bin/pip" install --quiet "aws-sam-cli>=1.120,<2"
+  fi
+  step "cfn-lint, sam validate, sam validate --lint (infra/template.yaml)"
+  (
+    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+    export SAM_CLI_TELEMETRY=0
+    "$ROOT/.venv-cfn/bin/cfn-lint" infra/template.yaml
+    "$ROOT/.venv-sam/bin/sam" validate --template infra/template.yaml
+    "$ROOT/.venv-sam/bin/sam" validate --lint --template infra/template.yaml
+  )
+fi
 
 if [ "${SKIP_LINT:-0}" != "1" ]; then
   step "cargo fmt --check"
