@@ -462,3 +462,20 @@ pub fn from_json_value<T: DeserializeOwned>(value: Value) -> Result<T, AppError>
         body_error(&path, e.inner())
     })
 }
+
+/// The version an `If-Match` header expects (`3`, `"3"`, `W/"3"`; `*` or absent: any).
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        let raw = match parts.headers.get(header::IF_MATCH) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                AppError::validation("If-Match", "must be the record's version, e.g. \"3\"")
+            })?),
+        };
+        crate::services::context::parse_if_match(raw).map(IfMatch)
+    }
+}

@@ -1,15 +1,14 @@
 //! Comments on issues: `/comments`.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
+use momentum_shared::AppState;
 use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use momentum_shared::services::comments::{
     Comment, CommentListParams, CreateComment, UpdateComment,
 };
 use momentum_shared::services::pagination::{PageParams, Paged};
-use momentum_shared::services::projects::parse_if_match;
-use momentum_shared::{AppError, AppState};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -17,16 +16,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get_one, update, delete))
-}
-
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
-    let raw = match headers.get(header::IF_MATCH) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| {
-            AppError::validation("If-Match", "must be the record's version, e.g. \"3\"")
-        })?),
-    };
-    parse_if_match(raw)
 }
 
 /// An issue's comments, oldest first, paginated. Replies carry `parent_id`; deleted
@@ -84,10 +73,9 @@ async fn update(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
     Json(req): Json<UpdateComment>,
 ) -> ApiResult<Comment> {
-    let expected = if_match(&headers)?;
     Ok(ApiResponse::ok(
         s.comments.update(&who, &id, req, expected).await?,
     ))
@@ -105,9 +93,8 @@ async fn delete(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
 ) -> ApiResult<Comment> {
-    let expected = if_match(&headers)?;
     Ok(ApiResponse::ok(
         s.comments.delete(&who, &id, expected).await?,
     ))

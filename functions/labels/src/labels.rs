@@ -2,12 +2,12 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use momentum_shared::AppState;
 use momentum_shared::error::AppError;
 use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope, Meta};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use momentum_shared::services::labels::{
     BatchCreateLabels, BatchDeleteLabels, BatchItemError, BatchOutcome, BatchRejected, BatchResult,
     BatchUpdateLabels, CreateLabel, Label, ListLabelsParams, UpdateLabel,
@@ -73,20 +73,6 @@ async fn batch_reply(outcome: BatchOutcome, ok: StatusCode) -> Response {
     }
 }
 
-/// The version an `If-Match` header expects (`"3"`, `3` or `W/"3"`).
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|v| v.parse::<i64>().ok())
-        .map(Some)
-        .ok_or_else(|| AppError::validation("If-Match", "must be a label version, e.g. \"3\""))
-}
-
 /// Labels of a workspace (default: the current one), in id order; `level` filters.
 #[utoipa::path(get, path = "/labels", tag = "labels", security(("bearer" = [])),
     params(ListLabelsParams),
@@ -137,10 +123,9 @@ async fn update(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
     Json(req): Json<UpdateLabel>,
 ) -> ApiResult<Label> {
-    let expected = if_match(&headers)?;
     Ok(ApiResponse::ok(
         s.labels.update(&who, &id, req, expected).await?,
     ))

@@ -1,10 +1,10 @@
 //! Cycles, their issues and stats: `/cycles/*`.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use momentum_shared::AppState;
 use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use momentum_shared::services::cycles::{
     AssignIssues, CreateCycle, CycleStats, CycleView, ListCyclesParams, UpdateCycle,
 };
@@ -13,7 +13,7 @@ use momentum_shared::services::pagination::Paged;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::issues::{Deleted, if_match};
+use crate::issues::Deleted;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -74,10 +74,9 @@ async fn update(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
     Json(req): Json<UpdateCycle>,
 ) -> ApiResult<CycleView> {
-    let expected = if_match(&headers)?;
     Ok(ApiResponse::ok(
         s.cycles.update(&who, &id, req, expected).await?,
     ))

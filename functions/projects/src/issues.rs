@@ -1,16 +1,14 @@
 //! Issues, their activity, workflow transitions and sub-issues: `/issues/*`.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use momentum_shared::AppState;
 use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use momentum_shared::services::issues::{
     Activity, CreateIssue, Issue, ListIssuesParams, TransitionIssue, Transitions, UpdateIssue,
-    parse_if_match,
 };
 use momentum_shared::services::pagination::{PageParams, Paged};
-use momentum_shared::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -36,17 +34,6 @@ pub struct Deleted {
 pub struct GetParams {
     /// Where to resolve an identifier such as `ENG-42` (default: the current workspace).
     pub workspace_id: Option<String>,
-}
-
-/// The expected version from `If-Match`, if sent.
-pub fn if_match(headers: &HeaderMap) -> AppResult<Option<i64>> {
-    match headers.get(header::IF_MATCH) {
-        None => Ok(None),
-        Some(v) => parse_if_match(
-            v.to_str()
-                .map_err(|_| AppError::validation("If-Match", "must be the issue version"))?,
-        ),
-    }
 }
 
 /// Issues of a team or workspace, filtered and sorted, by cursor. With filters the chosen
@@ -106,10 +93,9 @@ async fn update(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
     Json(req): Json<UpdateIssue>,
 ) -> ApiResult<Issue> {
-    let expected = if_match(&headers)?;
     Ok(ApiResponse::ok(
         s.issues.update(&who, &id, req, expected).await?,
     ))
@@ -166,10 +152,9 @@ async fn transition(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
     Json(req): Json<TransitionIssue>,
 ) -> ApiResult<Issue> {
-    let expected = if_match(&headers)?;
     Ok(ApiResponse::ok(
         s.issues.transition(&who, &id, req, expected).await?,
     ))

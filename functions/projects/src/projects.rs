@@ -1,15 +1,15 @@
 //! Projects and project statuses: `/projects`, `/project-statuses`.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
+use momentum_shared::AppState;
 use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use momentum_shared::services::pagination::{PageParams, Paged};
 use momentum_shared::services::projects::{
     CreateProject, CreateProjectStatus, Project, ProjectFilter, ProjectStatus, ProjectView,
-    StatusListParams, UpdateProject, UpdateProjectStatus, parse_if_match,
+    StatusListParams, UpdateProject, UpdateProjectStatus,
 };
-use momentum_shared::{AppError, AppState};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,17 +26,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Serialize, ToSchema)]
 pub struct Deleted {
     pub deleted: bool,
-}
-
-/// The expected version from `If-Match` (400 on `If-Match` when it is not a version).
-pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
-    let raw = match headers.get(header::IF_MATCH) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| {
-            AppError::validation("If-Match", "must be the record's version, e.g. \"3\"")
-        })?),
-    };
-    parse_if_match(raw)
 }
 
 // ----- project statuses ------------------------------------------------------------------
@@ -95,10 +84,9 @@ async fn update_status(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
     Json(req): Json<UpdateProjectStatus>,
 ) -> ApiResult<ProjectStatus> {
-    let expected = if_match(&headers)?;
     Ok(ApiResponse::ok(
         s.projects.update_status(&who, &id, req, expected).await?,
     ))
@@ -115,9 +103,8 @@ async fn delete_status(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
 ) -> ApiResult<Deleted> {
-    let expected = if_match(&headers)?;
     s.projects.delete_status(&who, &id, expected).await?;
     Ok(ApiResponse::ok(Deleted { deleted: true }))
 }
@@ -179,10 +166,9 @@ async fn update(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
     Json(req): Json<UpdateProject>,
 ) -> ApiResult<ProjectView> {
-    let expected = if_match(&headers)?;
     Ok(ApiResponse::ok(
         s.projects.update(&who, &id, req, expected).await?,
     ))
@@ -199,9 +185,8 @@ async fn delete(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
 ) -> ApiResult<Deleted> {
-    let expected = if_match(&headers)?;
     s.projects.delete(&who, &id, expected).await?;
     Ok(ApiResponse::ok(Deleted { deleted: true }))
 }

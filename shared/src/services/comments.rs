@@ -18,11 +18,11 @@ use crate::error::{AppError, AppResult};
 use crate::services::access::Scope;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
+use crate::services::context::expected_version;
 use crate::services::context::{
     ServiceContext, check_version, found, put_new, put_versioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
-use crate::services::projects::expected_version;
 use crate::storage::{Condition, Key, Query, SortKey, Table, WriteOp};
 
 pub const MAX_BODY_CHARS: usize = 10_000;

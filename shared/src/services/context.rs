@@ -122,3 +122,34 @@ where
 {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// The expected version of a write: the body's `version` and the `If-Match` header must
+/// agree when both are given.
+pub fn expected_version(body: Option<i64>, if_match: Option<i64>) -> AppResult<Option<i64>> {
+    match (body, if_match) {
+        (Some(a), Some(b)) if a != b => Err(AppError::validation(
+            "version",
+            "differs from the If-Match header",
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// Parses an `If-Match` header value: a version number, optionally quoted (`"3"`, `W/"3"`);
+/// `*` means any version.
+pub fn parse_if_match(raw: Option<&str>) -> AppResult<Option<i64>> {
+    let Some(raw) = raw.map(str::trim) else {
+        return Ok(None);
+    };
+    if raw == "*" {
+        return Ok(None);
+    }
+    let tag = raw.strip_prefix("W/").unwrap_or(raw);
+    let tag = tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(tag);
+    tag.parse::<i64>()
+        .map(Some)
+        .map_err(|_| AppError::validation("If-Match", "must be the record's version, e.g. \"3\""))
+}

@@ -42,7 +42,9 @@ use crate::domain::{from_item, record_item, to_item};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, CounterRef, Plan};
-use crate::services::context::{ServiceContext, check_version, found, required_text};
+use crate::services::context::{
+    ServiceContext, check_version, expected_version, found, required_text,
+};
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::cursor::Position;
 use crate::storage::{Condition, Index, Item, Key, Query, SortKey, Table, WriteOp};
@@ -658,29 +660,6 @@ fn parse_identifier(raw: &str) -> Option<String> {
     }
     let n: u64 = num.parse().ok()?;
     Some(format!("{}-{n}", key.to_ascii_uppercase()))
-}
-
-/// An expected version from `If-Match` (`3`, `"3"`, `W/"3"`; `*` means any).
-pub fn parse_if_match(raw: &str) -> AppResult<Option<i64>> {
-    let v = raw.trim();
-    if v == "*" {
-        return Ok(None);
-    }
-    let v = v.strip_prefix("W/").unwrap_or(v).trim_matches('"');
-    v.parse::<i64>()
-        .map(Some)
-        .map_err(|_| AppError::validation("If-Match", "must be the issue version, e.g. \"3\""))
-}
-
-/// The expected version of an update: the body's `version`, else `If-Match`.
-fn expected_version(body: Option<i64>, header: Option<i64>) -> AppResult<Option<i64>> {
-    match (body, header) {
-        (Some(b), Some(h)) if b != h => Err(AppError::validation(
-            "version",
-            "differs from the If-Match header",
-        )),
-        (b, h) => Ok(b.or(h)),
-    }
 }
 
 fn parse_category(raw: &str) -> AppResult<StateCategory> {
@@ -1895,15 +1874,11 @@ mod tests {
     }
 
     #[test]
-    fn identifiers_and_if_match() {
+    fn identifiers() {
         assert_eq!(parse_identifier("eng-042").as_deref(), Some("ENG-42"));
         assert_eq!(parse_identifier("iss_abc"), None);
         assert_eq!(parse_identifier("ENG-"), None);
         assert_eq!(parse_identifier("-4"), None);
-        assert_eq!(parse_if_match("W/\"3\"").unwrap(), Some(3));
-        assert_eq!(parse_if_match("\"7\"").unwrap(), Some(7));
-        assert_eq!(parse_if_match("*").unwrap(), None);
-        assert!(parse_if_match("abc").is_err());
     }
 
     #[test]

@@ -17,8 +17,8 @@ use crate::services::access::Scope;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, claim, color, found, put_new, put_versioned, required_text,
-    version_conflict,
+    ServiceContext, check_version, claim, color, expected_version, found, put_new, put_versioned,
+    required_text, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::cursor::Position;
@@ -380,37 +380,6 @@ fn key_taken() -> AppError {
         "this project key is already used in the workspace",
     )
     .with_code(ErrorCode::Conflict)
-}
-
-/// The expected version of a write: the body's `version` and the `If-Match` header must
-/// agree when both are given.
-pub fn expected_version(body: Option<i64>, if_match: Option<i64>) -> AppResult<Option<i64>> {
-    match (body, if_match) {
-        (Some(a), Some(b)) if a != b => Err(AppError::validation(
-            "version",
-            "differs from the If-Match header",
-        )),
-        (a, b) => Ok(a.or(b)),
-    }
-}
-
-/// Parses an `If-Match` header value: a version number, optionally quoted (`"3"`, `W/"3"`);
-/// `*` means any version.
-pub fn parse_if_match(raw: Option<&str>) -> AppResult<Option<i64>> {
-    let Some(raw) = raw.map(str::trim) else {
-        return Ok(None);
-    };
-    if raw == "*" {
-        return Ok(None);
-    }
-    let tag = raw.strip_prefix("W/").unwrap_or(raw);
-    let tag = tag
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(tag);
-    tag.parse::<i64>()
-        .map(Some)
-        .map_err(|_| AppError::validation("If-Match", "must be the record's version, e.g. \"3\""))
 }
 
 fn sort_statuses(statuses: &mut [ProjectStatus]) {
@@ -1150,14 +1119,32 @@ mod tests {
 
     #[test]
     fn if_match() {
-        assert_eq!(parse_if_match(None).unwrap(), None);
-        assert_eq!(parse_if_match(Some("\"3\"")).unwrap(), Some(3));
-        assert_eq!(parse_if_match(Some("W/\"4\"")).unwrap(), Some(4));
-        assert_eq!(parse_if_match(Some("5")).unwrap(), Some(5));
-        assert_eq!(parse_if_match(Some("*")).unwrap(), None);
-        assert!(parse_if_match(Some("abc")).is_err());
-        assert!(expected_version(Some(1), Some(2)).is_err());
-        assert_eq!(expected_version(None, Some(2)).unwrap(), Some(2));
+        assert_eq!(
+            crate::services::context::parse_if_match(None).unwrap(),
+            None
+        );
+        assert_eq!(
+            crate::services::context::parse_if_match(Some("\"3\"")).unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            crate::services::context::parse_if_match(Some("W/\"4\"")).unwrap(),
+            Some(4)
+        );
+        assert_eq!(
+            crate::services::context::parse_if_match(Some("5")).unwrap(),
+            Some(5)
+        );
+        assert_eq!(
+            crate::services::context::parse_if_match(Some("*")).unwrap(),
+            None
+        );
+        assert!(crate::services::context::parse_if_match(Some("abc")).is_err());
+        assert!(crate::services::context::expected_version(Some(1), Some(2)).is_err());
+        assert_eq!(
+            crate::services::context::expected_version(None, Some(2)).unwrap(),
+            Some(2)
+        );
     }
 
     #[test]
