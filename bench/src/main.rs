@@ -1,10 +1,12 @@
 //! Benchmarks against the local shim on the embedded store, printing tables.
 //!
-//!   cargo run -p bench --release -- ws-fanout --subscribers 100 --writes 200 --rate 50
+//!   cargo run -p bench --release -- ws-fanout --subscribers 1,10,100,1000 --writes 200 --rate 50
+//!   cargo run -p bench --release -- http --mix list=1 --duration 10 --concurrency 32
 //!
 //! Every scenario starts its own shim in-process on 127.0.0.1 (an in-memory store), so
 //! numbers include real HTTP and WebSocket framing on loopback.
 
+mod http_mix;
 mod ws_fanout;
 
 use clap::{Parser, Subcommand};
@@ -21,12 +23,16 @@ enum Scenario {
     /// N WebSocket connections subscribed to one workspace, one writer at a fixed rate:
     /// delivery latency (commit -> received), lost and duplicated events, server RSS.
     WsFanout(ws_fanout::Args),
+    /// Weighted HTTP workload (login, list issues, get issue, create/update issue) at fixed
+    /// concurrency: req/s, p50/p99, errors, storage calls per request by endpoint.
+    Http(http_mix::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::WsFanout(args) => ws_fanout::run(args).await,
+        Scenario::Http(args) => http_mix::run(args).await,
     }
 }
 

@@ -368,10 +368,21 @@ impl ChangeLog {
             .into_iter()
             .map(from_item::<ChangeRecord>)
             .collect::<AppResult<_>>()?;
-        if let Some(first) = records.first()
-            && first.seq > since + 1
-        {
-            return Err(resync_required(since));
+        match records.first() {
+            Some(first) if first.seq > since + 1 => return Err(resync_required(since)),
+            Some(_) => {}
+            // Nothing after `since`: either nothing happened, or all of it has expired.
+            None => {
+                let latest = self
+                    .store
+                    .get(Table::Main, &counter_key(workspace_id))
+                    .await?
+                    .and_then(|c| c.get(SEQ_ATTR).and_then(Value::as_i64))
+                    .unwrap_or(0);
+                if latest > since {
+                    return Err(resync_required(since));
+                }
+            }
         }
         Ok((records, page.next_cursor.is_some()))
     }

@@ -211,12 +211,19 @@ impl DynamoStore {
         )
         .or_default_provider()
         .or_else("us-east-1");
+        // Against AWS a stuck attempt is retried after 5 s; DynamoDB recognises the retried
+        // transaction by its client request token. Local emulators (moto, LocalStack) can be
+        // slower than that under load and do not deduplicate retries, so they get time.
+        let (attempt, total) = match settings.endpoint {
+            Some(_) => (Duration::from_secs(60), Duration::from_secs(120)),
+            None => (Duration::from_secs(5), Duration::from_secs(20)),
+        };
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(5))
-                    .operation_timeout(Duration::from_secs(20))
+                    .operation_attempt_timeout(attempt)
+                    .operation_timeout(total)
                     .build(),
             );
         // Local endpoints (LocalStack, moto) accept any credentials; without this the SDK

@@ -1,0 +1,242 @@
+//! HTTP workload against the shim: a weighted mix of login, list issues (page of 50), get
+//! issue and create/update issue, at fixed concurrency for a fixed time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{percentile, rss_kib, start_shim};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Weights: login=5,list=50,get=25,write=20 (any subset).
+    #[arg(long, default_value = "login=5,list=50,get=25,write=20")]
+    mix: String,
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Issues created before the run.
+    #[arg(long, default_value_t = 200)]
+    issues: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Op {
+    Login,
+    List,
+    Get,
+    Write,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Login => "POST /auth/login",
+            Op::List => "GET /issues (50)",
+            Op::Get => "GET /issues/{id}",
+            Op::Write => "POST|PUT /issues",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    latencies: Vec<u64>,
+    errors: usize,
+    storage_calls: u64,
+}
+
+fn parse_mix(mix: &str) -> anyhow::Result<Vec<(Op, u32)>> {
+    let mut out = Vec::new();
+    for part in mix.split(',') {
+        let (name, w) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad mix entry {part:?}"))?;
+        let op = match name.trim() {
+            "login" => Op::Login,
+            "list" => Op::List,
+            "get" => Op::Get,
+            "write" => Op::Write,
+            other => anyhow::bail!("unknown op {other:?}"),
+        };
+        out.push((op, w.trim().parse()?));
+    }
+    Ok(out)
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mix = parse_mix(&args.mix)?;
+    let total_weight: u32 = mix.iter().map(|(_, w)| w).sum();
+    let (base, _state) = start_shim().await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let (email, password) = (
+        format!("bench.{}@example.com", uuid::Uuid::new_v4().simple()),
+        "benchmark password",
+    );
+    http.post(format!("{base}/auth/register"))
+        .json(&json!({"email": email, "username": "bencher", "password": password}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let login: Value = http
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["data"]["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let ws: Value = http
+        .post(format!("{base}/workspaces"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Bench"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let team = ws["data"]["default_team"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut issue_ids = Vec::new();
+    for i in 0..args.issues {
+        let r: Value = http
+            .post(format!("{base}/issues"))
+            .bearer_auth(&token)
+            .json(
+                &json!({"team_id": team, "title": format!("Seed issue {i}"), "priority": "medium"}),
+            )
+            .send()
+            .await?
+            .json()
+            .await?;
+        issue_ids.push(r["data"]["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let issue_ids = Arc::new(issue_ids);
+    let counter = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (http, base, token, team) =
+                (http.clone(), base.clone(), token.clone(), team.clone());
+            let (email, mix, ids, counter) = (
+                email.clone(),
+                mix.clone(),
+                issue_ids.clone(),
+                counter.clone(),
+            );
+            tokio::spawn(async move {
+                let mut stats: BTreeMap<Op, Stats> = BTreeMap::new();
+                let mut i = w;
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, Ordering::Relaxed) as u32;
+                    let mut pick = n.wrapping_mul(2_654_435_761) % total_weight;
+                    let op = mix
+                        .iter()
+                        .find(|(_, wgt)| {
+                            if pick < *wgt {
+                                true
+                            } else {
+                                pick -= wgt;
+                                false
+                            }
+                        })
+                        .map(|(op, _)| *op)
+                        .unwrap_or(Op::List);
+                    i = i.wrapping_add(7919);
+                    let id = &ids[i % ids.len()];
+                    let req = match op {
+                        Op::Login => http
+                            .post(format!("{base}/auth/login"))
+                            .json(&json!({"email": email, "password": password})),
+                        Op::List => http
+                            .get(format!("{base}/issues?team_id={team}&limit=50"))
+                            .bearer_auth(&token),
+                        Op::Get => http.get(format!("{base}/issues/{id}")).bearer_auth(&token),
+                        Op::Write if n % 2 == 0 => http
+                            .post(format!("{base}/issues"))
+                            .bearer_auth(&token)
+                            .json(&json!({"team_id": team, "title": "Bench write"})),
+                        Op::Write => http
+                            .put(format!("{base}/issues/{id}"))
+                            .bearer_auth(&token)
+                            .json(&json!({"description": format!("edit {n}")})),
+                    };
+                    let t = Instant::now();
+                    let result = req.send().await;
+                    let micros = t.elapsed().as_micros() as u64;
+                    let s = stats.entry(op).or_default();
+                    match result {
+                        Ok(resp) => {
+                            s.storage_calls += resp
+                                .headers()
+                                .get("x-storage-calls")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0);
+                            let ok = resp.status().is_success()
+                                // a concurrent update of the same issue is a correct 412
+                                || resp.status().as_u16() == 412;
+                            let _ = resp.bytes().await;
+                            if !ok {
+                                s.errors += 1;
+                            }
+                        }
+                        Err(_) => s.errors += 1,
+                    }
+                    s.latencies.push(micros);
+                }
+                stats
+            })
+        })
+        .collect();
+    let mut all: BTreeMap<Op, Stats> = BTreeMap::new();
+    for w in workers {
+        for (op, s) in w.await? {
+            let t = all.entry(op).or_default();
+            t.latencies.extend(s.latencies);
+            t.errors += s.errors;
+            t.storage_calls += s.storage_calls;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "mix {} | concurrency {} | {:.1} s | rss {:.1} MiB",
+        args.mix,
+        args.concurrency,
+        secs,
+        rss_kib() as f64 / 1024.0
+    );
+    println!(
+        "{:<20} {:>8} {:>9} {:>8} {:>8} {:>7} {:>14}",
+        "endpoint", "count", "req/s", "p50 ms", "p99 ms", "errors", "storage calls"
+    );
+    let mut total = 0usize;
+    for (op, mut s) in all {
+        s.latencies.sort_unstable();
+        let n = s.latencies.len();
+        total += n;
+        println!(
+            "{:<20} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>14.2}",
+            op.name(),
+            n,
+            n as f64 / secs,
+            percentile(&s.latencies, 0.5) as f64 / 1000.0,
+            percentile(&s.latencies, 0.99) as f64 / 1000.0,
+            s.errors,
+            s.storage_calls as f64 / n.max(1) as f64
+        );
+    }
+    println!("{:<20} {:>8} {:>9.0}", "total", total, total as f64 / secs);
+    Ok(())
+}
