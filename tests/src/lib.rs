@@ -6,7 +6,7 @@
 //! `MOMENTUM_REQUIRE_DYNAMODB=1` a missing endpoint fails them instead, so CI cannot pass
 //! by skipping.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use momentum_shared::AppState;
 use momentum_shared::clock::SystemClock;
@@ -47,19 +47,22 @@ pub fn dynamodb_endpoint(test: &str) -> Option<String> {
 }
 
 /// Table names shared by the tests of one process (a unique prefix per run).
+/// Fresh table names for one store. moto snapshots every table a transaction touches (a deep
+/// copy, for rollback), so tables shared by many tests make every transaction slower and
+/// moto's memory grow; small tables per test keep it fast.
 pub fn test_tables() -> TableNames {
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    let prefix =
-        PREFIX.get_or_init(|| format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-    TableNames::with_prefix(prefix)
+    TableNames::with_prefix(&format!(
+        "t{}-",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ))
 }
 
 /// A DynamoDB store on the test endpoint with the tables created.
-pub async fn dynamodb_store(endpoint: &str) -> DynamoStore {
+pub async fn dynamodb_store(endpoint: &str, tables: TableNames) -> DynamoStore {
     let store = DynamoStore::connect(&DynamoSettings {
         endpoint: Some(endpoint.to_owned()),
         region: Some("us-east-1".into()),
-        tables: test_tables(),
+        tables,
     })
     .await;
     store.create_tables().await.expect("create tables");
@@ -104,7 +107,7 @@ impl TestServer {
                     create_tables: true,
                 };
                 config.tables = test_tables();
-                Arc::new(dynamodb_store(&endpoint).await)
+                Arc::new(dynamodb_store(&endpoint, config.tables.clone()).await)
             }
         };
         let state = AppState::with_store(config, store, Arc::new(SystemClock));
@@ -148,9 +151,24 @@ impl TestServer {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
+        self.request(method, path, token, None, body).await
+    }
+
+    /// Sends a request with an optional `If-Match` header (optimistic concurrency).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        if_match: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
+        }
+        if let Some(v) = if_match {
+            req = req.header("If-Match", v);
         }
         if let Some(b) = body {
             req = req.json(b);
@@ -168,6 +186,22 @@ impl TestServer {
 
     pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
         self.call(Method::PUT, path, token, Some(body)).await
+    }
+
+    /// A PUT with an `If-Match` header.
+    pub async fn put_if_match(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        if_match: &str,
+        body: &Value,
+    ) -> Reply {
+        self.request(Method::PUT, path, token, Some(if_match), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::DELETE, path, token, None).await
     }
 }
 
@@ -263,14 +297,24 @@ macro_rules! on_every_store {
     };
 }
 
+/// The `id` of a record (an envelope's `data`, a list item).
+pub fn id(v: &Value) -> String {
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_owned()
+}
+
+/// The password of every user `sign_up` registers.
+pub const PASSWORD: &str = "correct horse battery";
+
 /// Registers and logs in a new user; returns (access token, user id, email).
 pub async fn sign_up(server: &TestServer, name: &str) -> (String, String, String) {
     let email = format!(
         "{name}.{}@example.com",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    let creds =
-        serde_json::json!({"email": email, "username": name, "password": "correct horse battery"});
+    let creds = serde_json::json!({"email": email, "username": name, "password": PASSWORD});
     server
         .post("/auth/register", None, &creds)
         .await
@@ -279,7 +323,7 @@ pub async fn sign_up(server: &TestServer, name: &str) -> (String, String, String
         .post(
             "/auth/login",
             None,
-            &serde_json::json!({"email": email, "password": "correct horse battery"}),
+            &serde_json::json!({"email": email, "password": PASSWORD}),
         )
         .await
         .expect(200);
@@ -288,6 +332,225 @@ pub async fn sign_up(server: &TestServer, name: &str) -> (String, String, String
         login.data()["user"]["id"].as_str().unwrap().to_owned(),
         email,
     )
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub token: String,
+    pub id: String,
+    pub email: String,
+    pub username: String,
+}
+
+impl User {
+    /// The token, as the request helpers take it.
+    pub fn t(&self) -> Option<&str> {
+        Some(&self.token)
+    }
+}
+
+/// Registers and logs in a new user named `name` (3-32 of `[A-Za-z0-9_.-]`).
+pub async fn user(server: &TestServer, name: &str) -> User {
+    let (token, id, email) = sign_up(server, name).await;
+    User {
+        token,
+        id,
+        email,
+        username: name.to_owned(),
+    }
+}
+
+/// Makes `user` a member of a workspace with `role`, directly in storage, under their own
+/// username (so `@username` mentions resolve to them).
+pub async fn join(
+    server: &TestServer,
+    workspace_id: &str,
+    user: &User,
+    role: momentum_shared::domain::access::Role,
+) {
+    seed_named_member(
+        server,
+        workspace_id,
+        &user.id,
+        &user.email,
+        &user.username,
+        role,
+    )
+    .await;
+}
+
+/// A new user made a member of a workspace with `role` (`user` then `join`).
+pub async fn new_member(
+    server: &TestServer,
+    workspace_id: &str,
+    name: &str,
+    role: momentum_shared::domain::access::Role,
+) -> User {
+    let u = user(server, name).await;
+    join(server, workspace_id, &u, role).await;
+    u
+}
+
+/// A workspace ("Acme") with its owner, an admin, a member and a guest, and an outsider who
+/// owns another workspace ("Elsewhere"); the default team and workflow of each.
+pub struct World {
+    pub owner: User,
+    pub admin: User,
+    pub member: User,
+    pub guest: User,
+    pub outsider: User,
+    pub ws: String,
+    pub team_id: String,
+    pub workflow_id: String,
+    pub other_ws: String,
+    pub other_team_id: String,
+    pub other_workflow_id: String,
+}
+
+/// Builds a [`World`] (members joined directly in storage).
+pub async fn world(server: &TestServer) -> World {
+    use momentum_shared::domain::access::Role;
+    let text = |v: &Value| v.as_str().unwrap().to_owned();
+    let owner = user(server, "owner").await;
+    let created = server
+        .post(
+            "/workspaces",
+            owner.t(),
+            &serde_json::json!({"name": "Acme"}),
+        )
+        .await
+        .expect(201);
+    let data = created.data();
+    let ws = text(&data["id"]);
+    let admin = user(server, "admin").await;
+    let member = user(server, "member").await;
+    let guest = user(server, "guest").await;
+    join(server, &ws, &admin, Role::Admin).await;
+    join(server, &ws, &member, Role::Member).await;
+    join(server, &ws, &guest, Role::Guest).await;
+    let outsider = user(server, "outsider").await;
+    let other = server
+        .post(
+            "/workspaces",
+            outsider.t(),
+            &serde_json::json!({"name": "Elsewhere"}),
+        )
+        .await
+        .expect(201);
+    let o = other.data();
+    World {
+        owner,
+        admin,
+        member,
+        guest,
+        outsider,
+        team_id: text(&data["default_team"]["id"]),
+        workflow_id: text(&data["default_workflow"]["id"]),
+        ws,
+        other_ws: text(&o["id"]),
+        other_team_id: text(&o["default_team"]["id"]),
+        other_workflow_id: text(&o["default_workflow"]["id"]),
+    }
+}
+
+impl World {
+    /// The change records of the workspace after `since` (up to 100), read by the owner.
+    pub async fn changes_since(&self, server: &TestServer, since: i64) -> Vec<Value> {
+        server
+            .get(
+                &format!("/workspaces/{}/changes?since={since}&limit=100", self.ws),
+                self.owner.t(),
+            )
+            .await
+            .expect(200)
+            .data()["changes"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// The workspace's latest change sequence number.
+    pub async fn last_seq(&self, server: &TestServer) -> i64 {
+        server
+            .get(
+                &format!("/workspaces/{}/changes?since=0&limit=1000", self.ws),
+                self.owner.t(),
+            )
+            .await
+            .expect(200)
+            .data()["last_seq"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+/// A new workspace named `name` seen by its new owner ("owner"): its default team and
+/// workflow, and the workflow's state ids by name.
+pub struct Ws {
+    pub token: String,
+    pub user_id: String,
+    pub ws: String,
+    pub team: String,
+    pub team_key: String,
+    pub workflow: String,
+    /// State ids by name (Triage, Backlog, Todo, In Progress, Done, Canceled).
+    pub states: std::collections::HashMap<String, String>,
+}
+
+impl Ws {
+    pub fn state(&self, name: &str) -> &str {
+        &self.states[name]
+    }
+}
+
+pub async fn workspace(server: &TestServer, name: &str) -> Ws {
+    let (token, user_id, _) = sign_up(server, "owner").await;
+    let created = server
+        .post(
+            "/workspaces",
+            Some(&token),
+            &serde_json::json!({"name": name}),
+        )
+        .await
+        .expect(201);
+    let d = created.data();
+    Ws {
+        token,
+        user_id,
+        ws: d["id"].as_str().unwrap().to_owned(),
+        team: d["default_team"]["id"].as_str().unwrap().to_owned(),
+        team_key: d["default_team"]["key"].as_str().unwrap().to_owned(),
+        workflow: d["default_workflow"]["id"].as_str().unwrap().to_owned(),
+        states: d["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| {
+                (
+                    st["name"].as_str().unwrap().to_owned(),
+                    st["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The events (`label.created`, ...) of a workspace's change log, in order.
+pub async fn change_events(server: &TestServer, token: &str, workspace_id: &str) -> Vec<String> {
+    let page = server
+        .get(
+            &format!("/workspaces/{workspace_id}/changes?since=0&limit=1000"),
+            Some(token),
+        )
+        .await
+        .expect(200);
+    page.data()["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["event"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Makes a user a member of a workspace directly in storage (for tests that are about
@@ -299,6 +562,17 @@ pub async fn seed_member(
     email: &str,
     role: momentum_shared::domain::access::Role,
 ) {
+    seed_named_member(server, workspace_id, user_id, email, "seeded", role).await;
+}
+
+async fn seed_named_member(
+    server: &TestServer,
+    workspace_id: &str,
+    user_id: &str,
+    email: &str,
+    username: &str,
+    role: momentum_shared::domain::access::Role,
+) {
     use momentum_shared::domain::{keys, record_item, workspace::Member};
     use momentum_shared::services::workspaces::membership_of;
     use momentum_shared::storage::{Table, WriteOp};
@@ -306,7 +580,7 @@ pub async fn seed_member(
         workspace_id: workspace_id.to_owned(),
         user_id: user_id.to_owned(),
         role,
-        username: "seeded".into(),
+        username: username.to_owned(),
         email: email.to_owned(),
         display_name: None,
         joined_at: "2026-01-01T00:00:00Z".into(),

@@ -2,85 +2,12 @@
 
 use momentum_shared::domain::access::Role;
 use momentum_shared::domain::ids::{self, Kind};
-use momentum_shared::domain::keys;
-use momentum_shared::domain::record_item;
-use momentum_shared::domain::workspace::Member;
-use momentum_shared::services::workspaces::membership_of;
-use momentum_shared::storage::{Table, WriteOp};
-use momentum_tests::{Reply, TestServer, on_every_store};
-use reqwest::Method;
+use momentum_tests::{Reply, TestServer, User, id, join, on_every_store, user};
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// A user: token, id and username.
-struct User {
-    token: String,
-    id: String,
-    username: String,
-}
-
-/// Registers and logs in a fresh user with a unique username starting with `name`.
-async fn sign_up(s: &TestServer, name: &str) -> User {
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let username = format!("{name}_{suffix}");
-    let email = format!("{username}@example.com");
-    s.post(
-        "/auth/register",
-        None,
-        &json!({"email": email, "username": username, "password": PASSWORD}),
-    )
-    .await
-    .expect(202);
-    let login = s
-        .post(
-            "/auth/login",
-            None,
-            &json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .expect(200);
-    User {
-        token: login.data()["access_token"].as_str().unwrap().to_owned(),
-        id: login.data()["user"]["id"].as_str().unwrap().to_owned(),
-        username,
-    }
-}
-
-/// Makes a user a member of `ws` with `role` (directly in storage, as the matrix does).
-async fn join(s: &TestServer, ws: &str, user: &User, role: Role) {
-    let member = Member {
-        workspace_id: ws.to_owned(),
-        user_id: user.id.clone(),
-        role,
-        username: user.username.clone(),
-        email: format!("{}@example.com", user.username),
-        display_name: None,
-        joined_at: "2026-01-01T00:00:00Z".into(),
-    };
-    s.state
-        .store
-        .transact(vec![
-            WriteOp::put(
-                Table::Main,
-                record_item(&keys::member(ws, &user.id), "member", &member),
-            ),
-            WriteOp::put(
-                Table::Main,
-                record_item(
-                    &keys::membership(&user.id, ws),
-                    "membership",
-                    &membership_of(&member),
-                ),
-            ),
-        ])
-        .await
-        .unwrap();
-}
 
 /// A new user owning a new workspace: (owner, workspace id, default team id).
 async fn workspace_of_new_owner(s: &TestServer, name: &str) -> (User, Ws) {
-    let owner = sign_up(s, name).await;
+    let owner = user(s, name).await;
     let created = s
         .post(
             "/workspaces",
@@ -130,35 +57,6 @@ async fn comment(s: &TestServer, token: &str, issue: &str, body: &str) -> Reply 
     .await
 }
 
-fn id(r: &Reply) -> String {
-    r.data()["id"].as_str().unwrap().to_owned()
-}
-
-async fn send(
-    s: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    if_match: Option<&str>,
-    body: Option<&Value>,
-) -> Reply {
-    let mut req = s
-        .http
-        .request(method, format!("{}{path}", s.base))
-        .bearer_auth(token);
-    if let Some(v) = if_match {
-        req = req.header("If-Match", v);
-    }
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    Reply::read(req.send().await.unwrap()).await
-}
-
-async fn delete(s: &TestServer, path: &str, token: &str) -> Reply {
-    send(s, Method::DELETE, path, token, None, None).await
-}
-
 /// Every comment of an issue, following cursors.
 async fn all_comments(s: &TestServer, token: &str, issue: &str, limit: u32) -> Vec<Value> {
     let mut out = Vec::new();
@@ -195,7 +93,7 @@ async fn comment_thread_lifecycle(s: TestServer) {
     assert_eq!(c["edited_at"], Value::Null);
     assert_eq!(c["mentions"], json!([]));
     assert_eq!(c["version"], 1);
-    let cid = id(&first);
+    let cid = id(first.data());
 
     // A threaded reply, then more top-level comments.
     let reply = s
@@ -207,11 +105,12 @@ async fn comment_thread_lifecycle(s: TestServer) {
         .await
         .expect(201);
     assert_eq!(reply.data()["parent_id"], json!(cid));
-    let mut expected = vec![cid.clone(), id(&reply)];
+    let mut expected = vec![cid.clone(), id(reply.data())];
     for i in 0..4 {
-        expected.push(id(&comment(&s, &owner.token, &issue, &format!("n{i}"))
+        expected.push(id(comment(&s, &owner.token, &issue, &format!("n{i}"))
             .await
-            .expect(201)));
+            .expect(201)
+            .data()));
     }
     // Another issue's comments stay apart.
     let other_issue = new_issue(&s, &ws).await;
@@ -256,32 +155,29 @@ async fn comment_thread_lifecycle(s: TestServer) {
         .await
         .expect(412);
     assert_eq!(stale.error_code(), "PRECONDITION_FAILED");
-    send(
-        &s,
-        Method::PUT,
+    s.put_if_match(
         &path,
-        &owner.token,
-        Some("\"1\""),
-        Some(&json!({"body": "again"})),
+        Some(&owner.token),
+        "\"1\"",
+        &json!({"body": "again"}),
     )
     .await
     .expect(412);
-    let again = send(
-        &s,
-        Method::PUT,
-        &path,
-        &owner.token,
-        Some("\"2\""),
-        Some(&json!({"body": "again"})),
-    )
-    .await
-    .expect(200);
+    let again = s
+        .put_if_match(
+            &path,
+            Some(&owner.token),
+            "\"2\"",
+            &json!({"body": "again"}),
+        )
+        .await
+        .expect(200);
     assert_eq!(again.data()["version"], 3);
     let listed = all_comments(&s, &owner.token, &issue, 50).await;
     assert_eq!(listed[0]["body"], "again", "the list shows the edit");
 
     // Soft delete keeps the thread: the reply still points at a tombstone.
-    let gone = delete(&s, &path, &owner.token).await.expect(200);
+    let gone = s.delete(&path, Some(&owner.token)).await.expect(200);
     assert_eq!(gone.data()["deleted"], true);
     assert_eq!(gone.data()["body"], "");
     assert_eq!(gone.data()["version"], 4);
@@ -299,7 +195,7 @@ async fn comment_thread_lifecycle(s: TestServer) {
         .await
         .expect(409);
     assert_eq!(r.error_code(), "CONFLICT");
-    let twice = delete(&s, &path, &owner.token).await.expect(200);
+    let twice = s.delete(&path, Some(&owner.token)).await.expect(200);
     assert_eq!(twice.data()["version"], 4);
 
     // The change feed: one change per mutation, on the issue's topic.
@@ -336,10 +232,10 @@ async fn comment_thread_lifecycle(s: TestServer) {
 
 async fn comment_permissions(s: TestServer) {
     let (owner, ws) = workspace_of_new_owner(&s, "owner").await;
-    let author = sign_up(&s, "author").await;
-    let member = sign_up(&s, "member").await;
-    let admin = sign_up(&s, "admin").await;
-    let guest = sign_up(&s, "guest").await;
+    let author = user(&s, "author").await;
+    let member = user(&s, "member").await;
+    let admin = user(&s, "admin").await;
+    let guest = user(&s, "guest").await;
     join(&s, &ws.id, &author, Role::Member).await;
     join(&s, &ws.id, &member, Role::Member).await;
     join(&s, &ws.id, &admin, Role::Admin).await;
@@ -348,7 +244,7 @@ async fn comment_permissions(s: TestServer) {
     let issue = new_issue(&s, &ws).await;
 
     let c = comment(&s, &author.token, &issue, "mine").await.expect(201);
-    let path = format!("/comments/{}", id(&c));
+    let path = format!("/comments/{}", id(c.data()));
 
     // Guests read, never write.
     s.get(&path, Some(&guest.token)).await.expect(200);
@@ -374,23 +270,23 @@ async fn comment_permissions(s: TestServer) {
         .expect(200);
 
     // Others' comments: members and guests may not delete them, admins and owners may.
-    delete(&s, &path, &member.token).await.expect(403);
-    delete(&s, &path, &guest.token).await.expect(403);
+    s.delete(&path, Some(&member.token)).await.expect(403);
+    s.delete(&path, Some(&guest.token)).await.expect(403);
     let got = s.get(&path, Some(&author.token)).await.expect(200);
     assert_eq!(got.data()["body"], "still mine");
-    let r = delete(&s, &path, &admin.token).await.expect(200);
+    let r = s.delete(&path, Some(&admin.token)).await.expect(200);
     assert_eq!(r.data()["deleted"], true);
     let c2 = comment(&s, &author.token, &issue, "second")
         .await
         .expect(201);
-    delete(&s, &format!("/comments/{}", id(&c2)), &owner.token)
+    s.delete(&format!("/comments/{}", id(c2.data())), Some(&owner.token))
         .await
         .expect(200);
     // Authors delete their own.
     let c3 = comment(&s, &member.token, &issue, "third")
         .await
         .expect(201);
-    delete(&s, &format!("/comments/{}", id(&c3)), &member.token)
+    s.delete(&format!("/comments/{}", id(c3.data())), Some(&member.token))
         .await
         .expect(200);
 
@@ -406,7 +302,7 @@ async fn comment_permissions(s: TestServer) {
     s.put(&path, Some(&outsider.token), &json!({"body": "x"}))
         .await
         .expect(404);
-    delete(&s, &path, &outsider.token).await.expect(404);
+    s.delete(&path, Some(&outsider.token)).await.expect(404);
     s.get(&path, None).await.expect(401);
 }
 
@@ -433,7 +329,7 @@ async fn comment_validation(s: TestServer) {
     comment(&s, &owner.token, "iss_nonsense", "hello")
         .await
         .expect(404);
-    comment(&s, &owner.token, &id(&parent), "hello")
+    comment(&s, &owner.token, &id(parent.data()), "hello")
         .await
         .expect(404);
     s.get(&format!("/comments?issue_id={missing}"), Some(&owner.token))
@@ -455,12 +351,13 @@ async fn comment_validation(s: TestServer) {
     let other_ws_comment = {
         let (other, other_ws) = workspace_of_new_owner(&s, "other").await;
         let their_issue = new_issue(&s, &other_ws).await;
-        id(&comment(&s, &other.token, &their_issue, "x")
+        id(comment(&s, &other.token, &their_issue, "x")
             .await
-            .expect(201))
+            .expect(201)
+            .data())
     };
     for bad in [
-        id(&on_other),
+        id(on_other.data()),
         other_ws_comment,
         ids::new_id(Kind::Comment, &ws.id),
         "cmt_nonsense".to_owned(),
@@ -516,7 +413,7 @@ async fn comment_validation(s: TestServer) {
         .expect(201);
     assert_eq!(code.data()["body"], "```\n\tindented\n```");
 
-    let path = format!("/comments/{}", id(&parent));
+    let path = format!("/comments/{}", id(parent.data()));
     for (body, field) in [
         (json!({"body": ""}), "body"),
         (json!({}), "body"),
@@ -526,16 +423,10 @@ async fn comment_validation(s: TestServer) {
         let r = s.put(&path, Some(&owner.token), &body).await.expect(400);
         assert_eq!(r.error_field(), Some(field), "{body}: {}", r.body);
     }
-    let r = send(
-        &s,
-        Method::PUT,
-        &path,
-        &owner.token,
-        Some("v1"),
-        Some(&json!({"body": "x"})),
-    )
-    .await
-    .expect(400);
+    let r = s
+        .put_if_match(&path, Some(&owner.token), "v1", &json!({"body": "x"}))
+        .await
+        .expect(400);
     assert_eq!(r.error_field(), Some("If-Match"));
     let r = s
         .get(
@@ -552,9 +443,9 @@ async fn comment_validation(s: TestServer) {
 
 async fn mentions_are_recorded(s: TestServer) {
     let (owner, ws) = workspace_of_new_owner(&s, "owner").await;
-    let ada = sign_up(&s, "ada").await;
-    let bob = sign_up(&s, "bob").await;
-    let stranger = sign_up(&s, "stranger").await;
+    let ada = user(&s, "ada").await;
+    let bob = user(&s, "bob").await;
+    let stranger = user(&s, "stranger").await;
     join(&s, &ws.id, &ada, Role::Member).await;
     join(&s, &ws.id, &bob, Role::Guest).await;
     let issue = new_issue(&s, &ws).await;
@@ -574,7 +465,7 @@ async fn mentions_are_recorded(s: TestServer) {
         "access batch, members Query, commit"
     );
     let got = s
-        .get(&format!("/comments/{}", id(&c)), Some(&owner.token))
+        .get(&format!("/comments/{}", id(c.data())), Some(&owner.token))
         .await
         .expect(200);
     assert_eq!(got.data()["mentions"], json!([ada.id, bob.id]));
@@ -582,7 +473,7 @@ async fn mentions_are_recorded(s: TestServer) {
     // Editing resolves mentions again.
     let edited = s
         .put(
-            &format!("/comments/{}", id(&c)),
+            &format!("/comments/{}", id(c.data())),
             Some(&owner.token),
             &json!({"body": format!("only @{}", bob.username)}),
         )

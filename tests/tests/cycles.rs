@@ -1,112 +1,11 @@
 //! Cycles through the shim on both stores: numbering, dates and status, optimistic
 //! concurrency, issue assignment, stats, tenancy.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use momentum_shared::domain::access::Role;
-use momentum_shared::domain::keys;
-use momentum_shared::domain::record_item;
-use momentum_shared::domain::workspace::Member;
-use momentum_shared::services::workspaces::membership_of;
-use momentum_shared::storage::{Table, WriteOp};
-use momentum_tests::{Reply, TestServer, on_every_store};
-use reqwest::Method;
+use momentum_tests::{Reply, TestServer, Ws, id, new_member, on_every_store, workspace};
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn sign_up(s: &TestServer, name: &str) -> (String, String, String) {
-    let email = format!(
-        "{name}.{}@example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    s.post(
-        "/auth/register",
-        None,
-        &json!({"email": email, "username": name, "password": PASSWORD}),
-    )
-    .await
-    .expect(202);
-    let login = s
-        .post(
-            "/auth/login",
-            None,
-            &json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .expect(200);
-    (
-        login.data()["access_token"].as_str().unwrap().to_owned(),
-        login.data()["user"]["id"].as_str().unwrap().to_owned(),
-        email,
-    )
-}
-
-async fn add_member(s: &TestServer, ws: &str, user_id: &str, email: &str, role: Role) {
-    let member = Member {
-        workspace_id: ws.to_owned(),
-        user_id: user_id.to_owned(),
-        role,
-        username: "someone".into(),
-        email: email.to_owned(),
-        display_name: None,
-        joined_at: "2026-01-01T00:00:00Z".into(),
-    };
-    s.state
-        .store
-        .transact(vec![
-            WriteOp::put(
-                Table::Main,
-                record_item(&keys::member(ws, user_id), "member", &member),
-            ),
-            WriteOp::put(
-                Table::Main,
-                record_item(
-                    &keys::membership(user_id, ws),
-                    "membership",
-                    &membership_of(&member),
-                ),
-            ),
-        ])
-        .await
-        .unwrap();
-}
-
-struct Ws {
-    token: String,
-    ws: String,
-    team: String,
-    states: HashMap<String, String>,
-}
-
-async fn workspace(s: &TestServer, name: &str) -> Ws {
-    let (token, _, _) = sign_up(s, "owner").await;
-    let created = s
-        .post("/workspaces", Some(&token), &json!({"name": name}))
-        .await
-        .expect(201);
-    let d = created.data();
-    Ws {
-        token,
-        ws: d["id"].as_str().unwrap().to_owned(),
-        team: d["default_team"]["id"].as_str().unwrap().to_owned(),
-        states: d["states"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|st| {
-                (
-                    st["name"].as_str().unwrap().to_owned(),
-                    st["id"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect(),
-    }
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
 
 /// Today's date (the server's clock) shifted by `days`, as YYYY-MM-DD.
 fn day(s: &TestServer, days: i64) -> String {
@@ -241,13 +140,9 @@ async fn cycle_crud_and_status(s: TestServer) {
     }
 
     // Delete.
-    s.call(Method::DELETE, &path, Some(&w.token), None)
-        .await
-        .expect(200);
+    s.delete(&path, Some(&w.token)).await.expect(200);
     s.get(&path, Some(&w.token)).await.expect(404);
-    s.call(Method::DELETE, &path, Some(&w.token), None)
-        .await
-        .expect(404);
+    s.delete(&path, Some(&w.token)).await.expect(404);
 }
 
 async fn cycle_validation_and_tenancy(s: TestServer) {
@@ -312,8 +207,7 @@ async fn cycle_validation_and_tenancy(s: TestServer) {
     s.get("/cycles/cyc_nope", Some(&w.token)).await.expect(404);
 
     // Guests read, do not write.
-    let (guest, guest_id, guest_email) = sign_up(&s, "guest").await;
-    add_member(&s, &w.ws, &guest_id, &guest_email, Role::Guest).await;
+    let guest = new_member(&s, &w.ws, "guest", Role::Guest).await.token;
     let mine = new_cycle(&s, &w, "2026-02-01", "2026-02-14")
         .await
         .expect(201);
@@ -332,9 +226,7 @@ async fn cycle_validation_and_tenancy(s: TestServer) {
     s.put(&path, Some(&guest), &json!({"name": "g"}))
         .await
         .expect(403);
-    s.call(Method::DELETE, &path, Some(&guest), None)
-        .await
-        .expect(403);
+    s.delete(&path, Some(&guest)).await.expect(403);
 
     // Concurrent creates in one team get distinct numbers.
     let s = std::sync::Arc::new(s);
@@ -464,31 +356,16 @@ async fn cycle_issues_and_stats(s: TestServer) {
 
     // Taking one out.
     let out = s
-        .call(
-            Method::DELETE,
-            &format!("{path}/issues/{}", ids[3]),
-            Some(&w.token),
-            None,
-        )
+        .delete(&format!("{path}/issues/{}", ids[3]), Some(&w.token))
         .await
         .expect(200);
     assert_eq!(out.data()["cycle_id"], Value::Null);
-    s.call(
-        Method::DELETE,
-        &format!("{path}/issues/{}", ids[3]),
-        Some(&w.token),
-        None,
-    )
-    .await
-    .expect(404);
-    s.call(
-        Method::DELETE,
-        &format!("{path}/issues/{}", ids[4]),
-        Some(&w.token),
-        None,
-    )
-    .await
-    .expect(404);
+    s.delete(&format!("{path}/issues/{}", ids[3]), Some(&w.token))
+        .await
+        .expect(404);
+    s.delete(&format!("{path}/issues/{}", ids[4]), Some(&w.token))
+        .await
+        .expect(404);
     let stats = s
         .get(&format!("{path}/stats"), Some(&w.token))
         .await
@@ -515,9 +392,7 @@ async fn cycle_issues_and_stats(s: TestServer) {
     }
 
     // Deleting the cycle takes its issues out of it.
-    s.call(Method::DELETE, &path, Some(&w.token), None)
-        .await
-        .expect(200);
+    s.delete(&path, Some(&w.token)).await.expect(200);
     for i in &ids[..3] {
         let got = s
             .get(&format!("/issues/{i}"), Some(&w.token))

@@ -6,11 +6,9 @@ use momentum_shared::services::invitations::{
     CODE_ALPHABET, invite_code_key, invite_code_lookup_key, invite_for_key, pending_invite_key,
 };
 use momentum_shared::storage::{Condition, Key, Table, Update, WriteOp};
-use momentum_tests::{Reply, TestServer, on_every_store};
-use reqwest::Method;
+use momentum_tests::{Reply, TestServer, User, change_events, on_every_store, user};
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "correct horse battery";
 const PAST: &str = "2020-01-01T00:00:00Z";
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date (civil calendar).
@@ -23,40 +21,6 @@ fn epoch_days(date: &str) -> i64 {
     let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-struct User {
-    token: String,
-    id: String,
-    email: String,
-}
-
-/// Registers and logs in a fresh user.
-async fn sign_up(s: &TestServer, name: &str) -> User {
-    let email = format!(
-        "{name}.{}@example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    s.post(
-        "/auth/register",
-        None,
-        &json!({"email": email, "username": name, "password": PASSWORD}),
-    )
-    .await
-    .expect(202);
-    let login = s
-        .post(
-            "/auth/login",
-            None,
-            &json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .expect(200);
-    User {
-        token: login.data()["access_token"].as_str().unwrap().to_owned(),
-        id: login.data()["user"]["id"].as_str().unwrap().to_owned(),
-        email,
-    }
 }
 
 /// A workspace owned by `owner` (it becomes their current one): its id.
@@ -110,22 +74,6 @@ async fn role_in(s: &TestServer, who: &User, ws: &str) -> Result<String, u16> {
     }
 }
 
-async fn events(s: &TestServer, who: &User, ws: &str) -> Vec<String> {
-    let page = s
-        .get(
-            &format!("/workspaces/{ws}/changes?since=0&limit=1000"),
-            Some(&who.token),
-        )
-        .await
-        .expect(200);
-    page.data()["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["event"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 async fn set_attr(s: &TestServer, key: Key, attr: &str, value: &str) {
     s.state
         .store
@@ -142,9 +90,9 @@ async fn set_attr(s: &TestServer, key: Key, attr: &str, value: &str) {
 /// Invite -> the invitee sees it -> someone else cannot accept -> the invitee accepts and
 /// is a member with the invited role; the invitation is answered for good.
 async fn invite_and_accept(s: TestServer) {
-    let owner = sign_up(&s, "owner").await;
-    let bob = sign_up(&s, "bob").await;
-    let carol = sign_up(&s, "carol").await;
+    let owner = user(&s, "owner").await;
+    let bob = user(&s, "bob").await;
+    let carol = user(&s, "carol").await;
     let ws = workspace(&s, &owner).await;
 
     let created = invite(&s, &owner, &ws, &bob.email.to_uppercase(), "admin")
@@ -218,14 +166,9 @@ async fn invite_and_accept(s: TestServer) {
             .contains("accepted")
     );
     action(&s, &bob, &id, "decline").await.expect(409);
-    s.call(
-        Method::DELETE,
-        &format!("/invitations/{id}"),
-        Some(&owner.token),
-        None,
-    )
-    .await
-    .expect(409);
+    s.delete(&format!("/invitations/{id}"), Some(&owner.token))
+        .await
+        .expect(409);
     assert_eq!(
         workspace_invitations(&s, &owner, &ws).await[0]["status"],
         "accepted"
@@ -237,7 +180,7 @@ async fn invite_and_accept(s: TestServer) {
         .expect(409);
     assert_eq!(member.error_field(), Some("email"));
 
-    let log = events(&s, &owner, &ws).await;
+    let log = change_events(&s, &owner.token, &ws).await;
     let tail: Vec<&str> = log.iter().rev().take(2).rev().map(String::as_str).collect();
     assert_eq!(tail, ["workspace_member.created", "invitation.updated"]);
     assert!(log.contains(&"invitation.created".to_owned()));
@@ -245,11 +188,11 @@ async fn invite_and_accept(s: TestServer) {
 
 /// Every invalid request is refused and writes nothing.
 async fn invitation_validation(s: TestServer) {
-    let owner = sign_up(&s, "owner").await;
+    let owner = user(&s, "owner").await;
     let ws = workspace(&s, &owner).await;
-    let admin = sign_up(&s, "admin").await;
-    let guest = sign_up(&s, "guest").await;
-    let plain = sign_up(&s, "plain").await;
+    let admin = user(&s, "admin").await;
+    let guest = user(&s, "guest").await;
+    let plain = user(&s, "plain").await;
     // Admin, guest and member join through invitations.
     for (user, role) in [(&admin, "admin"), (&guest, "guest"), (&plain, "member")] {
         let inv = invite(&s, &owner, &ws, &user.email, role).await.expect(201);
@@ -257,7 +200,7 @@ async fn invitation_validation(s: TestServer) {
             .await
             .expect(200);
     }
-    let before = events(&s, &owner, &ws).await.len();
+    let before = change_events(&s, &owner.token, &ws).await.len();
 
     for (body, field) in [
         (
@@ -294,7 +237,7 @@ async fn invitation_validation(s: TestServer) {
             .await
             .expect(403);
     }
-    let stranger = sign_up(&s, "stranger").await;
+    let stranger = user(&s, "stranger").await;
     invite(&s, &stranger, &ws, "someone@example.com", "member")
         .await
         .expect(404);
@@ -309,7 +252,7 @@ async fn invitation_validation(s: TestServer) {
         .await
         .expect(409);
     assert_eq!(
-        events(&s, &owner, &ws).await.len(),
+        change_events(&s, &owner.token, &ws).await.len(),
         before,
         "nothing written"
     );
@@ -348,14 +291,9 @@ async fn invitation_validation(s: TestServer) {
         "lbl_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ] {
         action(&s, &owner, bad, "accept").await.expect(404);
-        s.call(
-            Method::DELETE,
-            &format!("/invitations/{bad}"),
-            Some(&owner.token),
-            None,
-        )
-        .await
-        .expect(404);
+        s.delete(&format!("/invitations/{bad}"), Some(&owner.token))
+            .await
+            .expect(404);
     }
     s.get("/invitations", None).await.expect(401);
     let r = s
@@ -367,8 +305,8 @@ async fn invitation_validation(s: TestServer) {
 
 /// Decline and revoke answer the invitation for good and free the email for a new one.
 async fn decline_and_revoke(s: TestServer) {
-    let owner = sign_up(&s, "owner").await;
-    let bob = sign_up(&s, "bob").await;
+    let owner = user(&s, "owner").await;
+    let bob = user(&s, "bob").await;
     let ws = workspace(&s, &owner).await;
 
     let first = invite(&s, &owner, &ws, &bob.email, "member")
@@ -388,21 +326,11 @@ async fn decline_and_revoke(s: TestServer) {
         .expect(201);
     let second_id = second.data()["id"].as_str().unwrap().to_owned();
     assert_eq!(my_invitations(&s, &bob).await.len(), 1);
-    s.call(
-        Method::DELETE,
-        &format!("/invitations/{second_id}"),
-        Some(&bob.token),
-        None,
-    )
-    .await
-    .expect(404);
+    s.delete(&format!("/invitations/{second_id}"), Some(&bob.token))
+        .await
+        .expect(404);
     let revoked = s
-        .call(
-            Method::DELETE,
-            &format!("/invitations/{second_id}"),
-            Some(&owner.token),
-            None,
-        )
+        .delete(&format!("/invitations/{second_id}"), Some(&owner.token))
         .await
         .expect(200);
     assert_eq!(revoked.data()["status"], "revoked");
@@ -414,14 +342,9 @@ async fn decline_and_revoke(s: TestServer) {
             .unwrap()
             .contains("revoked")
     );
-    s.call(
-        Method::DELETE,
-        &format!("/invitations/{second_id}"),
-        Some(&owner.token),
-        None,
-    )
-    .await
-    .expect(409);
+    s.delete(&format!("/invitations/{second_id}"), Some(&owner.token))
+        .await
+        .expect(409);
     assert_eq!(role_in(&s, &bob, &ws).await, Err(404));
 
     // And again: a third invitation works end to end.
@@ -446,8 +369,8 @@ async fn decline_and_revoke(s: TestServer) {
 /// An invitation past its expiry reads as expired, cannot be accepted, and does not block
 /// a new invitation of the same email.
 async fn expired_invitation(s: TestServer) {
-    let owner = sign_up(&s, "owner").await;
-    let bob = sign_up(&s, "bob").await;
+    let owner = user(&s, "owner").await;
+    let bob = user(&s, "bob").await;
     let ws = workspace(&s, &owner).await;
     let inv = invite(&s, &owner, &ws, &bob.email, "member")
         .await
@@ -490,12 +413,7 @@ async fn expired_invitation(s: TestServer) {
     assert_eq!(role_in(&s, &bob, &ws).await, Ok("admin".into()));
     // An expired invitation may still be revoked (cleaned up).
     let revoked = s
-        .call(
-            Method::DELETE,
-            &format!("/invitations/{id}"),
-            Some(&owner.token),
-            None,
-        )
+        .delete(&format!("/invitations/{id}"), Some(&owner.token))
         .await
         .expect(200);
     assert_eq!(revoked.data()["status"], "revoked");
@@ -521,7 +439,7 @@ async fn join(s: &TestServer, who: &User, code: &str) -> Reply {
 
 /// Codes: create, list, join (case-insensitive), max uses, already a member.
 async fn invite_codes(s: TestServer) {
-    let owner = sign_up(&s, "owner").await;
+    let owner = user(&s, "owner").await;
     let ws = workspace(&s, &owner).await;
     let created = create_code(&s, &owner, &ws, json!({"role": "guest", "max_uses": 2}))
         .await
@@ -541,9 +459,9 @@ async fn invite_codes(s: TestServer) {
     );
     assert_ne!(other.data()["code"], json!(code));
 
-    let a = sign_up(&s, "anna").await;
-    let b = sign_up(&s, "bert").await;
-    let c = sign_up(&s, "cleo").await;
+    let a = user(&s, "anna").await;
+    let b = user(&s, "bert").await;
+    let c = user(&s, "cleo").await;
     let joined = join(&s, &a, &code.to_lowercase()).await.expect(200);
     assert_eq!(joined.data()["role"], "guest");
     assert_eq!(joined.data()["workspace_id"], json!(ws));
@@ -586,7 +504,7 @@ async fn invite_codes(s: TestServer) {
         .await
         .expect(200);
     assert_eq!(role_in(&s, &c, &ws).await, Ok("member".into()));
-    let log = events(&s, &owner, &ws).await;
+    let log = change_events(&s, &owner.token, &ws).await;
     let joins = log
         .iter()
         .filter(|e| *e == "workspace_member.created")
@@ -600,7 +518,7 @@ async fn invite_codes(s: TestServer) {
 
 /// Code validation, permissions, deletion and expiry.
 async fn invite_code_rules(s: TestServer) {
-    let owner = sign_up(&s, "owner").await;
+    let owner = user(&s, "owner").await;
     let ws = workspace(&s, &owner).await;
     for (body, field) in [
         (json!({"max_uses": 0}), "max_uses"),
@@ -625,7 +543,7 @@ async fn invite_code_rules(s: TestServer) {
     assert_eq!(limits.data()["role"], "admin");
 
     // Guests cannot create or list codes; strangers do not see the workspace.
-    let guest = sign_up(&s, "guest").await;
+    let guest = user(&s, "guest").await;
     let g = create_code(&s, &owner, &ws, json!({"role": "guest"}))
         .await
         .expect(201);
@@ -638,24 +556,14 @@ async fn invite_code_rules(s: TestServer) {
     )
     .await
     .expect(403);
-    let stranger = sign_up(&s, "stranger").await;
+    let stranger = user(&s, "stranger").await;
     create_code(&s, &stranger, &ws, json!({})).await.expect(404);
-    s.call(
-        Method::DELETE,
-        &format!("/invite-codes/{g_code}"),
-        Some(&stranger.token),
-        None,
-    )
-    .await
-    .expect(404);
-    s.call(
-        Method::DELETE,
-        &format!("/invite-codes/{g_code}"),
-        Some(&guest.token),
-        None,
-    )
-    .await
-    .expect(403);
+    s.delete(&format!("/invite-codes/{g_code}"), Some(&stranger.token))
+        .await
+        .expect(404);
+    s.delete(&format!("/invite-codes/{g_code}"), Some(&guest.token))
+        .await
+        .expect(403);
 
     // Unknown and malformed codes.
     for bad in ["ABCDEFGHJKMN", "short", "0000000000OO", "%20"] {
@@ -667,25 +575,18 @@ async fn invite_code_rules(s: TestServer) {
     let doomed = create_code(&s, &owner, &ws, json!({})).await.expect(201);
     let doomed_code = doomed.data()["code"].as_str().unwrap().to_owned();
     let deleted = s
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/invite-codes/{}", doomed_code.to_lowercase()),
             Some(&owner.token),
-            None,
         )
         .await
         .expect(200);
     assert_eq!(deleted.data()["code"], json!(doomed_code));
-    let late = sign_up(&s, "late").await;
+    let late = user(&s, "late").await;
     join(&s, &late, &doomed_code).await.expect(404);
-    s.call(
-        Method::DELETE,
-        &format!("/invite-codes/{doomed_code}"),
-        Some(&owner.token),
-        None,
-    )
-    .await
-    .expect(404);
+    s.delete(&format!("/invite-codes/{doomed_code}"), Some(&owner.token))
+        .await
+        .expect(404);
     let listed = s
         .get(
             &format!("/workspaces/{ws}/invite-codes"),
@@ -738,7 +639,7 @@ async fn invite_code_rules(s: TestServer) {
 
 /// Concurrent joins on a one-use code: exactly one gets in.
 async fn max_uses_hold_under_concurrency(s: TestServer) {
-    let owner = sign_up(&s, "owner").await;
+    let owner = user(&s, "owner").await;
     let ws = workspace(&s, &owner).await;
     let code = create_code(&s, &owner, &ws, json!({"max_uses": 1}))
         .await
@@ -749,7 +650,7 @@ async fn max_uses_hold_under_concurrency(s: TestServer) {
         .to_owned();
     let mut users = Vec::new();
     for i in 0..4 {
-        users.push(sign_up(&s, &format!("racer{i}")).await);
+        users.push(user(&s, &format!("racer{i}")).await);
     }
     let replies = futures::future::join_all(users.iter().map(|u| join(&s, u, &code))).await;
     let statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
@@ -771,9 +672,9 @@ async fn max_uses_hold_under_concurrency(s: TestServer) {
 
 /// Invitations and codes of a deleted workspace lead nowhere.
 async fn deleted_workspace(s: TestServer) {
-    let owner = sign_up(&s, "owner").await;
-    let bob = sign_up(&s, "bob").await;
-    let carl = sign_up(&s, "carl").await;
+    let owner = user(&s, "owner").await;
+    let bob = user(&s, "bob").await;
+    let carl = user(&s, "carl").await;
     let ws = workspace(&s, &owner).await;
     let inv = invite(&s, &owner, &ws, &bob.email, "member")
         .await
@@ -785,14 +686,9 @@ async fn deleted_workspace(s: TestServer) {
         .as_str()
         .unwrap()
         .to_owned();
-    s.call(
-        Method::DELETE,
-        &format!("/workspaces/{ws}"),
-        Some(&owner.token),
-        None,
-    )
-    .await
-    .expect(200);
+    s.delete(&format!("/workspaces/{ws}"), Some(&owner.token))
+        .await
+        .expect(200);
     let r = action(&s, &bob, inv.data()["id"].as_str().unwrap(), "accept")
         .await
         .expect(404);

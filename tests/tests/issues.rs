@@ -2,124 +2,15 @@
 //! validation, optimistic concurrency, activity, filters/sorts/pagination, transitions,
 //! sub-issues and tenancy.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use momentum_shared::domain::access::Role;
 use momentum_shared::domain::ids::{self, Kind};
 use momentum_shared::domain::keys;
 use momentum_shared::domain::record_item;
-use momentum_shared::domain::workspace::Member;
-use momentum_shared::services::workspaces::membership_of;
 use momentum_shared::storage::{Table, WriteOp};
-use momentum_tests::{Reply, TestServer, on_every_store};
+use momentum_tests::{Reply, TestServer, Ws, id, new_member, on_every_store, sign_up, workspace};
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// Registers and logs in a new user: (access token, user id, email).
-async fn sign_up(s: &TestServer, name: &str) -> (String, String, String) {
-    let email = format!(
-        "{name}.{}@example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    s.post(
-        "/auth/register",
-        None,
-        &json!({"email": email, "username": name, "password": PASSWORD}),
-    )
-    .await
-    .expect(202);
-    let login = s
-        .post(
-            "/auth/login",
-            None,
-            &json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .expect(200);
-    (
-        login.data()["access_token"].as_str().unwrap().to_owned(),
-        login.data()["user"]["id"].as_str().unwrap().to_owned(),
-        email,
-    )
-}
-
-/// Makes a user a member of a workspace directly in storage.
-async fn add_member(s: &TestServer, ws: &str, user_id: &str, email: &str, role: Role) {
-    let member = Member {
-        workspace_id: ws.to_owned(),
-        user_id: user_id.to_owned(),
-        role,
-        username: "someone".into(),
-        email: email.to_owned(),
-        display_name: None,
-        joined_at: "2026-01-01T00:00:00Z".into(),
-    };
-    s.state
-        .store
-        .transact(vec![
-            WriteOp::put(
-                Table::Main,
-                record_item(&keys::member(ws, user_id), "member", &member),
-            ),
-            WriteOp::put(
-                Table::Main,
-                record_item(
-                    &keys::membership(user_id, ws),
-                    "membership",
-                    &membership_of(&member),
-                ),
-            ),
-        ])
-        .await
-        .unwrap();
-}
-
-/// A workspace with its default team and workflow, seen by its owner.
-struct Ws {
-    token: String,
-    user_id: String,
-    ws: String,
-    team: String,
-    team_key: String,
-    workflow: String,
-    /// State ids by name (Triage, Backlog, Todo, In Progress, Done, Canceled).
-    states: HashMap<String, String>,
-}
-
-async fn workspace(s: &TestServer, name: &str) -> Ws {
-    let (token, user_id, _) = sign_up(s, "owner").await;
-    let created = s
-        .post("/workspaces", Some(&token), &json!({"name": name}))
-        .await
-        .expect(201);
-    let d = created.data();
-    Ws {
-        token,
-        user_id,
-        ws: d["id"].as_str().unwrap().to_owned(),
-        team: d["default_team"]["id"].as_str().unwrap().to_owned(),
-        team_key: d["default_team"]["key"].as_str().unwrap().to_owned(),
-        workflow: d["default_workflow"]["id"].as_str().unwrap().to_owned(),
-        states: d["states"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|st| {
-                (
-                    st["name"].as_str().unwrap().to_owned(),
-                    st["id"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect(),
-    }
-}
-
-impl Ws {
-    fn state(&self, name: &str) -> &str {
-        &self.states[name]
-    }
-}
 
 async fn create(s: &TestServer, w: &Ws, body: Value) -> Reply {
     let mut body = body;
@@ -135,10 +26,6 @@ async fn issue(s: &TestServer, w: &Ws, title: &str) -> Value {
         .expect(201)
         .data()
         .clone()
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
 }
 
 /// A label record, written directly (labels are another area's API).
@@ -184,25 +71,6 @@ async fn restrict_state(s: &TestServer, w: &Ws, from: &str, to: &[&str]) {
         .transact(vec![WriteOp::put(Table::Main, item)])
         .await
         .unwrap();
-}
-
-async fn put_with_header(
-    s: &TestServer,
-    token: &str,
-    path: &str,
-    if_match: &str,
-    body: &Value,
-) -> Reply {
-    let resp = s
-        .http
-        .put(format!("{}{path}", s.base))
-        .bearer_auth(token)
-        .header("If-Match", if_match)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    Reply::read(resp).await
 }
 
 /// Every page of a list: (identifiers in order, pages).
@@ -585,8 +453,7 @@ async fn concurrent_updates_one_wins(s: TestServer) {
 
 async fn update_fields_versions_and_activity(s: TestServer) {
     let w = workspace(&s, "Updates").await;
-    let (_, member_id, member_email) = sign_up(&s, "member").await;
-    add_member(&s, &w.ws, &member_id, &member_email, Role::Member).await;
+    let member_id = new_member(&s, &w.ws, "member", Role::Member).await.id;
     let label_a = seed_label(&s, &w.ws, "a").await;
     let label_b = seed_label(&s, &w.ws, "b").await;
     let project = seed_project(&s, &w.ws, "P").await;
@@ -648,36 +515,37 @@ async fn update_fields_versions_and_activity(s: TestServer) {
         .await
         .expect(412);
     assert_eq!(stale.error_code(), "PRECONDITION_FAILED");
-    put_with_header(&s, &w.token, &path, "W/\"1\"", &json!({"title": "x"}))
+    s.put_if_match(&path, Some(&w.token), "W/\"1\"", &json!({"title": "x"}))
         .await
         .expect(412);
-    put_with_header(&s, &w.token, &path, "\"1\"", &json!({"title": "x"}))
+    s.put_if_match(&path, Some(&w.token), "\"1\"", &json!({"title": "x"}))
         .await
         .expect(412);
-    let ok = put_with_header(
-        &s,
-        &w.token,
-        &path,
-        "W/\"2\"",
-        &json!({"assignee_id": null}),
-    )
-    .await
-    .expect(200);
+    let ok = s
+        .put_if_match(
+            &path,
+            Some(&w.token),
+            "W/\"2\"",
+            &json!({"assignee_id": null}),
+        )
+        .await
+        .expect(200);
     assert_eq!(ok.data()["assignee_id"], Value::Null);
     assert_eq!(ok.data()["version"], 3);
-    let bad = put_with_header(&s, &w.token, &path, "soon", &json!({"title": "x"}))
+    let bad = s
+        .put_if_match(&path, Some(&w.token), "soon", &json!({"title": "x"}))
         .await
         .expect(400);
     assert_eq!(bad.error_field(), Some("If-Match"));
-    let mismatch = put_with_header(
-        &s,
-        &w.token,
-        &path,
-        "3",
-        &json!({"title": "x", "version": 2}),
-    )
-    .await
-    .expect(400);
+    let mismatch = s
+        .put_if_match(
+            &path,
+            Some(&w.token),
+            "3",
+            &json!({"title": "x", "version": 2}),
+        )
+        .await
+        .expect(400);
     assert_eq!(mismatch.error_field(), Some("version"));
 
     // Validation.
@@ -791,8 +659,7 @@ async fn update_fields_versions_and_activity(s: TestServer) {
 
 async fn list_filters_sorts_and_pages(s: TestServer) {
     let w = workspace(&s, "Lists").await;
-    let (_, other_user, other_email) = sign_up(&s, "dev").await;
-    add_member(&s, &w.ws, &other_user, &other_email, Role::Member).await;
+    let other_user = new_member(&s, &w.ws, "dev", Role::Member).await.id;
     let bug = seed_label(&s, &w.ws, "bug").await;
     let project = seed_project(&s, &w.ws, "Roadmap").await;
     // 9 issues, created in order ENG-1..ENG-9.
@@ -1229,14 +1096,9 @@ async fn sub_issues_and_parent_cycles(s: TestServer) {
     assert_eq!(under_a.data()["items"].as_array().unwrap().len(), 1);
 
     // Deleting B: C loses its parent (with activity); B's identifier is gone.
-    s.call(
-        reqwest::Method::DELETE,
-        &format!("/issues/{}", id(&b)),
-        Some(&w.token),
-        None,
-    )
-    .await
-    .expect(200);
+    s.delete(&format!("/issues/{}", id(&b)), Some(&w.token))
+        .await
+        .expect(200);
     let c_now = s
         .get(&format!("/issues/{}", id(&c)), Some(&w.token))
         .await
@@ -1254,14 +1116,9 @@ async fn sub_issues_and_parent_cycles(s: TestServer) {
     let (left, _) = all_pages(&s, &w.token, &format!("team_id={}&order=asc", w.team)).await;
     assert_eq!(left.len(), 3);
     assert!(!left.contains(&b["identifier"].as_str().unwrap().to_owned()));
-    s.call(
-        reqwest::Method::DELETE,
-        &format!("/issues/{}", id(&b)),
-        Some(&w.token),
-        None,
-    )
-    .await
-    .expect(404);
+    s.delete(&format!("/issues/{}", id(&b)), Some(&w.token))
+        .await
+        .expect(404);
     s.get(&format!("/issues/{}/children", id(&b)), Some(&w.token))
         .await
         .expect(404);
@@ -1304,8 +1161,7 @@ async fn concurrent_reparenting_keeps_a_tree(s: TestServer) {
 async fn tenancy_and_roles(s: TestServer) {
     let w = workspace(&s, "Tenant").await;
     let other = workspace(&s, "Intruder").await;
-    let (guest_token, guest_id, guest_email) = sign_up(&s, "guest").await;
-    add_member(&s, &w.ws, &guest_id, &guest_email, Role::Guest).await;
+    let guest_token = new_member(&s, &w.ws, "guest", Role::Guest).await.token;
     let i = issue(&s, &w, "Private").await;
     let path = format!("/issues/{}", id(&i));
 
@@ -1314,8 +1170,7 @@ async fn tenancy_and_roles(s: TestServer) {
         s.get(&path, Some(&other.token)).await,
         s.put(&path, Some(&other.token), &json!({"title": "mine"}))
             .await,
-        s.call(reqwest::Method::DELETE, &path, Some(&other.token), None)
-            .await,
+        s.delete(&path, Some(&other.token)).await,
         s.get(&format!("{path}/activity"), Some(&other.token)).await,
         s.get(&format!("{path}/transitions"), Some(&other.token))
             .await,
@@ -1367,8 +1222,7 @@ async fn tenancy_and_roles(s: TestServer) {
         .await,
         s.put(&path, Some(&guest_token), &json!({"title": "g"}))
             .await,
-        s.call(reqwest::Method::DELETE, &path, Some(&guest_token), None)
-            .await,
+        s.delete(&path, Some(&guest_token)).await,
         s.post(
             &format!("{path}/transitions"),
             Some(&guest_token),

@@ -3,44 +3,9 @@
 //! paging, permissions and tenancy.
 
 use momentum_shared::domain::access::Role;
-use momentum_shared::domain::keys;
-use momentum_shared::domain::record_item;
-use momentum_shared::domain::workspace::Member;
-use momentum_shared::services::workspaces::membership_of;
-use momentum_shared::storage::{Table, WriteOp};
-use momentum_tests::{Reply, TestServer, on_every_store};
+use momentum_tests::{Reply, TestServer, change_events, new_member, on_every_store, sign_up};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// Registers and logs in a fresh user: (access token, user id, email).
-async fn sign_up(s: &TestServer, name: &str) -> (String, String, String) {
-    let email = format!(
-        "{name}.{}@example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    s.post(
-        "/auth/register",
-        None,
-        &json!({"email": email, "username": name, "password": PASSWORD}),
-    )
-    .await
-    .expect(202);
-    let login = s
-        .post(
-            "/auth/login",
-            None,
-            &json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .expect(200);
-    (
-        login.data()["access_token"].as_str().unwrap().to_owned(),
-        login.data()["user"]["id"].as_str().unwrap().to_owned(),
-        email,
-    )
-}
 
 /// A workspace owned by `token`'s user (it becomes their current one): its id.
 async fn workspace(s: &TestServer, token: &str) -> String {
@@ -55,39 +20,6 @@ async fn workspace(s: &TestServer, token: &str) -> String {
     created.data()["id"].as_str().unwrap().to_owned()
 }
 
-/// A fresh user made a member of `ws` with `role` directly in storage: their token.
-async fn member(s: &TestServer, ws: &str, role: Role) -> String {
-    let (token, user_id, email) = sign_up(s, "teammate").await;
-    let m = Member {
-        workspace_id: ws.to_owned(),
-        user_id: user_id.clone(),
-        role,
-        username: "teammate".into(),
-        email,
-        display_name: None,
-        joined_at: "2026-01-01T00:00:00Z".into(),
-    };
-    s.state
-        .store
-        .transact(vec![
-            WriteOp::put(
-                Table::Main,
-                record_item(&keys::member(ws, &user_id), "member", &m),
-            ),
-            WriteOp::put(
-                Table::Main,
-                record_item(
-                    &keys::membership(&user_id, ws),
-                    "membership",
-                    &membership_of(&m),
-                ),
-            ),
-        ])
-        .await
-        .unwrap();
-    token
-}
-
 async fn create(s: &TestServer, token: &str, ws: &str, name: &str) -> Value {
     s.post(
         "/labels",
@@ -100,8 +32,10 @@ async fn create(s: &TestServer, token: &str, ws: &str, name: &str) -> Value {
     .clone()
 }
 
-async fn delete(s: &TestServer, path: &str, token: &str, body: Option<&Value>) -> Reply {
-    s.call(Method::DELETE, path, Some(token), body).await
+/// `DELETE /labels/batch` with `body`.
+async fn delete_batch(s: &TestServer, token: &str, body: &Value) -> Reply {
+    s.call(Method::DELETE, "/labels/batch", Some(token), Some(body))
+        .await
 }
 
 /// Every label of a workspace (following cursors), by name.
@@ -124,23 +58,6 @@ async fn names(s: &TestServer, token: &str, ws: &str) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-/// The workspace's change events (`label.created`, ...) in order.
-async fn events(s: &TestServer, token: &str, ws: &str) -> Vec<String> {
-    let page = s
-        .get(
-            &format!("/workspaces/{ws}/changes?since=0&limit=1000"),
-            Some(token),
-        )
-        .await
-        .expect(200);
-    page.data()["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["event"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// Create, read, list, rename, version checks, delete — with their storage cost.
@@ -239,43 +156,41 @@ async fn label_lifecycle(s: TestServer) {
         .await
         .expect(412);
     assert_eq!(stale.error_code(), "PRECONDITION_FAILED");
-    let resp = s
-        .http
-        .put(format!("{}/labels/{id}", s.base))
-        .bearer_auth(&owner)
-        .header("If-Match", "\"2\"")
-        .json(&json!({"color": "#123456"}))
-        .send()
+    s.put_if_match(
+        &format!("/labels/{id}"),
+        Some(&owner),
+        "\"2\"",
+        &json!({"color": "#123456"}),
+    )
+    .await
+    .expect(412);
+    let ok = s
+        .put_if_match(
+            &format!("/labels/{id}"),
+            Some(&owner),
+            "\"3\"",
+            &json!({"color": "#123456"}),
+        )
         .await
-        .unwrap();
-    Reply::read(resp).await.expect(412);
-    let resp = s
-        .http
-        .put(format!("{}/labels/{id}", s.base))
-        .bearer_auth(&owner)
-        .header("If-Match", "\"3\"")
-        .json(&json!({"color": "#123456"}))
-        .send()
-        .await
-        .unwrap();
-    let ok = Reply::read(resp).await.expect(200);
+        .expect(200);
     assert_eq!(ok.data()["color"], "#123456");
     assert_eq!(ok.data()["version"], 4);
 
     // Delete: gone, and its name is free again.
-    let gone = delete(&s, &format!("/labels/{id}"), &owner, None)
+    let gone = s
+        .delete(&format!("/labels/{id}"), Some(&owner))
         .await
         .expect(200);
     assert_eq!(gone.data()["id"], json!(id));
     s.get(&format!("/labels/{id}"), Some(&owner))
         .await
         .expect(404);
-    delete(&s, &format!("/labels/{id}"), &owner, None)
+    s.delete(&format!("/labels/{id}"), Some(&owner))
         .await
         .expect(404);
     create(&s, &owner, &ws, "Defect").await;
 
-    let log = events(&s, &owner, &ws).await;
+    let log = change_events(&s, &owner, &ws).await;
     let label_events: Vec<&str> = log
         .iter()
         .map(String::as_str)
@@ -435,9 +350,9 @@ async fn permissions_and_tenancy(s: TestServer) {
     let ws = workspace(&s, &owner).await;
     let label = create(&s, &owner, &ws, "Bug").await;
     let id = label["id"].as_str().unwrap();
-    let guest = member(&s, &ws, Role::Guest).await;
-    let plain = member(&s, &ws, Role::Member).await;
-    let admin = member(&s, &ws, Role::Admin).await;
+    let guest = new_member(&s, &ws, "teammate", Role::Guest).await.token;
+    let plain = new_member(&s, &ws, "teammate", Role::Member).await.token;
+    let admin = new_member(&s, &ws, "teammate", Role::Admin).await.token;
 
     s.get(&format!("/labels/{id}"), Some(&guest))
         .await
@@ -462,7 +377,7 @@ async fn permissions_and_tenancy(s: TestServer) {
         )
         .await
         .expect(403);
-        delete(&s, &format!("/labels/{id}"), token, None)
+        s.delete(&format!("/labels/{id}"), Some(token))
             .await
             .expect(403);
         s.post(
@@ -472,7 +387,7 @@ async fn permissions_and_tenancy(s: TestServer) {
         )
         .await
         .expect(403);
-        delete(&s, "/labels/batch", token, Some(&json!({"ids": [id]})))
+        delete_batch(&s, token, &json!({"ids": [id]}))
             .await
             .expect(403);
     }
@@ -498,7 +413,7 @@ async fn permissions_and_tenancy(s: TestServer) {
     )
     .await
     .expect(404);
-    delete(&s, &format!("/labels/{id}"), &stranger, None)
+    s.delete(&format!("/labels/{id}"), Some(&stranger))
         .await
         .expect(404);
     s.put(
@@ -510,14 +425,9 @@ async fn permissions_and_tenancy(s: TestServer) {
     .expect(404);
     // The stranger's own label id in a batch with the victim's: the victim's is unknown.
     let own = create(&s, &stranger, &theirs, "Own").await;
-    let mixed = delete(
-        &s,
-        "/labels/batch",
-        &stranger,
-        Some(&json!({"ids": [own["id"], id]})),
-    )
-    .await
-    .expect(404);
+    let mixed = delete_batch(&s, &stranger, &json!({"ids": [own["id"], id]}))
+        .await
+        .expect(404);
     assert_eq!(mixed.body["error"]["items"][0]["index"], 1);
     assert_eq!(names(&s, &stranger, &theirs).await, ["Own"]);
     for bad in [
@@ -634,7 +544,7 @@ async fn batch_create_happy_path(s: TestServer) {
     assert_eq!(items[1]["label"]["level"], "project");
     assert_eq!(items[1]["label"]["color"], "#00FF00");
     assert_eq!(names(&s, &owner, &ws).await, ["Bug", "Chore", "Epic"]);
-    let created = events(&s, &owner, &ws)
+    let created = change_events(&s, &owner, &ws)
         .await
         .into_iter()
         .filter(|e| e == "label.created")
@@ -660,7 +570,7 @@ async fn batch_create_one_bad_item_writes_nothing(s: TestServer) {
     let (owner, _, _) = sign_up(&s, "owner").await;
     let ws = workspace(&s, &owner).await;
     create(&s, &owner, &ws, "Existing").await;
-    let before = events(&s, &owner, &ws).await.len();
+    let before = change_events(&s, &owner, &ws).await.len();
 
     let bad_color = s
         .post(
@@ -727,7 +637,7 @@ async fn batch_create_one_bad_item_writes_nothing(s: TestServer) {
     assert_eq!(unknown.error_field(), Some("labels[1].id"));
 
     assert_eq!(names(&s, &owner, &ws).await, ["Existing"]);
-    assert_eq!(events(&s, &owner, &ws).await.len(), before);
+    assert_eq!(change_events(&s, &owner, &ws).await.len(), before);
 }
 
 /// 0 and over 100 items are refused; exactly 100 spans several transactions and lands whole.
@@ -760,12 +670,12 @@ async fn batch_size_limits(s: TestServer) {
     s.put("/labels/batch", Some(&owner), &json!({"labels": []}))
         .await
         .expect(400);
-    let r = delete(&s, "/labels/batch", &owner, Some(&json!({"ids": []})))
+    let r = delete_batch(&s, &owner, &json!({"ids": []}))
         .await
         .expect(400);
     assert_eq!(r.error_field(), Some("ids"));
     let ids101: Vec<String> = (0..101).map(|i| format!("lbl_{i}")).collect();
-    delete(&s, "/labels/batch", &owner, Some(&json!({"ids": ids101})))
+    delete_batch(&s, &owner, &json!({"ids": ids101}))
         .await
         .expect(400);
     assert!(names(&s, &owner, &ws).await.is_empty());
@@ -789,7 +699,7 @@ async fn batch_size_limits(s: TestServer) {
         .iter()
         .map(|i| i["id"].clone())
         .collect();
-    let deleted = delete(&s, "/labels/batch", &owner, Some(&json!({"ids": ids})))
+    let deleted = delete_batch(&s, &owner, &json!({"ids": ids}))
         .await
         .expect(200);
     assert_eq!(deleted.data()["items"].as_array().unwrap().len(), 100);
@@ -834,7 +744,7 @@ async fn batch_update(s: TestServer) {
     create(&s, &owner, &ws, "alpha").await;
 
     let snapshot = names(&s, &owner, &ws).await;
-    let before = events(&s, &owner, &ws).await.len();
+    let before = change_events(&s, &owner, &ws).await.len();
     let refused = [
         // Stale version on one item.
         (
@@ -888,7 +798,7 @@ async fn batch_update(s: TestServer) {
     }
     assert_eq!(names(&s, &owner, &ws).await, snapshot);
     assert_eq!(
-        events(&s, &owner, &ws).await.len(),
+        change_events(&s, &owner, &ws).await.len(),
         before,
         "nothing written"
     );
@@ -907,42 +817,27 @@ async fn batch_delete(s: TestServer) {
     let b = create(&s, &owner, &ws, "Beta").await;
     create(&s, &owner, &ws, "Keep").await;
 
-    let missing = delete(
-        &s,
-        "/labels/batch",
-        &owner,
-        Some(&json!({"ids": [a["id"], "lbl_missing"]})),
-    )
-    .await
-    .expect(404);
+    let missing = delete_batch(&s, &owner, &json!({"ids": [a["id"], "lbl_missing"]}))
+        .await
+        .expect(404);
     assert_eq!(missing.body["error"]["items"][0]["index"], 1);
     assert_eq!(missing.body["error"]["items"][0]["code"], "NOT_FOUND");
-    let twice = delete(
-        &s,
-        "/labels/batch",
-        &owner,
-        Some(&json!({"ids": [a["id"], a["id"]]})),
-    )
-    .await
-    .expect(400);
+    let twice = delete_batch(&s, &owner, &json!({"ids": [a["id"], a["id"]]}))
+        .await
+        .expect(400);
     assert_eq!(twice.body["error"]["items"][0]["index"], 1);
     assert_eq!(names(&s, &owner, &ws).await, ["Alpha", "Beta", "Keep"]);
 
-    let ok = delete(
-        &s,
-        "/labels/batch",
-        &owner,
-        Some(&json!({"ids": [b["id"], a["id"]]})),
-    )
-    .await
-    .expect(200);
+    let ok = delete_batch(&s, &owner, &json!({"ids": [b["id"], a["id"]]}))
+        .await
+        .expect(200);
     let items = ok.data()["items"].as_array().unwrap();
     assert_eq!(items[0]["index"], 0);
     assert_eq!(items[0]["id"], b["id"]);
     assert_eq!(items[0]["status"], "deleted");
     assert_eq!(names(&s, &owner, &ws).await, ["Keep"]);
     create(&s, &owner, &ws, "Alpha").await;
-    let deleted = events(&s, &owner, &ws)
+    let deleted = change_events(&s, &owner, &ws)
         .await
         .into_iter()
         .filter(|e| e == "label.deleted")

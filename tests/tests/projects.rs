@@ -1,78 +1,13 @@
 //! Projects and project statuses through the shim, on the embedded store and on DynamoDB.
 
 use momentum_shared::domain::access::Role;
-use momentum_shared::domain::keys;
-use momentum_shared::domain::record_item;
-use momentum_shared::domain::workspace::Member;
-use momentum_shared::services::workspaces::membership_of;
-use momentum_shared::storage::{Table, WriteOp};
-use momentum_tests::{Reply, TestServer, on_every_store};
+use momentum_tests::{Reply, TestServer, id, join, new_member, on_every_store, sign_up, user};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "correct horse battery";
-
-/// Registers and logs in a fresh user; returns (access token, user id).
-async fn sign_up(s: &TestServer, name: &str) -> (String, String) {
-    let email = format!(
-        "{name}.{}@example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    s.post(
-        "/auth/register",
-        None,
-        &json!({"email": email, "username": name, "password": PASSWORD}),
-    )
-    .await
-    .expect(202);
-    let login = s
-        .post(
-            "/auth/login",
-            None,
-            &json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .expect(200);
-    (
-        login.data()["access_token"].as_str().unwrap().to_owned(),
-        login.data()["user"]["id"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// Makes a user a member of `ws` with `role` (directly in storage, as the matrix does).
-async fn join(s: &TestServer, ws: &str, user_id: &str, role: Role) {
-    let member = Member {
-        workspace_id: ws.to_owned(),
-        user_id: user_id.to_owned(),
-        role,
-        username: "someone".into(),
-        email: format!("{user_id}@example.com"),
-        display_name: None,
-        joined_at: "2026-01-01T00:00:00Z".into(),
-    };
-    s.state
-        .store
-        .transact(vec![
-            WriteOp::put(
-                Table::Main,
-                record_item(&keys::member(ws, user_id), "member", &member),
-            ),
-            WriteOp::put(
-                Table::Main,
-                record_item(
-                    &keys::membership(user_id, ws),
-                    "membership",
-                    &membership_of(&member),
-                ),
-            ),
-        ])
-        .await
-        .unwrap();
-}
-
 /// A new user with a new workspace: (token, user id, workspace id).
 async fn owner_with_workspace(s: &TestServer, name: &str) -> (String, String, String) {
-    let (token, user) = sign_up(s, name).await;
+    let (token, user, _) = sign_up(s, name).await;
     let ws = s
         .post(
             "/workspaces",
@@ -83,10 +18,6 @@ async fn owner_with_workspace(s: &TestServer, name: &str) -> (String, String, St
         .expect(201);
     let ws = ws.data()["id"].as_str().unwrap().to_owned();
     (token, user, ws)
-}
-
-fn id(v: &Reply) -> String {
-    v.data()["id"].as_str().unwrap().to_owned()
 }
 
 fn unique_key() -> String {
@@ -105,7 +36,7 @@ async fn new_status(s: &TestServer, token: &str, ws: &str, name: &str, category:
         )
         .await
         .expect(201);
-    id(&r)
+    id(r.data())
 }
 
 async fn new_project(s: &TestServer, token: &str, ws: &str, extra: Value) -> Reply {
@@ -114,33 +45,6 @@ async fn new_project(s: &TestServer, token: &str, ws: &str, extra: Value) -> Rep
         body[k] = v.clone();
     }
     s.post("/projects", Some(token), &body).await
-}
-
-async fn delete(s: &TestServer, path: &str, token: &str, if_match: Option<&str>) -> Reply {
-    let mut req = s
-        .http
-        .request(Method::DELETE, format!("{}{path}", s.base))
-        .bearer_auth(token);
-    if let Some(v) = if_match {
-        req = req.header("If-Match", v);
-    }
-    Reply::read(req.send().await.unwrap()).await
-}
-
-async fn put_if_match(
-    s: &TestServer,
-    path: &str,
-    token: &str,
-    if_match: &str,
-    body: &Value,
-) -> Reply {
-    let req = s
-        .http
-        .request(Method::PUT, format!("{}{path}", s.base))
-        .bearer_auth(token)
-        .header("If-Match", if_match)
-        .json(body);
-    Reply::read(req.send().await.unwrap()).await
 }
 
 fn ids_of(list: &Reply) -> Vec<String> {
@@ -279,24 +183,23 @@ async fn statuses_lifecycle(s: TestServer) {
         .await
         .expect(412);
     assert_eq!(stale.error_code(), "PRECONDITION_FAILED");
-    put_if_match(
-        &s,
+    s.put_if_match(
         &path,
-        &token,
+        Some(&token),
         "\"1\"",
         &json!({"category": "completed"}),
     )
     .await
     .expect(412);
-    let up = put_if_match(
-        &s,
-        &path,
-        &token,
-        "\"2\"",
-        &json!({"category": "completed"}),
-    )
-    .await
-    .expect(200);
+    let up = s
+        .put_if_match(
+            &path,
+            Some(&token),
+            "\"2\"",
+            &json!({"category": "completed"}),
+        )
+        .await
+        .expect(200);
     assert_eq!(up.data()["category"], "completed");
     assert_eq!(up.data()["version"], 3);
     let got = s.get(&path, Some(&token)).await.expect(200);
@@ -307,19 +210,21 @@ async fn statuses_lifecycle(s: TestServer) {
     let p = new_project(&s, &token, &ws, json!({"status_id": sid}))
         .await
         .expect(201);
-    let busy = delete(&s, &path, &token, None).await.expect(409);
+    let busy = s.delete(&path, Some(&token)).await.expect(409);
     assert_eq!(busy.error_code(), "CONFLICT");
     s.put(
-        &format!("/projects/{}", id(&p)),
+        &format!("/projects/{}", id(p.data())),
         Some(&token),
         &json!({"status_id": null}),
     )
     .await
     .expect(200);
-    delete(&s, &path, &token, Some("\"1\"")).await.expect(412);
-    delete(&s, &path, &token, None).await.expect(200);
+    s.request(Method::DELETE, &path, Some(&token), Some("\"1\""), None)
+        .await
+        .expect(412);
+    s.delete(&path, Some(&token)).await.expect(200);
     s.get(&path, Some(&token)).await.expect(404);
-    delete(&s, &path, &token, None).await.expect(404);
+    s.delete(&path, Some(&token)).await.expect(404);
 
     let log = changes(&s, &token, &ws).await;
     let events: Vec<&str> = log
@@ -367,8 +272,7 @@ async fn status_validation_and_roles(s: TestServer) {
     post(with("name", json!("x".repeat(50)))).await.expect(201);
 
     // Members read statuses but do not manage them; outsiders see nothing.
-    let (member, member_id) = sign_up(&s, "member").await;
-    join(&s, &ws, &member_id, Role::Member).await;
+    let member = new_member(&s, &ws, "member", Role::Member).await.token;
     s.post("/project-statuses", Some(&member), &base)
         .await
         .expect(403);
@@ -383,7 +287,7 @@ async fn status_validation_and_roles(s: TestServer) {
     )
     .await
     .expect(403);
-    delete(&s, &format!("/project-statuses/{sid}"), &member, None)
+    s.delete(&format!("/project-statuses/{sid}"), Some(&member))
         .await
         .expect(403);
     let (outsider, _, _) = owner_with_workspace(&s, "outsider").await;
@@ -466,7 +370,7 @@ async fn project_create_and_read(s: TestServer) {
     assert_eq!(bare.data()["status_id"], Value::Null);
     assert!(bare.data().get("status_category").is_none());
     let got = s
-        .get(&format!("/projects/{}", id(&bare)), Some(&token))
+        .get(&format!("/projects/{}", id(bare.data())), Some(&token))
         .await
         .expect(200);
     assert_eq!(got.storage_calls(), 1, "no status: one batch");
@@ -478,11 +382,10 @@ async fn project_create_and_read(s: TestServer) {
     assert!(list.storage_calls() <= 2);
     let ids = ids_of(&list);
     assert_eq!(ids.len(), 2);
-    assert!(ids.contains(&pid.to_owned()) && ids.contains(&id(&bare)));
+    assert!(ids.contains(&pid.to_owned()) && ids.contains(&id(bare.data())));
 
     // Another member may own a project.
-    let (_, mate) = sign_up(&s, "mate").await;
-    join(&s, &ws, &mate, Role::Guest).await;
+    let mate = new_member(&s, &ws, "mate", Role::Guest).await.id;
     let owned = new_project(&s, &token, &ws, json!({"owner_id": mate}))
         .await
         .expect(201);
@@ -501,7 +404,7 @@ async fn project_validation(s: TestServer) {
     let foreign_status = new_status(&s, &other_token, &other_ws, "Theirs", "planned").await;
     let missing_status = {
         let sid = new_status(&s, &token, &ws, "Gone", "planned").await;
-        delete(&s, &format!("/project-statuses/{sid}"), &token, None)
+        s.delete(&format!("/project-statuses/{sid}"), Some(&token))
             .await
             .expect(200);
         sid
@@ -574,7 +477,7 @@ async fn project_update(s: TestServer) {
     )
     .await
     .expect(201);
-    let pid = id(&created);
+    let pid = id(created.data());
     let path = format!("/projects/{pid}");
 
     // Partial: only the name changes.
@@ -619,27 +522,26 @@ async fn project_update(s: TestServer) {
         .await
         .expect(412);
     assert_eq!(stale.error_code(), "PRECONDITION_FAILED");
-    put_if_match(&s, &path, &token, "\"2\"", &json!({"priority": "urgent"}))
+    s.put_if_match(&path, Some(&token), "\"2\"", &json!({"priority": "urgent"}))
         .await
         .expect(412);
-    put_if_match(
-        &s,
+    s.put_if_match(
         &path,
-        &token,
+        Some(&token),
         "nonsense",
         &json!({"priority": "urgent"}),
     )
     .await
     .expect(400);
-    let up = put_if_match(
-        &s,
-        &path,
-        &token,
-        "\"3\"",
-        &json!({"priority": "urgent", "status_id": sid}),
-    )
-    .await
-    .expect(200);
+    let up = s
+        .put_if_match(
+            &path,
+            Some(&token),
+            "\"3\"",
+            &json!({"priority": "urgent", "status_id": sid}),
+        )
+        .await
+        .expect(200);
     assert_eq!(up.data()["priority"], "urgent");
     assert_eq!(up.data()["status_category"], "planned");
     assert_eq!(up.data()["version"], 4);
@@ -672,18 +574,18 @@ async fn project_update(s: TestServer) {
         .expect(409);
 
     // Owners must be members; validation names the field.
-    let (_, stranger) = sign_up(&s, "stranger").await;
+    let stranger = user(&s, "stranger").await;
     let r = s
-        .put(&path, Some(&token), &json!({"owner_id": stranger}))
+        .put(&path, Some(&token), &json!({"owner_id": stranger.id}))
         .await
         .expect(400);
     assert_eq!(r.error_field(), Some("owner_id"));
     join(&s, &ws, &stranger, Role::Member).await;
     let up = s
-        .put(&path, Some(&token), &json!({"owner_id": stranger}))
+        .put(&path, Some(&token), &json!({"owner_id": stranger.id}))
         .await
         .expect(200);
-    assert_eq!(up.data()["owner_id"], json!(stranger));
+    assert_eq!(up.data()["owner_id"], json!(stranger.id));
     for (body, field) in [
         (json!({"target_date": "2026-04-31"}), "target_date"),
         (json!({"priority": "meh"}), "priority"),
@@ -698,8 +600,10 @@ async fn project_update(s: TestServer) {
     }
 
     // Delete, with a version check; the key becomes free.
-    delete(&s, &path, &token, Some("\"1\"")).await.expect(412);
-    delete(&s, &path, &token, None).await.expect(200);
+    s.request(Method::DELETE, &path, Some(&token), Some("\"1\""), None)
+        .await
+        .expect(412);
+    s.delete(&path, Some(&token)).await.expect(200);
     s.get(&path, Some(&token)).await.expect(404);
     s.put(&path, Some(&token), &json!({"name": "ghost"}))
         .await
@@ -713,7 +617,7 @@ async fn project_update(s: TestServer) {
                 .await
                 .expect(200)
         )
-        .contains(&id(&other))
+        .contains(&id(other.data()))
     );
 
     let log = changes(&s, &token, &ws).await;
@@ -736,8 +640,7 @@ type Made = (String, &'static str, String, String);
 
 async fn project_list_filters_and_paging(s: TestServer) {
     let (token, user, ws) = owner_with_workspace(&s, "owner").await;
-    let (_, mate) = sign_up(&s, "mate").await;
-    join(&s, &ws, &mate, Role::Member).await;
+    let mate = new_member(&s, &ws, "mate", Role::Member).await.id;
     let a = new_status(&s, &token, &ws, "A", "planned").await;
     let b = new_status(&s, &token, &ws, "B", "completed").await;
     let mut made: Vec<Made> = Vec::new();
@@ -756,7 +659,7 @@ async fn project_list_filters_and_paging(s: TestServer) {
         )
         .await
         .expect(201);
-        made.push((id(&r), priority, status.clone(), owner.clone()));
+        made.push((id(r.data()), priority, status.clone(), owner.clone()));
     }
     let expect = |pred: &dyn Fn(&Made) -> bool| {
         let mut v: Vec<String> = made
@@ -835,14 +738,12 @@ async fn project_list_filters_and_paging(s: TestServer) {
 
 async fn project_access(s: TestServer) {
     let (token, _, ws) = owner_with_workspace(&s, "owner").await;
-    let (guest, guest_id) = sign_up(&s, "guest").await;
-    join(&s, &ws, &guest_id, Role::Guest).await;
-    let (member, member_id) = sign_up(&s, "member").await;
-    join(&s, &ws, &member_id, Role::Member).await;
+    let guest = new_member(&s, &ws, "guest", Role::Guest).await.token;
+    let member = new_member(&s, &ws, "member", Role::Member).await.token;
     let (outsider, _, outsider_ws) = owner_with_workspace(&s, "outsider").await;
 
     let p = new_project(&s, &token, &ws, json!({})).await.expect(201);
-    let path = format!("/projects/{}", id(&p));
+    let path = format!("/projects/{}", id(p.data()));
 
     // Guests read but do not contribute.
     s.get(&path, Some(&guest)).await.expect(200);
@@ -854,14 +755,14 @@ async fn project_access(s: TestServer) {
     s.put(&path, Some(&guest), &json!({"name": "g"}))
         .await
         .expect(403);
-    delete(&s, &path, &guest, None).await.expect(403);
+    s.delete(&path, Some(&guest)).await.expect(403);
 
     // Members contribute: create, change, delete.
     let mine = new_project(&s, &member, &ws, json!({})).await.expect(201);
     s.put(&path, Some(&member), &json!({"name": "By a member"}))
         .await
         .expect(200);
-    delete(&s, &format!("/projects/{}", id(&mine)), &member, None)
+    s.delete(&format!("/projects/{}", id(mine.data())), Some(&member))
         .await
         .expect(200);
 
@@ -871,7 +772,7 @@ async fn project_access(s: TestServer) {
     s.put(&path, Some(&outsider), &json!({"name": "x"}))
         .await
         .expect(404);
-    delete(&s, &path, &outsider, None).await.expect(404);
+    s.delete(&path, Some(&outsider)).await.expect(404);
     s.get(&format!("/projects?workspace_id={ws}"), Some(&outsider))
         .await
         .expect(404);

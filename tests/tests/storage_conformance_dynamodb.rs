@@ -8,7 +8,9 @@ use momentum_tests::{dynamodb_endpoint, dynamodb_store};
 
 async fn moto() -> Option<Arc<dyn Store>> {
     let endpoint = dynamodb_endpoint("dynamodb conformance")?;
-    Some(Arc::new(dynamodb_store(&endpoint).await))
+    Some(Arc::new(
+        dynamodb_store(&endpoint, momentum_tests::test_tables()).await,
+    ))
 }
 
 mod moto {
@@ -44,7 +46,13 @@ async fn localstack_conformance() {
         .get_host_port_ipv4(4566)
         .await
         .expect("LocalStack port");
-    let store: Arc<dyn Store> = Arc::new(dynamodb_store(&format!("http://127.0.0.1:{port}")).await);
+    let store: Arc<dyn Store> = Arc::new(
+        dynamodb_store(
+            &format!("http://127.0.0.1:{port}"),
+            momentum_tests::test_tables(),
+        )
+        .await,
+    );
     c::conditional_put_conflict(store.clone()).await;
     c::transaction_all_or_nothing(store.clone()).await;
     c::pagination_round_trip(store.clone()).await;

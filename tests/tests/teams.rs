@@ -3,139 +3,9 @@
 
 use momentum_shared::domain::access::Role;
 use momentum_shared::domain::keys;
-use momentum_shared::domain::record_item;
-use momentum_shared::domain::workspace::Member;
-use momentum_shared::services::workspaces::membership_of;
 use momentum_shared::storage::{Table, Update, WriteOp};
-use momentum_tests::{Reply, TestServer, on_every_store};
-use reqwest::Method;
+use momentum_tests::{TestServer, User, World, join, on_every_store, user, world};
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// A signed-in user.
-struct User {
-    token: String,
-    id: String,
-    email: String,
-}
-
-impl User {
-    fn t(&self) -> Option<&str> {
-        Some(&self.token)
-    }
-}
-
-async fn sign_up(s: &TestServer, name: &str) -> User {
-    let email = format!(
-        "{name}.{}@example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    s.post(
-        "/auth/register",
-        None,
-        &json!({"email": email, "username": name, "password": PASSWORD}),
-    )
-    .await
-    .expect(202);
-    let login = s
-        .post(
-            "/auth/login",
-            None,
-            &json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .expect(200);
-    User {
-        token: login.data()["access_token"].as_str().unwrap().to_owned(),
-        id: login.data()["user"]["id"].as_str().unwrap().to_owned(),
-        email,
-    }
-}
-
-/// Makes `user` a member of `ws` with `role` (directly in storage: invitations are another
-/// area's routes).
-async fn join(s: &TestServer, ws: &str, user: &User, role: Role) {
-    let member = Member {
-        workspace_id: ws.to_owned(),
-        user_id: user.id.clone(),
-        role,
-        username: "someone".into(),
-        email: user.email.clone(),
-        display_name: None,
-        joined_at: "2026-01-01T00:00:00Z".into(),
-    };
-    s.state
-        .store
-        .transact(vec![
-            WriteOp::put(
-                Table::Main,
-                record_item(&keys::member(ws, &user.id), "member", &member),
-            ),
-            WriteOp::put(
-                Table::Main,
-                record_item(
-                    &keys::membership(&user.id, ws),
-                    "membership",
-                    &membership_of(&member),
-                ),
-            ),
-        ])
-        .await
-        .unwrap();
-}
-
-/// A workspace with an owner, an admin, a member and a guest, and someone outside it.
-struct World {
-    owner: User,
-    admin: User,
-    member: User,
-    guest: User,
-    outsider: User,
-    ws: String,
-    /// The workspace's default team.
-    team_id: String,
-    other_ws: String,
-}
-
-async fn world(s: &TestServer) -> World {
-    let owner = sign_up(s, "owner").await;
-    let created = s
-        .post("/workspaces", owner.t(), &json!({"name": "Acme"}))
-        .await
-        .expect(201);
-    let ws = created.data()["id"].as_str().unwrap().to_owned();
-    let team_id = created.data()["default_team"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let admin = sign_up(s, "admin").await;
-    let member = sign_up(s, "member").await;
-    let guest = sign_up(s, "guest").await;
-    join(s, &ws, &admin, Role::Admin).await;
-    join(s, &ws, &member, Role::Member).await;
-    join(s, &ws, &guest, Role::Guest).await;
-    let outsider = sign_up(s, "outsider").await;
-    let other = s
-        .post("/workspaces", outsider.t(), &json!({"name": "Elsewhere"}))
-        .await
-        .expect(201);
-    let other_ws = other.data()["id"].as_str().unwrap().to_owned();
-    World {
-        owner,
-        admin,
-        member,
-        guest,
-        outsider,
-        ws,
-        team_id,
-        other_ws,
-    }
-}
-
-async fn delete(s: &TestServer, path: &str, token: Option<&str>) -> Reply {
-    s.call(Method::DELETE, path, token, None).await
-}
 
 async fn create_team(s: &TestServer, w: &World, key: &str) -> Value {
     s.post(
@@ -149,32 +19,6 @@ async fn create_team(s: &TestServer, w: &World, key: &str) -> Value {
     .clone()
 }
 
-/// The change records of `ws` after `since`.
-async fn changes(s: &TestServer, w: &World, since: i64) -> Vec<Value> {
-    s.get(
-        &format!("/workspaces/{}/changes?since={since}&limit=100", w.ws),
-        w.owner.t(),
-    )
-    .await
-    .expect(200)
-    .data()["changes"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-async fn last_seq(s: &TestServer, w: &World) -> i64 {
-    s.get(
-        &format!("/workspaces/{}/changes?since=0&limit=1000", w.ws),
-        w.owner.t(),
-    )
-    .await
-    .expect(200)
-    .data()["last_seq"]
-        .as_i64()
-        .unwrap()
-}
-
 fn events(changes: &[Value]) -> Vec<String> {
     changes
         .iter()
@@ -186,7 +30,7 @@ fn events(changes: &[Value]) -> Vec<String> {
 /// with the six default states; everyone in the workspace can read and list it.
 async fn create_read_and_list(s: TestServer) {
     let w = world(&s).await;
-    let before = last_seq(&s, &w).await;
+    let before = w.last_seq(&s).await;
     let r = s
         .post(
             "/teams",
@@ -235,7 +79,7 @@ async fn create_read_and_list(s: TestServer) {
     assert_eq!(workflow["default_state_id"], todo["id"]);
 
     // The change log says what happened, on the team's topic.
-    let log = changes(&s, &w, before).await;
+    let log = w.changes_since(&s, before).await;
     let mut got = events(&log);
     got.sort();
     assert_eq!(
@@ -324,7 +168,7 @@ async fn current_workspace_default(s: TestServer) {
     let list = s.get("/teams", w.owner.t()).await.expect(200);
     assert_eq!(list.data()["items"].as_array().unwrap().len(), 2);
     // A user with no workspace at all.
-    let loner = sign_up(&s, "loner").await;
+    let loner = user(&s, "loner").await;
     let r = s
         .post("/teams", loner.t(), &json!({"key": "OPS", "name": "Ops"}))
         .await
@@ -338,7 +182,7 @@ async fn current_workspace_default(s: TestServer) {
 /// is written by a refused request.
 async fn create_validation(s: TestServer) {
     let w = world(&s).await;
-    let before = last_seq(&s, &w).await;
+    let before = w.last_seq(&s).await;
     let base = json!({"workspace_id": w.ws, "key": "WEB", "name": "Web"});
     let with = |field: &str, value: Value| {
         let mut b = base.clone();
@@ -385,7 +229,7 @@ async fn create_validation(s: TestServer) {
     )
     .await
     .expect(201);
-    let after = last_seq(&s, &w).await;
+    let after = w.last_seq(&s).await;
     assert_eq!(after - before, 6, "two teams, three changes each");
 }
 
@@ -488,7 +332,7 @@ async fn update_team(s: TestServer) {
     s.put(&path, w.outsider.t(), &json!({"name": "Mine"}))
         .await
         .expect(404);
-    let log = changes(&s, &w, 0).await;
+    let log = w.changes_since(&s, 0).await;
     assert_eq!(
         log.iter()
             .filter(|c| c["event"] == "team.updated" && c["entity_id"] == json!(id))
@@ -532,7 +376,7 @@ async fn other_workspace_is_not_found(s: TestServer) {
         s.put(&format!("/teams/{id}"), w.owner.t(), &json!({"name": "X"}))
             .await
             .expect(404);
-        delete(&s, &format!("/teams/{id}"), w.owner.t())
+        s.delete(&format!("/teams/{id}"), w.owner.t())
             .await
             .expect(404);
         s.get(&format!("/teams/{id}/members"), w.owner.t())
@@ -569,15 +413,14 @@ async fn delete_team(s: TestServer) {
     .await
     .expect(201);
     for who in [&w.member, &w.guest] {
-        delete(&s, &format!("/teams/{id}"), who.t())
-            .await
-            .expect(403);
+        s.delete(&format!("/teams/{id}"), who.t()).await.expect(403);
     }
-    delete(&s, &format!("/teams/{id}"), w.outsider.t())
+    s.delete(&format!("/teams/{id}"), w.outsider.t())
         .await
         .expect(404);
-    let before = last_seq(&s, &w).await;
-    let r = delete(&s, &format!("/teams/{id}"), w.admin.t())
+    let before = w.last_seq(&s).await;
+    let r = s
+        .delete(&format!("/teams/{id}"), w.admin.t())
         .await
         .expect(200);
     assert_eq!(r.data()["deleted"], true);
@@ -586,7 +429,7 @@ async fn delete_team(s: TestServer) {
         6,
         "authorize, workflows, states, members, counter read, transaction"
     );
-    let log = changes(&s, &w, before).await;
+    let log = w.changes_since(&s, before).await;
     let mut got = events(&log);
     got.sort();
     assert_eq!(got, ["team.deleted", "workflow.deleted"]);
@@ -600,7 +443,7 @@ async fn delete_team(s: TestServer) {
     s.get(&format!("/workflows/{workflow_id}"), w.owner.t())
         .await
         .expect(404);
-    delete(&s, &format!("/teams/{id}"), w.admin.t())
+    s.delete(&format!("/teams/{id}"), w.admin.t())
         .await
         .expect(404);
     // No membership items are left behind.
@@ -645,7 +488,8 @@ async fn delete_team(s: TestServer) {
         }])
         .await
         .unwrap();
-    let r = delete(&s, &format!("/teams/{busy_id}"), w.owner.t())
+    let r = s
+        .delete(&format!("/teams/{busy_id}"), w.owner.t())
         .await
         .expect(409);
     assert_eq!(r.error_code(), "CONFLICT");
@@ -718,7 +562,7 @@ async fn team_members(s: TestServer) {
         .expect(201);
     assert_eq!(r.data()["user_id"], json!(w.member.id));
     // A guest may not join by themselves.
-    let guest2 = sign_up(&s, "guest2").await;
+    let guest2 = user(&s, "guest2").await;
     join(&s, &w.ws, &guest2, Role::Guest).await;
     s.post(&members_path, guest2.t(), &json!({"user_id": guest2.id}))
         .await
@@ -782,17 +626,18 @@ async fn team_members(s: TestServer) {
     .expect(404);
 
     // Removal: members may not remove others, anyone may leave, admins remove anyone.
-    delete(&s, &member_path(&w.guest), w.member.t())
+    s.delete(&member_path(&w.guest), w.member.t())
         .await
         .expect(403);
-    let r = delete(&s, &member_path(&w.guest), w.guest.t())
+    let r = s
+        .delete(&member_path(&w.guest), w.guest.t())
         .await
         .expect(200);
     assert_eq!(r.storage_calls(), 3);
-    delete(&s, &member_path(&w.guest), w.guest.t())
+    s.delete(&member_path(&w.guest), w.guest.t())
         .await
         .expect(404);
-    delete(&s, &member_path(&w.member), w.admin.t())
+    s.delete(&member_path(&w.member), w.admin.t())
         .await
         .expect(200);
     let list = s.get(&members_path, w.owner.t()).await.expect(200);
@@ -802,11 +647,11 @@ async fn team_members(s: TestServer) {
 
     // Outsiders see nothing.
     s.get(&members_path, w.outsider.t()).await.expect(404);
-    delete(&s, &member_path(&w.admin), w.outsider.t())
+    s.delete(&member_path(&w.admin), w.outsider.t())
         .await
         .expect(404);
 
-    let log = changes(&s, &w, 0).await;
+    let log = w.changes_since(&s, 0).await;
     let member_events: Vec<String> = log
         .iter()
         .filter(|c| c["entity_type"] == "team_member")

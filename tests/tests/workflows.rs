@@ -1,143 +1,8 @@
 //! Black-box tests of workflows and workflow states through the shim, on the embedded store
 //! and on DynamoDB (moto).
 
-use momentum_shared::domain::access::Role;
-use momentum_shared::domain::keys;
-use momentum_shared::domain::record_item;
-use momentum_shared::domain::workspace::Member;
-use momentum_shared::services::workspaces::membership_of;
-use momentum_shared::storage::{Table, WriteOp};
-use momentum_tests::{Reply, TestServer, on_every_store};
-use reqwest::Method;
+use momentum_tests::{TestServer, World, on_every_store, world};
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
-
-struct User {
-    token: String,
-    id: String,
-    email: String,
-}
-
-impl User {
-    fn t(&self) -> Option<&str> {
-        Some(&self.token)
-    }
-}
-
-async fn sign_up(s: &TestServer, name: &str) -> User {
-    let email = format!(
-        "{name}.{}@example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    s.post(
-        "/auth/register",
-        None,
-        &json!({"email": email, "username": name, "password": PASSWORD}),
-    )
-    .await
-    .expect(202);
-    let login = s
-        .post(
-            "/auth/login",
-            None,
-            &json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .expect(200);
-    User {
-        token: login.data()["access_token"].as_str().unwrap().to_owned(),
-        id: login.data()["user"]["id"].as_str().unwrap().to_owned(),
-        email,
-    }
-}
-
-/// Makes `user` a member of `ws` with `role` (directly in storage: invitations are another
-/// area's routes).
-async fn join(s: &TestServer, ws: &str, user: &User, role: Role) {
-    let member = Member {
-        workspace_id: ws.to_owned(),
-        user_id: user.id.clone(),
-        role,
-        username: "someone".into(),
-        email: user.email.clone(),
-        display_name: None,
-        joined_at: "2026-01-01T00:00:00Z".into(),
-    };
-    s.state
-        .store
-        .transact(vec![
-            WriteOp::put(
-                Table::Main,
-                record_item(&keys::member(ws, &user.id), "member", &member),
-            ),
-            WriteOp::put(
-                Table::Main,
-                record_item(
-                    &keys::membership(&user.id, ws),
-                    "membership",
-                    &membership_of(&member),
-                ),
-            ),
-        ])
-        .await
-        .unwrap();
-}
-
-/// A workspace (owner, admin, member, guest) with its default team and workflow, and an
-/// outsider with a workspace of their own.
-struct World {
-    owner: User,
-    admin: User,
-    member: User,
-    guest: User,
-    outsider: User,
-    ws: String,
-    team_id: String,
-    workflow_id: String,
-    other_ws: String,
-    other_team_id: String,
-    other_workflow_id: String,
-}
-
-async fn world(s: &TestServer) -> World {
-    let owner = sign_up(s, "owner").await;
-    let created = s
-        .post("/workspaces", owner.t(), &json!({"name": "Acme"}))
-        .await
-        .expect(201);
-    let data = created.data();
-    let admin = sign_up(s, "admin").await;
-    let member = sign_up(s, "member").await;
-    let guest = sign_up(s, "guest").await;
-    let ws = data["id"].as_str().unwrap().to_owned();
-    join(s, &ws, &admin, Role::Admin).await;
-    join(s, &ws, &member, Role::Member).await;
-    join(s, &ws, &guest, Role::Guest).await;
-    let outsider = sign_up(s, "outsider").await;
-    let other = s
-        .post("/workspaces", outsider.t(), &json!({"name": "Elsewhere"}))
-        .await
-        .expect(201);
-    let o = other.data();
-    World {
-        owner,
-        admin,
-        member,
-        guest,
-        outsider,
-        ws,
-        team_id: data["default_team"]["id"].as_str().unwrap().to_owned(),
-        workflow_id: data["default_workflow"]["id"].as_str().unwrap().to_owned(),
-        other_ws: o["id"].as_str().unwrap().to_owned(),
-        other_team_id: o["default_team"]["id"].as_str().unwrap().to_owned(),
-        other_workflow_id: o["default_workflow"]["id"].as_str().unwrap().to_owned(),
-    }
-}
-
-async fn delete(s: &TestServer, path: &str, token: Option<&str>) -> Reply {
-    s.call(Method::DELETE, path, token, None).await
-}
 
 fn names(states: &Value) -> Vec<String> {
     states
@@ -166,31 +31,6 @@ async fn workflow(s: &TestServer, w: &World, id: &str) -> Value {
         .expect(200)
         .data()
         .clone()
-}
-
-async fn events_since(s: &TestServer, w: &World, since: i64) -> Vec<Value> {
-    s.get(
-        &format!("/workspaces/{}/changes?since={since}&limit=100", w.ws),
-        w.owner.t(),
-    )
-    .await
-    .expect(200)
-    .data()["changes"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-async fn last_seq(s: &TestServer, w: &World) -> i64 {
-    s.get(
-        &format!("/workspaces/{}/changes?since=0&limit=1000", w.ws),
-        w.owner.t(),
-    )
-    .await
-    .expect(200)
-    .data()["last_seq"]
-        .as_i64()
-        .unwrap()
 }
 
 const DEFAULT_NAMES: [&str; 6] = [
@@ -360,8 +200,7 @@ async fn other_workspace_is_not_found(s: TestServer) {
     )
     .await
     .expect(404);
-    delete(
-        &s,
+    s.delete(
         &format!("/workflows/{second_id}/states/{other_state}"),
         w.admin.t(),
     )
@@ -382,7 +221,7 @@ async fn other_workspace_is_not_found(s: TestServer) {
 /// team's workflow. Members and guests may not.
 async fn create_workflow(s: TestServer) {
     let w = world(&s).await;
-    let before = last_seq(&s, &w).await;
+    let before = w.last_seq(&s).await;
     let r = s
         .post(
             "/workflows",
@@ -406,7 +245,7 @@ async fn create_workflow(s: TestServer) {
         .await
         .expect(200);
     assert_eq!(team.data()["workflow_id"], json!(w.workflow_id));
-    let log = events_since(&s, &w, before).await;
+    let log = w.changes_since(&s, before).await;
     let got: Vec<&str> = log.iter().map(|c| c["event"].as_str().unwrap()).collect();
     assert_eq!(got, ["workflow.created", "team.updated"]);
     assert!(
@@ -457,7 +296,7 @@ async fn create_workflow(s: TestServer) {
         let r = s.post("/workflows", w.admin.t(), &body).await.expect(400);
         assert_eq!(r.error_field(), Some(field), "{body}");
     }
-    let seq = last_seq(&s, &w).await;
+    let seq = w.last_seq(&s).await;
     for who in [&w.member, &w.guest] {
         s.post(
             "/workflows",
@@ -467,7 +306,7 @@ async fn create_workflow(s: TestServer) {
         .await
         .expect(403);
     }
-    assert_eq!(last_seq(&s, &w).await, seq, "refusals write nothing");
+    assert_eq!(w.last_seq(&s).await, seq, "refusals write nothing");
 }
 
 /// Renaming a workflow and choosing its default state, with the version guard.
@@ -554,7 +393,7 @@ async fn create_states(s: TestServer) {
     let path = format!("/workflows/{}/states", w.workflow_id);
     let wf = workflow(&s, &w, &w.workflow_id).await;
     let done = state_id(&wf, "Done");
-    let before = last_seq(&s, &w).await;
+    let before = w.last_seq(&s).await;
     let r = s
         .post(
             &path,
@@ -571,7 +410,7 @@ async fn create_states(s: TestServer) {
     assert_eq!(review["position"], 6, "after the last state");
     assert_eq!(review["transitions_to"], json!([done]));
     assert_eq!(review["workflow_id"], json!(w.workflow_id));
-    let log = events_since(&s, &w, before).await;
+    let log = w.changes_since(&s, before).await;
     let got: Vec<&str> = log.iter().map(|c| c["event"].as_str().unwrap()).collect();
     assert_eq!(got, ["workflow_state.created", "workflow.updated"]);
 
@@ -608,7 +447,7 @@ async fn create_states(s: TestServer) {
         b[field] = value;
         b
     };
-    let seq = last_seq(&s, &w).await;
+    let seq = w.last_seq(&s).await;
     for (body, field) in [
         (with("color", json!("red")), "color"),
         (with("color", json!("#12345")), "color"),
@@ -633,7 +472,7 @@ async fn create_states(s: TestServer) {
         s.post(&path, who.t(), &ok).await.expect(403);
     }
     s.post(&path, w.outsider.t(), &ok).await.expect(404);
-    assert_eq!(last_seq(&s, &w).await, seq, "refusals write nothing");
+    assert_eq!(w.last_seq(&s).await, seq, "refusals write nothing");
     assert_eq!(
         names(&workflow(&s, &w, &w.workflow_id).await["states"]).len(),
         8
@@ -767,19 +606,20 @@ async fn delete_states(s: TestServer) {
     .await
     .expect(200);
     for who in [&w.member, &w.guest] {
-        delete(&s, &state_path(&id("Canceled")), who.t())
+        s.delete(&state_path(&id("Canceled")), who.t())
             .await
             .expect(403);
     }
-    delete(&s, &state_path(&id("Canceled")), w.outsider.t())
+    s.delete(&state_path(&id("Canceled")), w.outsider.t())
         .await
         .expect(404);
-    let before = last_seq(&s, &w).await;
-    let r = delete(&s, &state_path(&id("Canceled")), w.admin.t())
+    let before = w.last_seq(&s).await;
+    let r = s
+        .delete(&state_path(&id("Canceled")), w.admin.t())
         .await
         .expect(200);
     assert_eq!(r.storage_calls(), 4);
-    let log = events_since(&s, &w, before).await;
+    let log = w.changes_since(&s, before).await;
     let got: Vec<&str> = log.iter().map(|c| c["event"].as_str().unwrap()).collect();
     assert_eq!(
         got,
@@ -802,22 +642,24 @@ async fn delete_states(s: TestServer) {
         .unwrap()
         .clone();
     assert_eq!(todo["transitions_to"], json!([id("Done")]));
-    delete(&s, &state_path(&id("Canceled")), w.admin.t())
+    s.delete(&state_path(&id("Canceled")), w.admin.t())
         .await
         .expect(404);
 
     // The default state stays.
-    let r = delete(&s, &state_path(&id("Todo")), w.admin.t())
+    let r = s
+        .delete(&state_path(&id("Todo")), w.admin.t())
         .await
         .expect(409);
     assert_eq!(r.error_code(), "CONFLICT");
     // Down to one state: it is the default, and it stays.
     for name in ["Triage", "Backlog", "In Progress", "Done"] {
-        delete(&s, &state_path(&id(name)), w.owner.t())
+        s.delete(&state_path(&id(name)), w.owner.t())
             .await
             .expect(200);
     }
-    let r = delete(&s, &state_path(&id("Todo")), w.owner.t())
+    let r = s
+        .delete(&state_path(&id("Todo")), w.owner.t())
         .await
         .expect(409);
     assert_eq!(r.error_code(), "CONFLICT");

@@ -2,8 +2,7 @@
 //! both stores.
 
 use momentum_shared::domain::access::Role;
-use momentum_tests::{TestServer, on_every_store, seed_member, sign_up};
-use reqwest::Method;
+use momentum_tests::{TestServer, id, on_every_store, seed_member, sign_up};
 use serde_json::{Value, json};
 
 async fn create_ws(s: &TestServer, token: &str, name: &str) -> Value {
@@ -12,10 +11,6 @@ async fn create_ws(s: &TestServer, token: &str, name: &str) -> Value {
         .expect(201)
         .data()
         .clone()
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
 }
 
 async fn create_read_list_and_current(s: TestServer) {
@@ -319,19 +314,19 @@ async fn member_roles_and_removal(s: TestServer) {
     .expect(200);
 
     // Removal: members leave, admins remove members, the removed lose access at once.
-    s.call(Method::DELETE, &role_path(&member_id), Some(&member), None)
+    s.delete(&role_path(&member_id), Some(&member))
         .await
         .expect(200);
     s.get(&format!("/workspaces/{ws}"), Some(&member))
         .await
         .expect(404);
-    s.call(Method::DELETE, &role_path(&guest_id), Some(&owner), None)
+    s.delete(&role_path(&guest_id), Some(&owner))
         .await
         .expect(200);
     s.get(&format!("/workspaces/{ws}"), Some(&guest))
         .await
         .expect(404);
-    s.call(Method::DELETE, &role_path(&guest_id), Some(&owner), None)
+    s.delete(&role_path(&guest_id), Some(&owner))
         .await
         .expect(404);
     let mine = s.get("/workspaces", Some(&guest)).await.expect(200);
@@ -353,9 +348,7 @@ async fn tenant_isolation(s: TestServer) {
     s.put(&path, Some(&mallory), &json!({"name": "Pwned"}))
         .await
         .expect(404);
-    s.call(Method::DELETE, &path, Some(&mallory), None)
-        .await
-        .expect(404);
+    s.delete(&path, Some(&mallory)).await.expect(404);
     s.get(&format!("{path}/members"), Some(&mallory))
         .await
         .expect(404);
@@ -477,12 +470,8 @@ async fn delete_is_owner_only_and_complete(s: TestServer) {
     let ws_id = id(&ws);
     seed_member(&s, &ws_id, &admin_id, &admin_email, Role::Admin).await;
     let path = format!("/workspaces/{ws_id}");
-    s.call(Method::DELETE, &path, Some(&admin), None)
-        .await
-        .expect(403);
-    s.call(Method::DELETE, &path, Some(&owner), None)
-        .await
-        .expect(200);
+    s.delete(&path, Some(&admin)).await.expect(403);
+    s.delete(&path, Some(&owner)).await.expect(200);
     s.get(&path, Some(&owner)).await.expect(404);
     s.get(&path, Some(&admin)).await.expect(404);
     assert_eq!(

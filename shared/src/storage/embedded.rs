@@ -73,26 +73,46 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
+        self.with_conn_then(f, Ok).await
+    }
+
+    /// Runs `locked` holding the connection, then `unlocked` after releasing it (on the same
+    /// blocking thread): reads copy raw rows under the lock and parse them outside, so
+    /// concurrent readers parse in parallel instead of queueing behind one another.
+    async fn with_conn_then<R, T, F, G>(&self, locked: F, unlocked: G) -> StoreResult<T>
+    where
+        R: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<R> + Send + 'static,
+        G: FnOnce(R) -> StoreResult<T> + Send + 'static,
+    {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves the connection usable: SQLite rolls an
-            // open transaction back when the next one begins.
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            let raw = {
+                // A panic while holding the lock leaves the connection usable: SQLite rolls
+                // an open transaction back when the next one begins.
+                let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+                locked(&mut guard)?
+            };
+            unlocked(raw)
         })
         .await
         .map_err(internal)?
     }
 }
 
-fn read_item(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<Item>> {
-    let body: Option<String> = conn
-        .prepare_cached("SELECT body FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+fn read_body(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<String>> {
+    conn.prepare_cached("SELECT body FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
         .map_err(internal)?
         .query_row(params![table.as_str(), key.pk, key.sk], |r| r.get(0))
         .optional()
-        .map_err(internal)?;
-    body.map(|b| parse_body(&b)).transpose()
+        .map_err(internal)
+}
+
+fn read_item(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<Item>> {
+    read_body(conn, table, key)?
+        .map(|b| parse_body(&b))
+        .transpose()
 }
 
 /// The item an update creates when none exists: just its key, as in DynamoDB.
@@ -214,7 +234,7 @@ fn sort_clause(column: &str, sort: &SortKey, args: &mut Vec<String>) -> String {
     }
 }
 
-fn run_query(conn: &Connection, q: &Query) -> StoreResult<Page> {
+fn run_query(conn: &Connection, q: &Query) -> StoreResult<Vec<String>> {
     let (pk_col, sk_col) = match q.index {
         Some(ix) => (ix.pk_attr(), ix.sk_attr()),
         None => (schema::PK, schema::SK),
@@ -262,11 +282,20 @@ fn run_query(conn: &Connection, q: &Query) -> StoreResult<Page> {
     let mut rows = stmt
         .query(rusqlite::params_from_iter(args.iter()))
         .map_err(internal)?;
-    let mut items = Vec::with_capacity(limit + 1);
+    let mut bodies = Vec::with_capacity(limit + 1);
     while let Some(row) = rows.next().map_err(internal)? {
-        let body: String = row.get(0).map_err(internal)?;
-        items.push(parse_body(&body)?);
+        bodies.push(row.get::<_, String>(0).map_err(internal)?);
     }
+    Ok(bodies)
+}
+
+/// Turns the raw rows of a query into a page (outside the connection lock).
+fn page_of(bodies: Vec<String>, q: &Query) -> StoreResult<Page> {
+    let limit = q.limit.max(1) as usize;
+    let mut items = bodies
+        .iter()
+        .map(|b| parse_body(b))
+        .collect::<StoreResult<Vec<_>>>()?;
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         Some(Position::of(items.last().expect("limit >= 1"), q.index)?.encode())
@@ -280,18 +309,35 @@ fn run_query(conn: &Connection, q: &Query) -> StoreResult<Page> {
 impl Store for EmbeddedStore {
     async fn get(&self, table: Table, key: &Key) -> StoreResult<Option<Item>> {
         let key = key.clone();
-        self.with_conn(move |c| read_item(c, table, &key)).await
+        self.with_conn_then(
+            move |c| read_body(c, table, &key),
+            |body| body.map(|b| parse_body(&b)).transpose(),
+        )
+        .await
     }
 
     async fn batch_get(&self, table: Table, keys: &[Key]) -> StoreResult<Vec<Option<Item>>> {
         let keys = keys.to_vec();
-        self.with_conn(move |c| keys.iter().map(|k| read_item(c, table, k)).collect())
-            .await
+        self.with_conn_then(
+            move |c| keys.iter().map(|k| read_body(c, table, k)).collect(),
+            |bodies: Vec<Option<String>>| {
+                bodies
+                    .into_iter()
+                    .map(|b| b.map(|b| parse_body(&b)).transpose())
+                    .collect()
+            },
+        )
+        .await
     }
 
     async fn query(&self, query: &Query) -> StoreResult<Page> {
         let query = query.clone();
-        self.with_conn(move |c| run_query(c, &query)).await
+        let q2 = query.clone();
+        self.with_conn_then(
+            move |c| run_query(c, &query),
+            move |bodies| page_of(bodies, &q2),
+        )
+        .await
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {

@@ -3,7 +3,8 @@
 use reqwest::Method;
 use serde_json::json;
 
-use super::{Expect, PASSWORD, Req, Row, Who, row, sign_up};
+use super::{Expect, Req, Row, Who, row};
+use momentum_tests::{PASSWORD, sign_up};
 
 fn unique_email() -> String {
     format!("m.{}@example.com", uuid::Uuid::new_v4().simple())

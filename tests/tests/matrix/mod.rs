@@ -24,13 +24,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use momentum_shared::domain::access::Role;
-use momentum_shared::domain::keys;
-use momentum_shared::domain::record_item;
-use momentum_shared::domain::workspace::Member;
 use momentum_shared::services::changes::counter_key;
-use momentum_shared::services::workspaces::membership_of;
-use momentum_shared::storage::{Table, WriteOp};
-use momentum_tests::{Backend, Reply, TestServer};
+use momentum_shared::storage::Table;
+use momentum_tests::{Backend, PASSWORD, Reply, TestServer, new_member, seed_member, sign_up};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -235,41 +231,14 @@ impl Fixture {
     /// Makes `who` a member of `ws` with `role` (directly in storage: the matrix tests
     /// authorization, not invitations).
     pub async fn add_member(&self, ws: &str, who: Who, role: Role) {
-        let user_id = self.user_ids[&who].clone();
-        self.add_user(ws, &user_id, &self.emails[&who], role).await;
-    }
-
-    /// Makes any user a member of `ws` with `role`.
-    pub async fn add_user(&self, ws: &str, user_id: &str, email: &str, role: Role) {
-        let member = Member {
-            workspace_id: ws.to_owned(),
-            user_id: user_id.to_owned(),
+        seed_member(
+            &self.server,
+            ws,
+            &self.user_ids[&who],
+            &self.emails[&who],
             role,
-            username: "someone".into(),
-            email: email.to_owned(),
-            display_name: None,
-            joined_at: "2026-01-01T00:00:00Z".into(),
-        };
-        let (ws, user_id) = (ws.to_owned(), user_id.to_owned());
-        self.server
-            .state
-            .store
-            .transact(vec![
-                WriteOp::put(
-                    Table::Main,
-                    record_item(&keys::member(&ws, &user_id), "member", &member),
-                ),
-                WriteOp::put(
-                    Table::Main,
-                    record_item(
-                        &keys::membership(&user_id, &ws),
-                        "membership",
-                        &membership_of(&member),
-                    ),
-                ),
-            ])
-            .await
-            .unwrap();
+        )
+        .await;
     }
 
     pub fn token(&self, who: Who) -> Option<&str> {
@@ -296,9 +265,8 @@ impl Fixture {
 
     /// A fresh member of the fixture workspace with `role`: (user id, token).
     pub async fn fresh_member(&self, role: Role) -> (String, String) {
-        let (token, id, email) = sign_up(&self.server, "extra").await;
-        self.add_user(&self.ws, &id, &email, role).await;
-        (id, token)
+        let u = new_member(&self.server, &self.ws, "extra", role).await;
+        (u.id, u.token)
     }
 
     /// A new token for `who` (a new session), for routes that revoke the one they use.
@@ -334,37 +302,6 @@ impl Fixture {
             .and_then(|i| i.get("seq").and_then(Value::as_i64))
             .unwrap_or(0)
     }
-}
-
-pub const PASSWORD: &str = "correct horse battery";
-
-/// Registers and logs in a fresh user; returns (access token, user id, email).
-pub async fn sign_up(server: &TestServer, name: &str) -> (String, String, String) {
-    let email = format!(
-        "{name}.{}@example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    server
-        .post(
-            "/auth/register",
-            None,
-            &json!({"email": email, "username": name, "password": PASSWORD}),
-        )
-        .await
-        .expect(202);
-    let login = server
-        .post(
-            "/auth/login",
-            None,
-            &json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .expect(200);
-    (
-        login.data()["access_token"].as_str().unwrap().to_owned(),
-        login.data()["user"]["id"].as_str().unwrap().to_owned(),
-        email,
-    )
 }
 
 pub fn all_rows() -> Vec<Row> {
