@@ -163,7 +163,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                             .get(format!("{base}/issues?team_id={team}&limit=50"))
                             .bearer_auth(&token),
                         Op::Get => http.get(format!("{base}/issues/{id}")).bearer_auth(&token),
-                        Op::Write if n % 2 == 0 => http
+                        Op::Write if n.is_multiple_of(2) => http
                             .post(format!("{base}/issues"))
                             .bearer_auth(&token)
                             .json(&json!({"team_id": team, "title": "Bench write"})),
