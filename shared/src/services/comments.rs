@@ -349,14 +349,7 @@ impl CommentService {
                     .cursor(page.cursor.clone()),
             )
             .await?;
-        Ok(Paged {
-            items: got
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<AppResult<_>>()?,
-            next_cursor: got.next_cursor,
-        })
+        Paged::of(got)
     }
 
     async fn authorize_comment(

@@ -1783,14 +1783,7 @@ impl IssueService {
                     .cursor(page.cursor.clone()),
             )
             .await?;
-        Ok(Paged {
-            items: got
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<AppResult<_>>()?,
-            next_cursor: got.next_cursor,
-        })
+        Paged::of(got)
     }
 
     /// Sub-issues, oldest first.

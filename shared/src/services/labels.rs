@@ -467,14 +467,7 @@ impl LabelService {
             .cursor(page.cursor.clone());
         let Some(level) = params.level else {
             let got = self.ctx.store.query(&query.limit(limit)).await?;
-            return Ok(Paged {
-                items: got
-                    .items
-                    .into_iter()
-                    .map(from_item)
-                    .collect::<AppResult<_>>()?,
-                next_cursor: got.next_cursor,
-            });
+            return Paged::of(got);
         };
         // Filtered: read ahead, keep the level's labels, and continue after the last one kept
         // when the page is full (so pages are full and nothing is skipped).

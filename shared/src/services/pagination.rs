@@ -37,3 +37,17 @@ pub struct Paged<T> {
     /// Present exactly when more items follow.
     pub next_cursor: Option<String>,
 }
+
+impl<T: serde::de::DeserializeOwned> Paged<T> {
+    /// A storage page read as records of `T`.
+    pub fn of(page: crate::storage::Page) -> AppResult<Self> {
+        Ok(Self {
+            items: page
+                .items
+                .into_iter()
+                .map(crate::domain::from_item)
+                .collect::<AppResult<_>>()?,
+            next_cursor: page.next_cursor,
+        })
+    }
+}

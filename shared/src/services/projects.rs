@@ -710,14 +710,7 @@ impl ProjectService {
             .cursor(page.cursor.clone());
         if filter.is_empty() {
             let got = self.ctx.store.query(&query.limit(limit)).await?;
-            return Ok(Paged {
-                items: got
-                    .items
-                    .into_iter()
-                    .map(from_item)
-                    .collect::<AppResult<_>>()?,
-                next_cursor: got.next_cursor,
-            });
+            return Paged::of(got);
         }
         let got = self
             .ctx

@@ -231,14 +231,7 @@ impl TeamService {
                     .cursor(page.cursor.clone()),
             )
             .await?;
-        Ok(Paged {
-            items: got
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<AppResult<_>>()?,
-            next_cursor: got.next_cursor,
-        })
+        Paged::of(got)
     }
 
     pub async fn get(&self, who: &Principal, team_id: &str) -> AppResult<Team> {
@@ -455,14 +448,7 @@ impl TeamService {
                     .cursor(page.cursor.clone()),
             )
             .await?;
-        Ok(Paged {
-            items: got
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<AppResult<_>>()?,
-            next_cursor: got.next_cursor,
-        })
+        Paged::of(got)
     }
 
     /// Adds a workspace member to a team. Admins add anyone with any role; a member (not a

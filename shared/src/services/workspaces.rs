@@ -659,14 +659,7 @@ impl WorkspaceService {
                     .cursor(page.cursor.clone()),
             )
             .await?;
-        Ok(Paged {
-            items: got
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<AppResult<_>>()?,
-            next_cursor: got.next_cursor,
-        })
+        Paged::of(got)
     }
 
     /// Changes a member's role. Admins manage members and admins; only owners grant or take
