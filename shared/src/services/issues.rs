@@ -1765,6 +1765,27 @@ impl IssueService {
         stream_page(&self.ctx, query, &filter, exact, limit, cursor).await
     }
 
+    /// A page of a partition that hangs off a readable issue (its activity, its children).
+    async fn related(
+        &self,
+        who: &Principal,
+        id: &str,
+        page: &PageParams,
+        partition: fn(&str, &str) -> String,
+    ) -> AppResult<crate::storage::Page> {
+        let limit = page.limit()?;
+        let (_, issue) = self.read(who, id, Action::Read, &[]).await?;
+        Ok(self
+            .ctx
+            .store
+            .query(
+                &Query::new(Table::Main, partition(&issue.workspace_id, id))
+                    .limit(limit)
+                    .cursor(page.cursor.clone()),
+            )
+            .await?)
+    }
+
     /// The issue's history, oldest first.
     pub async fn activity(
         &self,
@@ -1772,18 +1793,7 @@ impl IssueService {
         id: &str,
         page: &PageParams,
     ) -> AppResult<Paged<Activity>> {
-        let limit = page.limit()?;
-        let (_, issue) = self.read(who, id, Action::Read, &[]).await?;
-        let got = self
-            .ctx
-            .store
-            .query(
-                &Query::new(Table::Main, activity_partition(&issue.workspace_id, id))
-                    .limit(limit)
-                    .cursor(page.cursor.clone()),
-            )
-            .await?;
-        Paged::of(got)
+        Paged::of(self.related(who, id, page, activity_partition).await?)
     }
 
     /// Sub-issues, oldest first.
@@ -1793,17 +1803,7 @@ impl IssueService {
         id: &str,
         page: &PageParams,
     ) -> AppResult<Paged<Issue>> {
-        let limit = page.limit()?;
-        let (_, issue) = self.read(who, id, Action::Read, &[]).await?;
-        let got = self
-            .ctx
-            .store
-            .query(
-                &Query::new(Table::Main, parent_partition(&issue.workspace_id, id))
-                    .limit(limit)
-                    .cursor(page.cursor.clone()),
-            )
-            .await?;
+        let got = self.related(who, id, page, parent_partition).await?;
         Ok(Paged {
             items: items_to_issues(got.items)?,
             next_cursor: got.next_cursor,

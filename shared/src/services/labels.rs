@@ -234,6 +234,21 @@ impl From<AppError> for BatchRejected {
 
 pub type BatchOutcome = Result<BatchResult, BatchRejected>;
 
+/// Per-item results of a batch whose items all ended the same way.
+fn batch_result(done: Vec<(usize, Label)>, status: BatchItemStatus) -> BatchResult {
+    BatchResult {
+        items: done
+            .into_iter()
+            .map(|(index, label)| BatchItemResult {
+                index,
+                id: label.id.clone(),
+                status,
+                label,
+            })
+            .collect(),
+    }
+}
+
 fn item_error(index: usize, id: Option<&str>, e: &AppError) -> BatchItemError {
     BatchItemError {
         index,
@@ -718,17 +733,7 @@ impl LabelService {
             )
             .await;
         match run {
-            Ok(done) => Ok(BatchResult {
-                items: done
-                    .into_iter()
-                    .map(|(index, label)| BatchItemResult {
-                        index,
-                        id: label.id.clone(),
-                        status: BatchItemStatus::Created,
-                        label,
-                    })
-                    .collect(),
-            }),
+            Ok(done) => Ok(batch_result(done, BatchItemStatus::Created)),
             Err(failed) => {
                 let undo: Vec<Label> = failed.done.into_iter().map(|(_, l)| l).collect();
                 let undone = self.undo_creates(&ws, who, &undo).await;
@@ -1098,17 +1103,7 @@ impl LabelService {
             )
             .await;
         match run {
-            Ok(done) => Ok(BatchResult {
-                items: done
-                    .into_iter()
-                    .map(|(index, label)| BatchItemResult {
-                        index,
-                        id: label.id.clone(),
-                        status: BatchItemStatus::Deleted,
-                        label,
-                    })
-                    .collect(),
-            }),
+            Ok(done) => Ok(batch_result(done, BatchItemStatus::Deleted)),
             Err(failed) => {
                 let undo: Vec<Label> = failed.done.into_iter().map(|(_, l)| l).collect();
                 let undone = self.undo_deletes(&ws, who, &undo).await;
