@@ -7,12 +7,14 @@
 #   scripts/test.sh -p auth         # extra arguments go to `cargo test`
 #   SKIP_LINT=1 scripts/test.sh     # skip fmt/clippy
 #   SKIP_INFRA=1 scripts/test.sh    # skip cfn-lint / sam validate
+#   SKIP_SCHEMATHESIS=1 scripts/test.sh  # skip the schemathesis run against the shim
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV="$ROOT/.venv-test"
 PYTHON=${PYTHON:-python3}
 MOTO_SPEC="moto[server]>=5.1,<6"
+SCHEMATHESIS_SPEC="schemathesis==4.32.5"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -78,3 +80,29 @@ fi
 
 step "cargo test --workspace (DynamoDB tests against moto at $MOMENTUM_TEST_DYNAMODB_ENDPOINT)"
 cargo test --workspace "$@"
+
+# Schemathesis against the shim's /openapi.json: every operation, all checks, examples,
+# coverage, fuzzing and stateful phases, a fixed seed and a bounded number of cases.
+if [ "${SKIP_SCHEMATHESIS:-0}" != "1" ] && [ $# -eq 0 ]; then
+  if [ ! -x "$ROOT/.venv-schemathesis/bin/schemathesis" ]; then
+    step "creating .venv-schemathesis with $SCHEMATHESIS_SPEC"
+    "$PYTHON" -m venv "$ROOT/.venv-schemathesis"
+    "$ROOT/.venv-schemathesis/bin/pip" install --quiet "$SCHEMATHESIS_SPEC"
+  fi
+  step "schemathesis against the local shim (memory store)"
+  cargo build --quiet -p local
+  SHIM_PORT=$(free_port)
+  target/debug/local --store memory --port "$SHIM_PORT" >target/schemathesis-shim.log 2>&1 &
+  SHIM_PID=$!
+  cleanup() {
+    kill "$SHIM_PID" 2>/dev/null || true
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+  }
+  for _ in $(seq 1 100); do
+    "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$SHIM_PORT/health')" 2>/dev/null && break
+    sleep 0.2
+  done
+  "$ROOT/.venv-schemathesis/bin/python" scripts/schemathesis_run.py \
+    "http://127.0.0.1:$SHIM_PORT" target/schemathesis
+fi

@@ -56,7 +56,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn app(rt: Realtime, hub: ws::Hub) -> Router {
     let state = rt.state.clone();
     let (routes, _) = all_routes().split_for_parts();
-    let doc = serde_json::to_value(openapi()).expect("OpenAPI serialises");
+    let doc = momentum_shared::openapi::document(&openapi());
     let routes = routes
         .route("/health", get(health))
         .route("/openapi.json", get(move || async move { axum::Json(doc) }))

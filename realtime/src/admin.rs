@@ -200,7 +200,7 @@ async fn send(
         )
         .await?;
     if target.is_none() {
-        return Err(AppError::validation(
+        return Err(AppError::unknown_reference(
             "user_id",
             "is not a member of this workspace",
         ));

@@ -117,6 +117,24 @@ impl AppError {
         Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 
+    /// A well-formed reference (`field`) to something the caller cannot see or that does not
+    /// exist: 404, naming the field.
+    pub fn unknown_reference(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::new(ErrorCode::NotFound, message)
+        }
+    }
+
+    /// Well-formed input that breaks a rule between fields (`ends_on` before `starts_on`),
+    /// which no schema of one field can state: 422, naming the field.
+    pub fn unprocessable(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::new(ErrorCode::UnprocessableEntity, message)
+        }
+    }
+
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Conflict, message)
     }

@@ -174,14 +174,13 @@ where
                 "a JSON request body is required",
             ));
         }
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            body_error(&path, e.inner())
-        })?;
-        de.end()
-            .map_err(|e| AppError::validation("body", format!("malformed JSON: {e}")))?;
-        Ok(Json(value))
+        let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| body_error("", &e))?;
+        // Every request body is an object; serde would otherwise read a struct from an array.
+        if !value.is_object() {
+            return Err(AppError::validation("body", "must be a JSON object"));
+        }
+        integral_floats_as_integers(&mut value);
+        from_json_value(value).map(Json)
     }
 }
 
@@ -414,6 +413,9 @@ pub mod schema {
         /// Conflicts with the current state (taken key, concurrent change).
         #[response(status = 409)]
         Conflict(ErrorEnvelope),
+        /// Well-formed, but breaks a rule between fields; `error.field` names one.
+        #[response(status = 422)]
+        Unprocessable(ErrorEnvelope),
         /// Body over 1 MiB.
         #[response(status = 413)]
         PayloadTooLarge(ErrorEnvelope),
@@ -454,9 +456,29 @@ pub fn function_app(
     serve_routes(router.with_state(state.clone()), &state)
 }
 
+/// JSON has one number type: `3.0` is the integer 3 (as JSON Schema says), so an integral
+/// float is accepted wherever an integer is expected. Integer-valued fields deserialise from
+/// the rewritten value; float-valued fields accept integers anyway.
+fn integral_floats_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
+}
+
 /// Parses a JSON value (a WebSocket command's `data`) with the same strictness and field
 /// naming as request bodies.
-pub fn from_json_value<T: DeserializeOwned>(value: Value) -> Result<T, AppError> {
+pub fn from_json_value<T: DeserializeOwned>(mut value: Value) -> Result<T, AppError> {
+    integral_floats_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         body_error(&path, e.inner())
@@ -472,7 +494,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
         let raw = match parts.headers.get(header::IF_MATCH) {
             None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
+            // Not `to_str`: header values may carry tabs around the tag.
+            Some(v) => Some(std::str::from_utf8(v.as_bytes()).map_err(|_| {
                 AppError::validation("If-Match", "must be the record's version, e.g. \"3\"")
             })?),
         };

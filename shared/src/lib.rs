@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod openapi;
 pub mod services;
 pub mod state;
 pub mod storage;

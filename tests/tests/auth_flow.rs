@@ -183,8 +183,8 @@ async fn password_change_revokes_all_sessions(s: TestServer) {
             &json!({"current_password": "nope nope", "new_password": "a brand new secret"}),
         )
         .await
-        .expect(400);
-    assert_eq!(wrong.error_field(), Some("current_password"));
+        .expect(403);
+    assert_eq!(wrong.error_code(), "FORBIDDEN");
     let short = s
         .put(
             "/auth/password",

@@ -370,7 +370,7 @@ async fn comment_validation(s: TestServer) {
                 &json!({"issue_id": issue, "body": "reply", "parent_id": bad}),
             )
             .await
-            .expect(400);
+            .expect(404);
         assert_eq!(r.error_field(), Some("parent_id"), "{bad}");
     }
 

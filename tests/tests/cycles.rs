@@ -126,7 +126,7 @@ async fn cycle_crud_and_status(s: TestServer) {
     let r = s
         .put(&path, Some(&w.token), &json!({"starts_on": day(&s, 40)}))
         .await
-        .expect(400);
+        .expect(422);
     assert_eq!(r.error_field(), Some("ends_on"));
     for (body, field) in [
         (json!({"number": 9}), "number"),
@@ -148,41 +148,52 @@ async fn cycle_crud_and_status(s: TestServer) {
 async fn cycle_validation_and_tenancy(s: TestServer) {
     let w = workspace(&s, "Cycle Rules").await;
     let other = workspace(&s, "Other Cycles").await;
-    for (body, field) in [
+    for (body, field, status) in [
         (
             json!({"team_id": w.team, "starts_on": "2026-02-10", "ends_on": "2026-02-01"}),
             "ends_on",
+            422,
         ),
         (
             json!({"team_id": w.team, "starts_on": "2026-02-10", "ends_on": "2026-02-10"}),
             "ends_on",
+            422,
         ),
         (
             json!({"team_id": w.team, "starts_on": "10/02/2026", "ends_on": "2026-02-20"}),
             "starts_on",
+            400,
         ),
         (
             json!({"team_id": w.team, "starts_on": "2026-02-10"}),
             "ends_on",
+            400,
         ),
         (
             json!({"team_id": w.team, "starts_on": "2026-02-10", "ends_on": "2026-02-30"}),
             "ends_on",
+            400,
         ),
         (
             json!({"team_id": w.team, "name": "n".repeat(101), "starts_on": "2026-02-10", "ends_on": "2026-02-20"}),
             "name",
+            400,
         ),
         (
             json!({"team_id": w.team, "number": 3, "starts_on": "2026-02-10", "ends_on": "2026-02-20"}),
             "number",
+            400,
         ),
         (
             json!({"team_id": w.team, "status": "active", "starts_on": "2026-02-10", "ends_on": "2026-02-20"}),
             "status",
+            400,
         ),
     ] {
-        let r = s.post("/cycles", Some(&w.token), &body).await.expect(400);
+        let r = s
+            .post("/cycles", Some(&w.token), &body)
+            .await
+            .expect(status);
         assert_eq!(r.error_field(), Some(field), "{body}: {}", r.body);
     }
     // Another workspace's team, cycle and list are invisible.
@@ -376,18 +387,18 @@ async fn cycle_issues_and_stats(s: TestServer) {
     // Assignment validation.
     let theirs = new_issue(&s, &other, "theirs").await;
     let too_many: Vec<String> = (0..51).map(|n| format!("iss_{n}")).collect();
-    for (body, field) in [
-        (json!({"issue_ids": []}), "issue_ids"),
-        (json!({"issue_ids": too_many}), "issue_ids"),
-        (json!({"issue_ids": [id(&theirs)]}), "issue_ids"),
-        (json!({"issue_ids": ["iss_missing"]}), "issue_ids"),
-        (json!({"issue_ids": [ids[4]], "extra": 1}), "extra"),
-        (json!({}), "issue_ids"),
+    for (body, field, status) in [
+        (json!({"issue_ids": []}), "issue_ids", 400),
+        (json!({"issue_ids": too_many}), "issue_ids", 400),
+        (json!({"issue_ids": [id(&theirs)]}), "issue_ids", 404),
+        (json!({"issue_ids": ["iss_missing"]}), "issue_ids", 404),
+        (json!({"issue_ids": [ids[4]], "extra": 1}), "extra", 400),
+        (json!({}), "issue_ids", 400),
     ] {
         let r = s
             .post(&format!("{path}/issues"), Some(&w.token), &body)
             .await
-            .expect(400);
+            .expect(status);
         assert_eq!(r.error_field(), Some(field), "{body}: {}", r.body);
     }
 

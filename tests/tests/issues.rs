@@ -233,6 +233,16 @@ async fn create_validation(s: TestServer) {
         assert_eq!(r.status.as_u16(), 400, "{field}: {}", r.body);
         assert_eq!(r.error_field(), Some(field), "{}", r.body);
     };
+    // A rule between fields (a cycle of another team): 422 naming the field.
+    let expect_unprocessable = |r: Reply, field: &str| {
+        assert_eq!(r.status.as_u16(), 422, "{field}: {}", r.body);
+        assert_eq!(r.error_field(), Some(field), "{}", r.body);
+    };
+    // A well-formed reference to nothing the caller can see: 404 naming the field.
+    let expect_unknown = |r: Reply, field: &str| {
+        assert_eq!(r.status.as_u16(), 404, "{field}: {}", r.body);
+        assert_eq!(r.error_field(), Some(field), "{}", r.body);
+    };
     let long = "x".repeat(256);
     expect_field(create(&s, &w, json!({"title": ""})).await, "title");
     expect_field(create(&s, &w, json!({"title": "   "})).await, "title");
@@ -252,11 +262,11 @@ async fn create_validation(s: TestServer) {
         "priority",
     );
     let (_, stranger, _) = sign_up(&s, "stranger").await;
-    expect_field(
+    expect_unknown(
         create(&s, &w, json!({"title": "t", "assignee_id": stranger})).await,
         "assignee_id",
     );
-    expect_field(
+    expect_unknown(
         create(
             &s,
             &w,
@@ -266,7 +276,7 @@ async fn create_validation(s: TestServer) {
         "label_ids",
     );
     let other_label = seed_label(&s, &other.ws, "theirs").await;
-    expect_field(
+    expect_unknown(
         create(&s, &w, json!({"title": "t", "label_ids": [other_label]})).await,
         "label_ids",
     );
@@ -281,7 +291,7 @@ async fn create_validation(s: TestServer) {
     create(&s, &w, json!({"title": "t", "label_ids": &many[..20]}))
         .await
         .expect(201);
-    expect_field(
+    expect_unknown(
         create(
             &s,
             &w,
@@ -290,7 +300,7 @@ async fn create_validation(s: TestServer) {
         .await,
         "project_id",
     );
-    expect_field(
+    expect_unknown(
         create(
             &s,
             &w,
@@ -313,11 +323,11 @@ async fn create_validation(s: TestServer) {
         )])
         .await
         .unwrap();
-    expect_field(
+    expect_unprocessable(
         create(&s, &w, json!({"title": "t", "cycle_id": foreign_cycle})).await,
         "cycle_id",
     );
-    expect_field(
+    expect_unknown(
         create(
             &s,
             &w,
@@ -327,11 +337,11 @@ async fn create_validation(s: TestServer) {
         "parent_id",
     );
     let theirs = issue(&s, &other, "theirs").await;
-    expect_field(
+    expect_unknown(
         create(&s, &w, json!({"title": "t", "parent_id": id(&theirs)})).await,
         "parent_id",
     );
-    expect_field(
+    expect_unknown(
         create(
             &s,
             &w,
@@ -545,39 +555,47 @@ async fn update_fields_versions_and_activity(s: TestServer) {
             &json!({"title": "x", "version": 2}),
         )
         .await
-        .expect(400);
+        .expect(412);
     assert_eq!(mismatch.error_field(), Some("version"));
 
     // Validation.
-    for (body, field) in [
-        (json!({"title": null}), "title"),
-        (json!({"title": ""}), "title"),
-        (json!({"state_id": null}), "state_id"),
-        (json!({"priority": "meh"}), "priority"),
-        (json!({"number": 5}), "number"),
-        (json!({"identifier": "X-1"}), "identifier"),
-        (json!({"team_id": w.team}), "team_id"),
-        (json!({"created_by": "me"}), "created_by"),
+    for (body, field, status) in [
+        (json!({"title": null}), "title", 400),
+        (json!({"title": ""}), "title", 400),
+        (json!({"state_id": null}), "state_id", 400),
+        (json!({"priority": "meh"}), "priority", 400),
+        (json!({"number": 5}), "number", 400),
+        (json!({"identifier": "X-1"}), "identifier", 400),
+        (json!({"team_id": w.team}), "team_id", 400),
+        (json!({"created_by": "me"}), "created_by", 400),
         (
             json!({"assignee_id": uuid::Uuid::new_v4().to_string()}),
             "assignee_id",
+            404,
         ),
         (
             json!({"label_ids": [ids::new_id(Kind::Label, &w.ws)]}),
             "label_ids",
+            404,
         ),
         (
             json!({"project_id": ids::new_id(Kind::Project, &w.ws)}),
             "project_id",
+            404,
         ),
         (
             json!({"cycle_id": ids::new_id(Kind::Cycle, &w.ws)}),
             "cycle_id",
+            404,
         ),
-        (json!({"parent_id": id(&i)}), "parent_id"),
-        (json!({"description": "d".repeat(10_001)}), "description"),
+        (json!({"parent_id": id(&i)}), "parent_id", 400),
+        (
+            json!({"description": "d".repeat(10_001)}),
+            "description",
+            400,
+        ),
     ] {
-        let r = s.put(&path, Some(&w.token), &body).await.expect(400);
+        let r = s.put(&path, Some(&w.token), &body).await.expect(status);
         assert_eq!(r.error_field(), Some(field), "{body}: {}", r.body);
     }
     assert_eq!(
@@ -927,7 +945,7 @@ async fn transitions_allowed_and_refused(s: TestServer) {
     s.put(&path, Some(&w.token), &json!({"state_id": w.state("Done")}))
         .await
         .expect(409);
-    // A state of another workflow (or nothing at all) is a bad request.
+    // A state of another workflow (or nothing at all) is not found.
     let foreign = s
         .post(
             &format!("{path}/transitions"),
@@ -935,7 +953,7 @@ async fn transitions_allowed_and_refused(s: TestServer) {
             &json!({"state_id": other.state("Done")}),
         )
         .await
-        .expect(400);
+        .expect(404);
     assert_eq!(foreign.error_field(), Some("state_id"));
     let r = s
         .post(&format!("{path}/transitions"), Some(&w.token), &json!({}))

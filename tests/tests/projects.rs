@@ -423,28 +423,32 @@ async fn project_validation(s: TestServer) {
         .await
         .expect(201);
 
-    for (extra, field) in [
-        (json!({"target_date": "2026-02-30"}), "target_date"),
-        (json!({"target_date": "tomorrow"}), "target_date"),
-        (json!({"target_date": "2026-1-05"}), "target_date"),
-        (json!({"priority": "extreme"}), "priority"),
-        (json!({"owner_id": stranger}), "owner_id"),
-        (json!({"owner_id": "not-a-user"}), "owner_id"),
-        (json!({"status_id": foreign_status}), "status_id"),
-        (json!({"status_id": missing_status}), "status_id"),
-        (json!({"status_id": "ps_nonsense"}), "status_id"),
-        (json!({"name": ""}), "name"),
-        (json!({"name": "x".repeat(101)}), "name"),
-        (json!({"project_key": ""}), "project_key"),
-        (json!({"project_key": "ABCDEFGHIJK"}), "project_key"),
-        (json!({"project_key": "WE-B"}), "project_key"),
-        (json!({"description": "x".repeat(10_001)}), "description"),
-        (json!({"id": "proj_x"}), "id"),
-        (json!({"created_by": "me"}), "created_by"),
-        (json!({"version": 2}), "version"),
+    for (extra, field, status) in [
+        (json!({"target_date": "2026-02-30"}), "target_date", 400),
+        (json!({"target_date": "tomorrow"}), "target_date", 400),
+        (json!({"target_date": "2026-1-05"}), "target_date", 400),
+        (json!({"priority": "extreme"}), "priority", 400),
+        (json!({"owner_id": stranger}), "owner_id", 404),
+        (json!({"owner_id": "not-a-user"}), "owner_id", 400),
+        (json!({"status_id": foreign_status}), "status_id", 404),
+        (json!({"status_id": missing_status}), "status_id", 404),
+        (json!({"status_id": "ps_nonsense"}), "status_id", 404),
+        (json!({"name": ""}), "name", 400),
+        (json!({"name": "x".repeat(101)}), "name", 400),
+        (json!({"project_key": ""}), "project_key", 400),
+        (json!({"project_key": "ABCDEFGHIJK"}), "project_key", 400),
+        (json!({"project_key": "WE-B"}), "project_key", 400),
+        (
+            json!({"description": "x".repeat(10_001)}),
+            "description",
+            400,
+        ),
+        (json!({"id": "proj_x"}), "id", 400),
+        (json!({"created_by": "me"}), "created_by", 400),
+        (json!({"version": 2}), "version", 400),
     ] {
         let r = new_project(&s, &token, &ws, extra.clone()).await;
-        assert_eq!(r.status.as_u16(), 400, "{extra}: {}", r.body);
+        assert_eq!(r.status.as_u16(), status, "{extra}: {}", r.body);
         assert_eq!(r.error_field(), Some(field), "{extra}: {}", r.body);
     }
     new_project(&s, &token, &ws, json!({"name": "x".repeat(100), "project_key": "ABCDEFGHIJ", "description": "x".repeat(10_000), "target_date": "2028-02-29"}))
@@ -578,7 +582,7 @@ async fn project_update(s: TestServer) {
     let r = s
         .put(&path, Some(&token), &json!({"owner_id": stranger.id}))
         .await
-        .expect(400);
+        .expect(404);
     assert_eq!(r.error_field(), Some("owner_id"));
     join(&s, &ws, &stranger, Role::Member).await;
     let up = s
@@ -586,16 +590,16 @@ async fn project_update(s: TestServer) {
         .await
         .expect(200);
     assert_eq!(up.data()["owner_id"], json!(stranger.id));
-    for (body, field) in [
-        (json!({"target_date": "2026-04-31"}), "target_date"),
-        (json!({"priority": "meh"}), "priority"),
-        (json!({"name": null}), "name"),
-        (json!({"status_id": "ps_nope"}), "status_id"),
-        (json!({"workspace_id": ws}), "workspace_id"),
-        (json!({"created_by": "x"}), "created_by"),
+    for (body, field, status) in [
+        (json!({"target_date": "2026-04-31"}), "target_date", 400),
+        (json!({"priority": "meh"}), "priority", 400),
+        (json!({"name": null}), "name", 400),
+        (json!({"status_id": "ps_nope"}), "status_id", 404),
+        (json!({"workspace_id": ws}), "workspace_id", 400),
+        (json!({"created_by": "x"}), "created_by", 400),
     ] {
         let r = s.put(&path, Some(&token), &body).await;
-        assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.body);
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.body);
         assert_eq!(r.error_field(), Some(field), "{body}: {}", r.body);
     }
 

@@ -172,7 +172,7 @@ async fn resource_commands(s: TestServer) {
             json!({"team_id": tid, "user_id": "nobody"}),
         )
         .await,
-        "VALIDATION_ERROR",
+        "NOT_FOUND",
     );
     let changed = c
         .request(

@@ -85,7 +85,7 @@ async fn presence_send_broadcast_cleanup(s: TestServer) {
             &json!({"workspace_id": ws, "user_id": "nobody", "message": {"x": 1}}),
         )
         .await
-        .expect(400);
+        .expect(404);
     assert_eq!(stranger.error_field(), Some("user_id"));
     let empty = s
         .post(

@@ -530,7 +530,7 @@ async fn team_members(s: TestServer) {
         let r = s
             .post(&members_path, w.admin.t(), &json!({"user_id": user_id}))
             .await
-            .expect(400);
+            .expect(404);
         assert_eq!(r.error_field(), Some("user_id"));
     }
     for (body, field) in [

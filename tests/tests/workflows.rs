@@ -364,7 +364,7 @@ async fn update_workflow(s: TestServer) {
         let r = s
             .put(&path, w.admin.t(), &json!({"default_state_id": bad}))
             .await
-            .expect(400);
+            .expect(404);
         assert_eq!(r.error_field(), Some("default_state_id"), "{bad}");
     }
     for (body, field) in [
@@ -448,24 +448,36 @@ async fn create_states(s: TestServer) {
         b
     };
     let seq = w.last_seq(&s).await;
-    for (body, field) in [
-        (with("color", json!("red")), "color"),
-        (with("color", json!("#12345")), "color"),
-        (with("color", json!("#GGGGGG")), "color"),
-        (with("category", json!("doing")), "category"),
-        (with("name", json!("")), "name"),
-        (with("name", json!("n".repeat(101))), "name"),
-        (with("position", json!(-1)), "position"),
-        (with("position", json!(1_000_001)), "position"),
-        (with("transitions_to", json!([foreign])), "transitions_to"),
-        (with("transitions_to", json!(["st_nope"])), "transitions_to"),
-        (with("transitions_to", json!("all")), "transitions_to"),
-        (with("workflow_id", json!(w.workflow_id)), "workflow_id"),
-        (with("id", json!("st_mine")), "id"),
-        (json!({"name": "X", "color": "#123456"}), "category"),
-        (json!({"name": "X", "category": "started"}), "color"),
+    for (body, field, status) in [
+        (with("color", json!("red")), "color", 400),
+        (with("color", json!("#12345")), "color", 400),
+        (with("color", json!("#GGGGGG")), "color", 400),
+        (with("category", json!("doing")), "category", 400),
+        (with("name", json!("")), "name", 400),
+        (with("name", json!("n".repeat(101))), "name", 400),
+        (with("position", json!(-1)), "position", 400),
+        (with("position", json!(1_000_001)), "position", 400),
+        (
+            with("transitions_to", json!([foreign])),
+            "transitions_to",
+            404,
+        ),
+        (
+            with("transitions_to", json!(["st_nope"])),
+            "transitions_to",
+            404,
+        ),
+        (with("transitions_to", json!("all")), "transitions_to", 400),
+        (
+            with("workflow_id", json!(w.workflow_id)),
+            "workflow_id",
+            400,
+        ),
+        (with("id", json!("st_mine")), "id", 400),
+        (json!({"name": "X", "color": "#123456"}), "category", 400),
+        (json!({"name": "X", "category": "started"}), "color", 400),
     ] {
-        let r = s.post(&path, w.admin.t(), &body).await.expect(400);
+        let r = s.post(&path, w.admin.t(), &body).await.expect(status);
         assert_eq!(r.error_field(), Some(field), "{body}");
     }
     for who in [&w.member, &w.guest] {
@@ -547,17 +559,21 @@ async fn update_states(s: TestServer) {
         .await
         .expect(201);
     let foreign = state_id(other_wf.data(), "Done");
-    for (body, field) in [
-        (json!({"transitions_to": [todo]}), "transitions_to"),
-        (json!({"transitions_to": [foreign]}), "transitions_to"),
-        (json!({"transitions_to": ["garbage"]}), "transitions_to"),
-        (json!({"color": "blue"}), "color"),
-        (json!({"category": "finished"}), "category"),
-        (json!({"name": ""}), "name"),
-        (json!({"position": -5}), "position"),
-        (json!({"workflow_id": w.workflow_id}), "workflow_id"),
+    for (body, field, status) in [
+        (json!({"transitions_to": [todo]}), "transitions_to", 422),
+        (json!({"transitions_to": [foreign]}), "transitions_to", 404),
+        (
+            json!({"transitions_to": ["garbage"]}),
+            "transitions_to",
+            404,
+        ),
+        (json!({"color": "blue"}), "color", 400),
+        (json!({"category": "finished"}), "category", 400),
+        (json!({"name": ""}), "name", 400),
+        (json!({"position": -5}), "position", 400),
+        (json!({"workflow_id": w.workflow_id}), "workflow_id", 400),
     ] {
-        let r = s.put(&path, w.admin.t(), &body).await.expect(400);
+        let r = s.put(&path, w.admin.t(), &body).await.expect(status);
         assert_eq!(r.error_field(), Some(field), "{body}");
     }
     for who in [&w.member, &w.guest] {

@@ -163,8 +163,10 @@ async fn remove_member(
 #[into_params(parameter_in = Query)]
 pub struct ChangesParams {
     /// The last `seq` the client has seen (0 for everything retained).
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// At most this many changes (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

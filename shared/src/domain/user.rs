@@ -160,11 +160,22 @@ pub fn validate_username(field: &str, raw: &str) -> AppResult<String> {
     Ok(name.to_owned())
 }
 
-/// Optional free text: trimmed, bounded, no control characters; empty means none.
+/// Optional free text: CRLF becomes LF, trimmed, bounded; newlines and tabs are kept, other
+/// control characters refused; empty means none. The one rule for every text field, which
+/// `openapi::TEXT_PATTERN` states for clients.
 pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> AppResult<Option<String>> {
-    let Some(text) = raw.map(str::trim) else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
+    // The bound applies to the text as sent (as the schema's maxLength does), before trimming.
+    if raw.chars().count() > max {
+        return Err(AppError::validation(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    let normalized = raw.replace("\r\n", "\n");
+    let text = normalized.trim();
     if text.is_empty() {
         return Ok(None);
     }
@@ -174,7 +185,10 @@ pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> AppResult<Op
             format!("must be at most {max} characters"),
         ));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(AppError::validation(
             field,
             "must not contain control characters",

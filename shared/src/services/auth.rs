@@ -28,23 +28,30 @@ use crate::storage::{
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(min_length = 3, max_length = 254, format = Email)]
     pub email: String,
+    #[schema(pattern = "^\\s*[A-Za-z0-9][A-Za-z0-9_.-]{2,31}\\s*$")]
     pub username: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub display_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[schema(min_length = 1, max_length = 512)]
     pub refresh_token: String,
 }
 
@@ -53,22 +60,31 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfileRequest {
     #[serde(default)]
+    #[schema(pattern = "^\\s*[A-Za-z0-9][A-Za-z0-9_.-]{2,31}\\s*$")]
     pub username: Option<String>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 100)]
     pub display_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        max_length = 2048,
+        pattern = "^\\s*(https://[^/\\s\\x00-\\x1F\\x7F-\\x9F][^\\s\\x00-\\x1F\\x7F-\\x9F]*)?\\s*$"
+    )]
     pub avatar_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 500)]
     pub bio: Option<Option<String>>,
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[schema(min_length = 1, max_length = 256)]
     pub current_password: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -515,14 +531,14 @@ impl AuthService {
         let user = self.load_user(who).await?;
         crate::auth::password::validate_password("new_password", &req.new_password)?;
         if req.current_password.len() > MAX_LOGIN_PASSWORD_BYTES {
-            return Err(AppError::validation("current_password", "is incorrect"));
+            return Err(AppError::forbidden("current password is incorrect"));
         }
         let check = self
             .hasher
             .verify(req.current_password, user.password_hash.clone())
             .await?;
         if !check.valid {
-            return Err(AppError::validation("current_password", "is incorrect"));
+            return Err(AppError::forbidden("current password is incorrect"));
         }
         let new_hash = self.hasher.hash(req.new_password).await?;
 

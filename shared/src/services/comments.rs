@@ -57,6 +57,7 @@ pub struct Comment {
 pub struct CreateComment {
     pub issue_id: String,
     /// Markdown, 1–10,000 characters.
+    #[schema(min_length = 1, max_length = 10000)]
     pub body: String,
     /// Reply to this comment of the same issue.
     #[serde(default)]
@@ -67,6 +68,7 @@ pub struct CreateComment {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateComment {
+    #[schema(min_length = 1, max_length = 10000)]
     pub body: String,
     #[serde(default)]
     pub version: Option<i64>,
@@ -101,6 +103,12 @@ fn created_order(comment_id: &str) -> String {
 /// Markdown body: 1..=10,000 characters; CRLF becomes LF, surrounding blank space goes;
 /// tabs and newlines are kept, other control characters refused.
 pub fn validate_body(field: &str, raw: &str) -> AppResult<String> {
+    if raw.chars().count() > MAX_BODY_CHARS {
+        return Err(AppError::validation(
+            field,
+            format!("must be at most {MAX_BODY_CHARS} characters"),
+        ));
+    }
     let text = raw.replace("\r\n", "\n");
     let text = text.trim_end();
     // Drop leading blank lines but keep the first line's indentation (code blocks).
@@ -245,7 +253,8 @@ impl CommentService {
     pub async fn create(&self, who: &Principal, req: CreateComment) -> AppResult<Comment> {
         let ws = ids::workspace_of(Kind::Issue, &req.issue_id)?;
         let body = validate_body("body", &req.body)?;
-        let bad_parent = || AppError::validation("parent_id", "is not a comment of this issue");
+        let bad_parent =
+            || AppError::unknown_reference("parent_id", "is not a comment of this issue");
         let parent_id = match req.parent_id.as_deref() {
             Some(p) => match ids::workspace_of(Kind::Comment, p) {
                 Ok(of) if of == ws => Some(p.to_owned()),

@@ -127,10 +127,14 @@ where
 /// agree when both are given.
 pub fn expected_version(body: Option<i64>, if_match: Option<i64>) -> AppResult<Option<i64>> {
     match (body, if_match) {
-        (Some(a), Some(b)) if a != b => Err(AppError::validation(
-            "version",
-            "differs from the If-Match header",
-        )),
+        // Two preconditions that cannot both hold: the write is refused as a failed one.
+        (Some(a), Some(b)) if a != b => Err(AppError {
+            field: Some("version".into()),
+            ..AppError::new(
+                crate::error::ErrorCode::PreconditionFailed,
+                "differs from the If-Match header",
+            )
+        }),
         (a, b) => Ok(a.or(b)),
     }
 }
@@ -138,7 +142,7 @@ pub fn expected_version(body: Option<i64>, if_match: Option<i64>) -> AppResult<O
 /// Parses an `If-Match` header value: a version number, optionally quoted (`"3"`, `W/"3"`);
 /// `*` means any version.
 pub fn parse_if_match(raw: Option<&str>) -> AppResult<Option<i64>> {
-    let Some(raw) = raw.map(str::trim) else {
+    let Some(raw) = raw.map(|r| r.trim_matches([' ', '\t'])) else {
         return Ok(None);
     };
     if raw == "*" {

@@ -91,12 +91,16 @@ pub struct CycleView {
 pub struct CreateCycle {
     pub team_id: String,
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub starts_on: String,
     /// `YYYY-MM-DD`, after `starts_on`.
+    #[schema(format = Date)]
     pub ends_on: String,
 }
 
@@ -105,13 +109,17 @@ pub struct CreateCycle {
 #[serde(deny_unknown_fields)]
 pub struct UpdateCycle {
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 2000)]
     pub description: Option<Option<String>>,
     #[serde(default)]
+    #[schema(format = Date)]
     pub starts_on: Option<String>,
     #[serde(default)]
+    #[schema(format = Date)]
     pub ends_on: Option<String>,
     #[serde(default)]
     pub version: Option<i64>,
@@ -121,6 +129,7 @@ pub struct UpdateCycle {
 #[serde(deny_unknown_fields)]
 pub struct AssignIssues {
     /// 1..=50 issues of the cycle's team.
+    #[schema(min_items = 1, max_items = 50)]
     pub issue_ids: Vec<String>,
 }
 
@@ -131,6 +140,7 @@ pub struct ListCyclesParams {
     /// The team whose cycles to list (by start date).
     pub team_id: String,
     /// Page size, 1..=100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -171,7 +181,10 @@ fn format_date(d: Date) -> String {
 
 fn check_dates(starts: Date, ends: Date) -> AppResult<()> {
     if ends <= starts {
-        return Err(AppError::validation("ends_on", "must be after starts_on"));
+        return Err(AppError::unprocessable(
+            "ends_on",
+            "must be after starts_on",
+        ));
     }
     Ok(())
 }
@@ -367,15 +380,7 @@ impl CycleService {
         req: UpdateCycle,
         if_match: Option<i64>,
     ) -> AppResult<CycleView> {
-        let expected = match (req.version, if_match) {
-            (Some(b), Some(h)) if b != h => {
-                return Err(AppError::validation(
-                    "version",
-                    "differs from the If-Match header",
-                ));
-            }
-            (b, h) => b.or(h),
-        };
+        let expected = crate::services::context::expected_version(req.version, if_match)?;
         let (_, current) = self.read(who, id, Action::Contribute, &[]).await?;
         check_version(expected, current.version)?;
         let mut next = current.clone();
@@ -481,7 +486,7 @@ impl CycleService {
         let mut issues = Vec::with_capacity(issue_ids.len());
         for (issue_id, item) in issue_ids.iter().zip(items.into_iter().skip(1)) {
             let issue: Issue = item.map(from_item).transpose()?.ok_or_else(|| {
-                AppError::validation("issue_ids", format!("issue {issue_id} not found"))
+                AppError::unknown_reference("issue_ids", format!("issue {issue_id} not found"))
             })?;
             if issue.team_id != cycle.team_id {
                 return Err(AppError::validation(

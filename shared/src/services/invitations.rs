@@ -146,6 +146,7 @@ pub struct CreateInvitation {
     /// Defaults to the caller's current workspace.
     #[serde(default)]
     pub workspace_id: Option<String>,
+    #[schema(min_length = 3, max_length = 254, format = Email)]
     pub email: String,
     /// `admin`, `member` (default) or `guest`; `owner` only when the caller is an owner.
     #[serde(default)]
@@ -213,12 +214,15 @@ struct CodeLookup {
 pub struct CreateInviteCode {
     /// `member` (default), `guest` or `admin`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(admin|member|guest)$")]
     pub role: Option<Role>,
     /// 1..=1000; unlimited when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_uses: Option<i64>,
     /// 1..=720 (default 168, a week).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 720)]
     pub expires_in_hours: Option<i64>,
 }
 

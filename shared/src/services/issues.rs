@@ -215,9 +215,11 @@ pub struct Activity {
 pub struct CreateIssue {
     pub team_id: String,
     /// 1–255 characters.
+    #[schema(min_length = 1, max_length = 255)]
     pub title: String,
     /// Up to 10,000 characters.
     #[serde(default)]
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     /// Default `none`.
     #[serde(default)]
@@ -227,6 +229,7 @@ pub struct CreateIssue {
     pub assignee_id: Option<String>,
     /// Up to 20 labels of the workspace.
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub label_ids: Option<Vec<String>>,
     #[serde(default)]
     pub project_id: Option<String>,
@@ -247,10 +250,11 @@ pub struct CreateIssue {
 #[serde(deny_unknown_fields)]
 pub struct UpdateIssue {
     #[serde(default, deserialize_with = "crate::services::context::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(nullable = false, value_type = String, min_length = 1, max_length = 255)]
     pub title: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 10000)]
     pub description: Option<Option<String>>,
     /// `null` means `none`.
     #[serde(default, deserialize_with = "crate::services::context::present")]
@@ -262,6 +266,7 @@ pub struct UpdateIssue {
     /// The whole set; `null` or `[]` removes every label.
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<Vec<String>>)]
+    #[schema(max_items = 20)]
     pub label_ids: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
@@ -274,7 +279,7 @@ pub struct UpdateIssue {
     pub parent_id: Option<Option<String>>,
     /// Must be an allowed transition from the current state (409 otherwise).
     #[serde(default, deserialize_with = "crate::services::context::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, nullable = false)]
     pub state_id: Option<Option<String>>,
     #[serde(default)]
     pub version: Option<i64>,
@@ -308,19 +313,25 @@ pub struct ListIssuesParams {
     pub assignee_id: Option<String>,
     pub state_id: Option<String>,
     /// triage | backlog | unstarted | started | completed | canceled
+    #[param(pattern = "^(triage|backlog|unstarted|started|completed|canceled)$")]
     pub state_category: Option<String>,
     /// none | low | medium | high | urgent
+    #[param(pattern = "^(none|low|medium|high|urgent)$")]
     pub priority: Option<String>,
     pub label_id: Option<String>,
     pub cycle_id: Option<String>,
     pub parent_id: Option<String>,
     /// Case-insensitive substring of the title.
+    #[param(max_length = 255)]
     pub q: Option<String>,
     /// created (default) | updated | priority
+    #[param(pattern = "^(created|updated|priority)$")]
     pub sort: Option<String>,
     /// desc (default: newest, most recently updated or most urgent first) | asc
+    #[param(pattern = "^(asc|desc)$")]
     pub order: Option<String>,
     /// Page size, 1..=100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor` (same filters and sort).
     pub cursor: Option<String>,
@@ -609,29 +620,6 @@ fn opt_id_input(field: &str, raw: Option<&str>) -> AppResult<Option<String>> {
     raw.map(|r| id_input(field, r)).transpose()
 }
 
-/// Long text: trimmed, bounded, no control characters but newlines and tabs.
-fn long_text(field: &str, raw: Option<&str>, max: usize) -> AppResult<Option<String>> {
-    let Some(text) = raw.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    if text.chars().count() > max {
-        return Err(AppError::validation(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(AppError::validation(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(Some(text.to_owned()))
-}
-
 fn label_input(raw: &[String]) -> AppResult<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for id in raw {
@@ -728,7 +716,7 @@ impl RefSlots {
         let mut guards = Vec::new();
         if let (Some(i), Some(user)) = (self.assignee, &req.assignee) {
             if items[i].is_none() {
-                return Err(AppError::validation(
+                return Err(AppError::unknown_reference(
                     "assignee_id",
                     "is not a member of this workspace",
                 ));
@@ -740,7 +728,7 @@ impl RefSlots {
         }
         for (&i, label) in self.labels.iter().zip(&req.labels) {
             if items[i].is_none() {
-                return Err(AppError::validation(
+                return Err(AppError::unknown_reference(
                     "label_ids",
                     format!("label {label} not found in this workspace"),
                 ));
@@ -752,7 +740,7 @@ impl RefSlots {
         }
         if let (Some(i), Some(project)) = (self.project, &req.project) {
             if items[i].is_none() {
-                return Err(AppError::validation(
+                return Err(AppError::unknown_reference(
                     "project_id",
                     "project not found in this workspace",
                 ));
@@ -765,9 +753,9 @@ impl RefSlots {
         if let (Some(i), Some(cycle)) = (self.cycle, &req.cycle) {
             let item = items[i]
                 .take()
-                .ok_or_else(|| AppError::validation("cycle_id", "cycle not found"))?;
+                .ok_or_else(|| AppError::unknown_reference("cycle_id", "cycle not found"))?;
             if item.get("team_id").and_then(Value::as_str) != Some(team_id) {
-                return Err(AppError::validation(
+                return Err(AppError::unprocessable(
                     "cycle_id",
                     "the cycle belongs to another team",
                 ));
@@ -785,11 +773,9 @@ impl RefSlots {
                     "an issue cannot be its own parent",
                 ));
             }
-            let p: Issue = items[i]
-                .take()
-                .map(from_item)
-                .transpose()?
-                .ok_or_else(|| AppError::validation("parent_id", "parent issue not found"))?;
+            let p: Issue = items[i].take().map(from_item).transpose()?.ok_or_else(|| {
+                AppError::unknown_reference("parent_id", "parent issue not found")
+            })?;
             if p.team_id != team_id {
                 return Err(AppError::validation(
                     "parent_id",
@@ -1140,7 +1126,7 @@ impl IssueService {
         let ws =
             ids::workspace_of(Kind::Team, &team_id).map_err(|_| AppError::not_found("team"))?;
         let title = required_text("title", &req.title, MAX_TITLE_CHARS)?;
-        let description = long_text(
+        let description = crate::domain::user::optional_text(
             "description",
             req.description.as_deref(),
             MAX_DESCRIPTION_CHARS,
@@ -1180,7 +1166,7 @@ impl IssueService {
             Some(state_id) => {
                 let key = keys::state(&ws, &team.workflow_id, &state_id);
                 if self.ctx.store.get(Table::Main, &key).await?.is_none() {
-                    return Err(AppError::validation(
+                    return Err(AppError::unknown_reference(
                         "state_id",
                         "is not a state of the team's workflow",
                     ));
@@ -1342,7 +1328,7 @@ impl IssueService {
         }
         let states = workflow_states(&self.ctx, &issue.workspace_id, &issue.workflow_id).await?;
         let Some(to) = states.iter().find(|s| s.id == target) else {
-            return Err(AppError::validation(
+            return Err(AppError::unknown_reference(
                 "state_id",
                 "is not a state of this issue's workflow",
             ));
@@ -1434,7 +1420,13 @@ impl IssueService {
         let description = req
             .description
             .as_ref()
-            .map(|d| long_text("description", d.as_deref(), MAX_DESCRIPTION_CHARS))
+            .map(|d| {
+                crate::domain::user::optional_text(
+                    "description",
+                    d.as_deref(),
+                    MAX_DESCRIPTION_CHARS,
+                )
+            })
             .transpose()?;
         let state_id = match &req.state_id {
             None => None,

@@ -77,13 +77,16 @@ pub struct CreateLabel {
     /// Defaults to the caller's current workspace.
     #[serde(default)]
     pub workspace_id: Option<String>,
+    #[schema(min_length = 1, max_length = 50)]
     pub name: String,
     /// `#RRGGBB`.
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: String,
     /// `issue` when absent.
     #[serde(default)]
     pub level: Option<LabelLevel>,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: Option<String>,
 }
 
@@ -92,13 +95,16 @@ pub struct CreateLabel {
 #[serde(deny_unknown_fields)]
 pub struct UpdateLabel {
     #[serde(default)]
+    #[schema(max_length = 50)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: Option<String>,
     #[serde(default)]
     pub level: Option<LabelLevel>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 500)]
     pub description: Option<Option<String>>,
     #[serde(default)]
     pub version: Option<i64>,
@@ -112,6 +118,7 @@ pub struct ListLabelsParams {
     /// Only labels of this level.
     pub level: Option<LabelLevel>,
     /// Page size, 1..=100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -121,11 +128,14 @@ pub struct ListLabelsParams {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLabel {
+    #[schema(min_length = 1, max_length = 50)]
     pub name: String,
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: String,
     #[serde(default)]
     pub level: Option<LabelLevel>,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: Option<String>,
 }
 
@@ -136,6 +146,7 @@ pub struct BatchCreateLabels {
     #[serde(default)]
     pub workspace_id: Option<String>,
     /// 1–100 labels.
+    #[schema(min_items = 1, max_items = 100)]
     pub labels: Vec<NewLabel>,
 }
 
@@ -145,13 +156,16 @@ pub struct BatchCreateLabels {
 pub struct LabelPatch {
     pub id: String,
     #[serde(default)]
+    #[schema(max_length = 50)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: Option<String>,
     #[serde(default)]
     pub level: Option<LabelLevel>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 500)]
     pub description: Option<Option<String>>,
     #[serde(default)]
     pub version: Option<i64>,
@@ -161,6 +175,7 @@ pub struct LabelPatch {
 #[serde(deny_unknown_fields)]
 pub struct BatchUpdateLabels {
     /// 1–100 labels of one workspace.
+    #[schema(min_items = 1, max_items = 100)]
     pub labels: Vec<LabelPatch>,
 }
 
@@ -168,6 +183,7 @@ pub struct BatchUpdateLabels {
 #[serde(deny_unknown_fields)]
 pub struct BatchDeleteLabels {
     /// 1–100 label ids of one workspace.
+    #[schema(min_items = 1, max_items = 100)]
     pub ids: Vec<String>,
 }
 
@@ -1086,7 +1102,7 @@ impl LabelService {
                 |plan, (index, label)| {
                     plan.guarded(
                         delete_existing(keys::label(&ws, &label.id)),
-                        AppError::validation("id", format!("item {index}: label not found"))
+                        AppError::unknown_reference("id", format!("item {index}: label not found"))
                             .with_code(ErrorCode::NotFound),
                     )
                     .op(delete_op(label_name_key(&ws, &label.name)))

@@ -130,12 +130,15 @@ pub struct CreateProjectStatus {
     /// Defaults to the caller's current workspace.
     #[serde(default)]
     pub workspace_id: Option<String>,
+    #[schema(min_length = 1, max_length = 50)]
     pub name: String,
     pub category: ProjectStatusCategory,
     /// `#RRGGBB`.
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: String,
     /// 0..=1,000,000; defaults to after the last status.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub position: Option<i64>,
 }
 
@@ -144,12 +147,16 @@ pub struct CreateProjectStatus {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProjectStatus {
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, max_length = 50)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     pub category: Option<ProjectStatusCategory>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, minimum = 0, maximum = 1000000)]
     pub position: Option<i64>,
     #[serde(default)]
     pub version: Option<i64>,
@@ -161,10 +168,13 @@ pub struct CreateProject {
     /// Defaults to the caller's current workspace.
     #[serde(default)]
     pub workspace_id: Option<String>,
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// 1–10 letters/digits (stored upper-case), unique in the workspace.
+    #[schema(pattern = "^\\s*[A-Za-z0-9]{1,10}\\s*$")]
     pub project_key: String,
     #[serde(default)]
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     /// A member of the workspace; defaults to the caller.
     #[serde(default)]
@@ -173,6 +183,7 @@ pub struct CreateProject {
     pub priority: Priority,
     /// `YYYY-MM-DD`.
     #[serde(default)]
+    #[schema(format = Date)]
     pub target_date: Option<String>,
     /// A project status of the workspace.
     #[serde(default)]
@@ -185,19 +196,24 @@ pub struct CreateProject {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, max_length = 100)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, pattern = "^\\s*[A-Za-z0-9]{1,10}\\s*$")]
     pub project_key: Option<String>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 10000)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
     pub owner_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     pub priority: Option<Priority>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(format = Date)]
     pub target_date: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
@@ -367,11 +383,11 @@ fn validate_status_id(field: &str, raw: &str, ws: &str) -> AppResult<String> {
 }
 
 fn not_a_status(field: &str) -> AppError {
-    AppError::validation(field, "is not a project status of the workspace")
+    AppError::unknown_reference(field, "is not a project status of the workspace")
 }
 
 fn not_a_member(field: &str) -> AppError {
-    AppError::validation(field, "is not a member of the workspace")
+    AppError::unknown_reference(field, "is not a member of the workspace")
 }
 
 fn key_taken() -> AppError {

@@ -66,9 +66,12 @@ pub struct CreateTeam {
     #[serde(default)]
     pub workspace_id: Option<String>,
     /// 1-10 letters or digits starting with a letter; stored upper-case; unique per workspace.
+    #[schema(pattern = "^\\s*[A-Za-z][A-Za-z0-9]{0,9}\\s*$")]
     pub key: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
 
@@ -77,11 +80,14 @@ pub struct CreateTeam {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTeam {
     #[serde(default)]
+    #[schema(pattern = "^\\s*[A-Za-z][A-Za-z0-9]{0,9}\\s*$")]
     pub key: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 2000)]
     pub description: Option<Option<String>>,
     #[serde(default)]
     pub version: Option<i64>,
@@ -459,7 +465,8 @@ impl TeamService {
         team_id: &str,
         req: AddTeamMember,
     ) -> AppResult<TeamMember> {
-        let not_member = || AppError::validation("user_id", "is not a member of this workspace");
+        let not_member =
+            || AppError::unknown_reference("user_id", "is not a member of this workspace");
         let user_id = user_id_or(&req.user_id, not_member)?;
         let role = req.role.unwrap_or(TeamRole::Member);
         let action = if user_id == who.user_id && role == TeamRole::Member {

@@ -47,6 +47,7 @@ pub struct WorkflowView {
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkflow {
     pub team_id: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Make it the team's workflow (the one new issues use).
     #[serde(default)]
@@ -58,6 +59,7 @@ pub struct CreateWorkflow {
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkflow {
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     /// A state of this workflow: where new issues start.
     #[serde(default)]
@@ -69,15 +71,19 @@ pub struct UpdateWorkflow {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateState {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     pub category: StateCategory,
     /// `#RRGGBB`.
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: String,
     /// 0..=1000000; after the last state when absent.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub position: Option<i64>,
     /// Ids of states of this workflow an issue may move to; absent or `null`: any.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub transitions_to: Option<Vec<String>>,
 }
 
@@ -86,15 +92,19 @@ pub struct CreateState {
 #[serde(deny_unknown_fields)]
 pub struct UpdateState {
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     #[serde(default)]
     pub category: Option<StateCategory>,
     #[serde(default)]
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub position: Option<i64>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<Vec<String>>)]
+    #[schema(max_items = 50)]
     pub transitions_to: Option<Option<Vec<String>>>,
 }
 
@@ -423,7 +433,7 @@ impl WorkflowService {
     ) -> AppResult<Workflow> {
         let ws = ids::workspace_of(Kind::Workflow, workflow_id)?;
         let not_a_state =
-            || AppError::validation("default_state_id", "must be a state of this workflow");
+            || AppError::unknown_reference("default_state_id", "must be a state of this workflow");
         let mut extra = vec![keys::workflow(&ws, workflow_id)];
         if let Some(state_id) = &req.default_state_id {
             state_in(&ws, state_id).map_err(|_| not_a_state())?;
@@ -488,13 +498,13 @@ impl WorkflowService {
         let mut out: Vec<String> = Vec::with_capacity(raw.len());
         for id in raw {
             if Some(id.as_str()) == self_id {
-                return Err(AppError::validation(
+                return Err(AppError::unprocessable(
                     "transitions_to",
                     "a state cannot list itself",
                 ));
             }
             if !known.contains(id.as_str()) {
-                return Err(AppError::validation(
+                return Err(AppError::unknown_reference(
                     "transitions_to",
                     format!("{id} is not a state of this workflow"),
                 ));
@@ -632,7 +642,7 @@ impl WorkflowService {
         }
         for t in &targets {
             state_in(&ws, t).map_err(|_| {
-                AppError::validation(
+                AppError::unknown_reference(
                     "transitions_to",
                     format!("{t} is not a state of this workflow"),
                 )

@@ -33,11 +33,14 @@ pub const MAX_URL_KEY: usize = 48;
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Lower-case letters, digits and dashes, 3–48; derived from the name when absent.
     #[serde(default)]
+    #[schema(pattern = "^\\s*[a-z0-9]([a-z0-9-]{1,46})[a-z0-9]\\s*$")]
     pub url_key: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
 
@@ -46,11 +49,14 @@ pub struct CreateWorkspace {
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^\\s*[a-z0-9]([a-z0-9-]{1,46})[a-z0-9]\\s*$")]
     pub url_key: Option<String>,
     #[serde(default, deserialize_with = "crate::services::context::present")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 2000)]
     pub description: Option<Option<String>>,
     #[serde(default)]
     pub version: Option<i64>,
