@@ -356,19 +356,61 @@ impl ConnectionGateway for RecordingGateway {
     }
 }
 
+/// Registers a user who creates a workspace; returns the access token and workspace id.
+async fn owner_of_workspace(state: &AppState) -> (String, String) {
+    use momentum_shared::services::auth::{LoginRequest, RegisterRequest};
+    use momentum_shared::services::workspaces::CreateWorkspace;
+    let (email, password) = ("live@example.com", "correct horse");
+    state
+        .auth
+        .register(RegisterRequest {
+            email: email.into(),
+            username: "live".into(),
+            password: password.into(),
+            display_name: None,
+        })
+        .await
+        .unwrap();
+    let login = state
+        .auth
+        .login(LoginRequest {
+            email: email.into(),
+            password: password.into(),
+        })
+        .await
+        .unwrap();
+    let who = state.auth.authenticate(&login.tokens.access_token).unwrap();
+    let ws = state
+        .workspaces
+        .create(
+            &who,
+            CreateWorkspace {
+                name: "Live".into(),
+                url_key: None,
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    (login.tokens.access_token, ws.workspace.id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_gateway_still_delivers_every_event_exactly_once() {
-    let (s, _faulty) = faulty_server(16).await;
-    let w = workspace(&s, "Live").await;
-    let registry = ConnectionRegistry::new(s.state.ctx.clone());
+    // A state of its own, not a served one: the shim's own fan-out would find these
+    // connections unknown to its gateway and delete them as gone.
+    let state = AppState::with_store(
+        AppConfig::for_tests(),
+        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(SystemClock),
+    );
+    let (token, ws) = owner_of_workspace(&state).await;
+    let registry = ConnectionRegistry::new(state.ctx.clone());
     let connections: Vec<String> = (0..8).map(|i| format!("conn{i}=")).collect();
     for c in &connections {
-        let conn = registry
-            .connect(&s.state.auth, c, Some(&w.token))
-            .await
-            .unwrap();
+        let conn = registry.connect(&state.auth, c, Some(&token)).await.unwrap();
         registry
-            .subscribe(&conn, &[format!("workspace:{}", w.ws)])
+            .subscribe(&conn, &[format!("workspace:{ws}")])
             .await
             .unwrap();
     }
@@ -381,23 +423,27 @@ async fn a_flaky_gateway_still_delivers_every_event_exactly_once() {
         request_budget: Duration::from_secs(10),
     };
     let broadcaster =
-        Broadcaster::new(s.state.store.clone(), registry, gateway.clone()).with_retry(fast);
+        Broadcaster::new(state.store.clone(), registry, gateway.clone()).with_retry(fast);
     let records: Vec<ChangeRecord> = (1..=10)
         .map(|seq| ChangeRecord {
             seq,
-            workspace_id: w.ws.clone(),
+            workspace_id: ws.clone(),
             event: "issue.updated".into(),
             entity_type: "issue".into(),
             entity_id: format!("iss_{seq}"),
             kind: ChangeKind::Updated,
-            actor_id: w.user_id.clone(),
+            actor_id: "usr_actor".into(),
             at: "2026-11-23T00:00:00Z".into(),
-            topics: vec![format!("workspace:{}", w.ws)],
+            topics: vec![format!("workspace:{ws}")],
             data: json!({}),
         })
         .collect();
     let delivery = broadcaster.deliver(&records).await.unwrap();
-    assert_eq!(delivery.delivered, connections.len() * records.len());
+    assert_eq!(
+        delivery.delivered,
+        connections.len() * records.len(),
+        "{delivery:?}"
+    );
     assert_eq!(delivery.failed, 0);
     assert!(gateway.injected() >= 10, "faults were injected");
     let mut seen: HashMap<(String, i64), usize> = HashMap::new();
