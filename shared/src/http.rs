@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::error::{AppError, ErrorCode};
 use crate::services::auth::Principal;
 use crate::state::AppState;
-use crate::storage::{RequestDeadline, StorageCallScope};
+use crate::storage::StorageCallScope;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -253,10 +253,9 @@ async fn request_context(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let (mut response, calls) = StorageCallScope::run(
-        REQUEST_ID.scope(request_id.clone(), RequestDeadline::begin(next.run(req))),
-    )
-    .await;
+    let run = crate::storage::RequestDeadline::begin(next.run(req));
+    let (mut response, calls) =
+        StorageCallScope::run(REQUEST_ID.scope(request_id.clone(), run)).await;
     let elapsed: Duration = started.elapsed();
     tracing::info!(
         %method, %path, status = response.status().as_u16(), storage_calls = calls,

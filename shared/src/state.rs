@@ -72,10 +72,8 @@ impl AppState {
 
     /// Builds the state over a given store and clock (tests inject both).
     pub fn with_store(config: AppConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        let metered = Metered::new(Retrying::new(
-            store,
-            RetryPolicy::with_budget(config.request_budget),
-        ));
+        let store = Retrying::new(store, RetryPolicy::with_budget(config.request_budget));
+        let metered = Metered::new(store);
         let storage_totals = metered.totals();
         let store: Arc<dyn Store> = Arc::new(metered);
         let ctx = ServiceContext::new(store.clone(), clock.clone());

@@ -408,7 +408,10 @@ async fn a_flaky_gateway_still_delivers_every_event_exactly_once() {
     let registry = ConnectionRegistry::new(state.ctx.clone());
     let connections: Vec<String> = (0..8).map(|i| format!("conn{i}=")).collect();
     for c in &connections {
-        let conn = registry.connect(&state.auth, c, Some(&token)).await.unwrap();
+        let conn = registry
+            .connect(&state.auth, c, Some(&token))
+            .await
+            .unwrap();
         registry
             .subscribe(&conn, &[format!("workspace:{ws}")])
             .await
