@@ -375,15 +375,13 @@ mod tests {
         (calls, call)
     }
 
-    fn store_run<F, Fut>(p: RetryPolicy, call: F) -> impl Future<Output = StoreResult<u32>>
+    async fn store_run<F, Fut>(p: RetryPolicy, call: F) -> StoreResult<u32>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = StoreResult<u32>>,
     {
-        async move {
-            p.run(call, StoreError::is_transient, StoreError::Unavailable)
-                .await
-        }
+        p.run(call, StoreError::is_transient, StoreError::Unavailable)
+            .await
     }
 
     #[tokio::test]
@@ -553,7 +551,7 @@ mod tests {
             async fn transact(&self, _: Vec<WriteOp>) -> StoreResult<()> {
                 let mut seen = self.0.lock().unwrap();
                 seen.push(TransactionToken::current());
-                if seen.len() % 3 == 0 {
+                if seen.len().is_multiple_of(3) {
                     Ok(())
                 } else {
                     Err(StoreError::Unavailable("timeout".into()))
