@@ -692,3 +692,109 @@ impl Store for DynamoStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+    use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+    use serde_json::json;
+
+    use super::*;
+    use crate::storage::{RetryPolicy, Retrying};
+
+    /// Captures (operation, ClientRequestToken) of every request put on the wire.
+    #[derive(Clone, Debug, Default)]
+    struct Sent(Arc<Mutex<Vec<(String, Option<String>)>>>);
+
+    impl Intercept for Sent {
+        fn name(&self) -> &'static str {
+            "sent"
+        }
+
+        fn read_before_transmit(
+            &self,
+            ctx: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+            let req = ctx.request();
+            let target = req.headers().get("x-amz-target").unwrap_or("").to_owned();
+            let body: Value = serde_json::from_slice(req.body().bytes().unwrap_or(b"{}"))?;
+            let token = body["ClientRequestToken"].as_str().map(str::to_owned);
+            self.0.lock().unwrap().push((target, token));
+            Ok(())
+        }
+    }
+
+    /// A store whose every call fails to connect (nothing listens on port 1).
+    fn unreachable_store(sent: &Sent) -> DynamoStore {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "k", "s", None, None, "test",
+            ))
+            .endpoint_url("http://127.0.0.1:1")
+            .retry_config(RetryConfig::disabled())
+            .interceptor(sent.clone())
+            .build();
+        DynamoStore {
+            client: Client::from_conf(config),
+            tables: TableNames::default(),
+        }
+    }
+
+    fn put_new(sk: &str) -> WriteOp {
+        WriteOp::put_new(
+            Table::Main,
+            json!({"pk": "P", "sk": sk}).as_object().unwrap().clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_attempt_of_a_transaction_sends_the_same_client_request_token() {
+        let sent = Sent::default();
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_attempts: 3,
+            request_budget: Duration::from_secs(10),
+        };
+        let store = Retrying::new(unreachable_store(&sent), policy);
+        for _ in 0..2 {
+            let err = store
+                .transact(vec![put_new("A"), put_new("B")])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        }
+        // A lone conditional write is a one-item transaction under a token; a lone
+        // unconditional one stays a PutItem.
+        let _ = store.transact(vec![put_new("C")]).await;
+        let plain = WriteOp::put(
+            Table::Main,
+            json!({"pk": "P", "sk": "D"}).as_object().unwrap().clone(),
+        );
+        let _ = store.transact(vec![plain]).await;
+
+        let sent = sent.0.lock().unwrap().clone();
+        assert_eq!(sent.len(), 12, "3 attempts each, no SDK retries: {sent:?}");
+        let (transactions, puts) = sent.split_at(9);
+        assert!(
+            transactions
+                .iter()
+                .all(|(op, t)| op.ends_with("TransactWriteItems") && t.is_some())
+        );
+        let tokens: Vec<&Option<String>> = transactions.iter().map(|(_, t)| t).collect();
+        for attempts in tokens.chunks(3) {
+            assert!(attempts.iter().all(|t| *t == attempts[0]), "{attempts:?}");
+        }
+        assert!(tokens[0] != tokens[3] && tokens[3] != tokens[6]);
+        assert!(
+            puts.iter()
+                .all(|(op, t)| op.ends_with("PutItem") && t.is_none())
+        );
+    }
+}
