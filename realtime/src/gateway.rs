@@ -123,3 +123,49 @@ impl ConnectionGateway for ManagementApiGateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_apigatewaymanagement::config::http::HttpResponse;
+    use aws_sdk_apigatewaymanagement::error::{ErrorMetadata, SdkError};
+    use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
+
+    use super::*;
+
+    fn answered(status: u16, code: Option<&str>) -> GatewayError {
+        let mut meta = ErrorMetadata::builder();
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let raw = HttpResponse::new(status.try_into().unwrap(), "{}".into());
+        classify(SdkError::service_error(
+            PostToConnectionError::generic(meta.build()),
+            raw,
+        ))
+    }
+
+    #[test]
+    fn errors_are_gone_retryable_or_permanent() {
+        assert!(matches!(
+            answered(410, Some("GoneException")),
+            GatewayError::Gone
+        ));
+        assert!(matches!(answered(410, None), GatewayError::Gone));
+        for retryable in [
+            answered(429, Some("LimitExceededException")),
+            answered(400, Some("ThrottlingException")),
+            answered(500, None),
+            answered(503, None),
+        ] {
+            assert!(retryable.is_retryable(), "{retryable:?}");
+        }
+        let timeout = classify::<PostToConnectionError>(SdkError::timeout_error("slow"));
+        assert!(timeout.is_retryable());
+        for permanent in [
+            answered(403, Some("ForbiddenException")),
+            answered(413, Some("PayloadTooLargeException")),
+        ] {
+            assert!(matches!(permanent, GatewayError::Other(_)), "{permanent:?}");
+        }
+    }
+}
