@@ -704,9 +704,12 @@ mod tests {
     use super::*;
     use crate::storage::{RetryPolicy, Retrying};
 
-    /// Captures (operation, ClientRequestToken) of every request put on the wire.
+    /// The `X-Amz-Target` operation and the `ClientRequestToken` of one request.
+    type Request = (String, Option<String>);
+
+    /// Captures every request put on the wire.
     #[derive(Clone, Debug, Default)]
-    struct Sent(Arc<Mutex<Vec<(String, Option<String>)>>>);
+    struct Sent(Arc<Mutex<Vec<Request>>>);
 
     impl Intercept for Sent {
         fn name(&self) -> &'static str {
