@@ -48,6 +48,9 @@ pub enum Fault {
     Conflict,
     /// Waits, then performs the call normally.
     Slow(Duration),
+    /// Performs the call, then waits before answering (committed, answer slow: a caller that
+    /// gives up meanwhile does not know that it happened).
+    SlowAnswer(Duration),
 }
 
 #[derive(Default)]
@@ -186,6 +189,11 @@ impl<S: Store> FaultyStore<S> {
             Fault::Slow(by) => {
                 tokio::time::sleep(by).await;
                 call.await
+            }
+            Fault::SlowAnswer(by) => {
+                let answer = call.await;
+                tokio::time::sleep(by).await;
+                answer
             }
         }
     }
