@@ -21,12 +21,15 @@ impl ManagementApiGateway {
     /// `http://127.0.0.1:8000` for the shim.
     pub async fn new(endpoint: &str) -> Self {
         let region = RegionProviderChain::default_provider().or_else("us-east-1");
+        // One attempt per call: the broadcaster retries retryable posts with its own policy
+        // and budget, so SDK retries would only multiply attempts.
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .operation_attempt_timeout(Duration::from_secs(3))
-                    .operation_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(3))
                     .build(),
             );
         let local = endpoint.starts_with("http://127.")
@@ -53,18 +56,30 @@ impl ManagementApiGateway {
     }
 }
 
+/// Gone (410) ends the connection; throttling (429, `LimitExceededException`), 5xx and
+/// timeouts or dispatch failures are retryable; anything else (403, 413) is permanent.
 fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
     err: aws_sdk_apigatewaymanagement::error::SdkError<
         E,
         aws_sdk_apigatewaymanagement::config::http::HttpResponse,
     >,
 ) -> GatewayError {
-    let gone = err.code() == Some("GoneException")
-        || err
-            .raw_response()
-            .is_some_and(|r| r.status().as_u16() == 410);
-    if gone {
-        GatewayError::Gone
+    use aws_sdk_apigatewaymanagement::error::SdkError;
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code();
+    if code == Some("GoneException") || status == Some(410) {
+        return GatewayError::Gone;
+    }
+    let transport = matches!(
+        err,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    );
+    let throttled = matches!(
+        code,
+        Some("LimitExceededException" | "TooManyRequestsException" | "ThrottlingException")
+    );
+    if transport || throttled || status.is_some_and(|s| s == 429 || s >= 500) {
+        GatewayError::Retryable(format!("{err:?}"))
     } else {
         GatewayError::Other(format!("{err:?}"))
     }
@@ -105,6 +120,52 @@ impl ConnectionGateway for ManagementApiGateway {
             Ok(_) => Ok(true),
             Err(GatewayError::Gone) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_apigatewaymanagement::config::http::HttpResponse;
+    use aws_sdk_apigatewaymanagement::error::{ErrorMetadata, SdkError};
+    use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
+
+    use super::*;
+
+    fn answered(status: u16, code: Option<&str>) -> GatewayError {
+        let mut meta = ErrorMetadata::builder();
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let raw = HttpResponse::new(status.try_into().unwrap(), "{}".into());
+        classify(SdkError::service_error(
+            PostToConnectionError::generic(meta.build()),
+            raw,
+        ))
+    }
+
+    #[test]
+    fn errors_are_gone_retryable_or_permanent() {
+        assert!(matches!(
+            answered(410, Some("GoneException")),
+            GatewayError::Gone
+        ));
+        assert!(matches!(answered(410, None), GatewayError::Gone));
+        for retryable in [
+            answered(429, Some("LimitExceededException")),
+            answered(400, Some("ThrottlingException")),
+            answered(500, None),
+            answered(503, None),
+        ] {
+            assert!(retryable.is_retryable(), "{retryable:?}");
+        }
+        let timeout = classify::<PostToConnectionError>(SdkError::timeout_error("slow"));
+        assert!(timeout.is_retryable());
+        for permanent in [
+            answered(403, Some("ForbiddenException")),
+            answered(413, Some("PayloadTooLargeException")),
+        ] {
+            assert!(matches!(permanent, GatewayError::Other(_)), "{permanent:?}");
         }
     }
 }

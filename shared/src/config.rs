@@ -47,6 +47,9 @@ pub struct AppConfig {
     pub auth: AuthConfig,
     /// Add `x-storage-calls` to responses (tests and benchmarks read it).
     pub expose_storage_calls: bool,
+    /// Time a request may spend retrying storage before it answers 503 (default 20 s, under
+    /// API Gateway's 29 s integration timeout; `MOMENTUM_REQUEST_BUDGET_MS`).
+    pub request_budget: std::time::Duration,
 }
 
 /// Smallest accepted JWT secret outside local mode (HS256 wants at least the hash size).
@@ -185,6 +188,10 @@ impl AppConfig {
             tables,
             auth,
             expose_storage_calls: env.flag("MOMENTUM_EXPOSE_STORAGE_CALLS", mode == Mode::Local)?,
+            request_budget: std::time::Duration::from_millis(env.parse(
+                "MOMENTUM_REQUEST_BUDGET_MS",
+                crate::storage::retry::DEFAULT_REQUEST_BUDGET.as_millis() as u64,
+            )?),
         })
     }
 

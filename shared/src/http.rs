@@ -252,8 +252,9 @@ async fn request_context(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
+    let run = crate::storage::RequestDeadline::begin(next.run(req));
     let (mut response, calls) =
-        StorageCallScope::run(REQUEST_ID.scope(request_id.clone(), next.run(req))).await;
+        StorageCallScope::run(REQUEST_ID.scope(request_id.clone(), run)).await;
     let elapsed: Duration = started.elapsed();
     tracing::info!(
         %method, %path, status = response.status().as_u16(), storage_calls = calls,

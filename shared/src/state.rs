@@ -18,7 +18,7 @@ use crate::services::workspaces::WorkspaceService;
 use crate::storage::dynamo::{DynamoSettings, DynamoStore};
 use crate::storage::embedded::EmbeddedStore;
 use crate::storage::metered::CallTotals;
-use crate::storage::{Metered, Store, StoreError};
+use crate::storage::{Metered, RetryPolicy, Retrying, Store, StoreError};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -72,6 +72,7 @@ impl AppState {
 
     /// Builds the state over a given store and clock (tests inject both).
     pub fn with_store(config: AppConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let store = Retrying::new(store, RetryPolicy::with_budget(config.request_budget));
         let metered = Metered::new(store);
         let storage_totals = metered.totals();
         let store: Arc<dyn Store> = Arc::new(metered);

@@ -24,6 +24,15 @@ mod on_file {
     momentum_shared::storage_conformance_tests!(on_file());
 }
 
+/// Token idempotency: embedded only (see the case's docs).
+#[tokio::test]
+async fn transaction_token_applies_once() {
+    momentum_shared::storage::conformance::transaction_token_applies_once(
+        in_memory().await.unwrap(),
+    )
+    .await;
+}
+
 /// Data written through one handle is there after reopening the file (the shim's restart).
 #[tokio::test]
 async fn file_store_survives_reopen() {

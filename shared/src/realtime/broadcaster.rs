@@ -1,6 +1,8 @@
 //! Fan-out: committed change records become events posted to every subscribed connection
 //! whose user is still a member of the workspace. Posts run in parallel with a bound; a
-//! connection that is gone (410) is deleted and delivery goes on to the rest.
+//! connection that is gone (410) is deleted and delivery goes on to the rest. A post that
+//! failed transiently (throttled, 5xx, timeout) is retried with jittered backoff within
+//! `RetryPolicy::gateway()`'s budget.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use crate::domain::keys;
 use crate::error::AppResult;
 use crate::realtime::connections::{ConnectionRegistry, Subscription, derived_topics};
 use crate::services::changes::ChangeRecord;
-use crate::storage::{Store, Table};
+use crate::storage::{RetryPolicy, Store, Table};
 
 /// Why a post failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +24,35 @@ pub enum GatewayError {
     /// The connection no longer exists (API Gateway's 410 Gone).
     #[error("connection gone")]
     Gone,
+    /// Throttled (429), a 5xx or a timeout: worth another attempt.
+    #[error("post failed, retryable: {0}")]
+    Retryable(String),
+    /// Refused for good (forbidden, payload too large, ...).
     #[error("post failed: {0}")]
     Other(String),
+}
+
+impl GatewayError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, GatewayError::Retryable(_))
+    }
+}
+
+/// Posts with retries of transient failures (a retried post whose first attempt did arrive
+/// is delivered twice: clients drop events by `seq`, as they must on reconnects anyway).
+async fn post_with_retry(
+    gateway: &dyn ConnectionGateway,
+    policy: &RetryPolicy,
+    connection_id: &str,
+    data: Vec<u8>,
+) -> Result<(), GatewayError> {
+    policy
+        .run(
+            || gateway.post(connection_id, data.clone()),
+            GatewayError::is_retryable,
+            GatewayError::Retryable,
+        )
+        .await
 }
 
 /// The management API of the WebSocket gateway (API Gateway's `@connections`).
@@ -77,6 +106,7 @@ pub struct Broadcaster {
     registry: ConnectionRegistry,
     gateway: Arc<dyn ConnectionGateway>,
     concurrency: usize,
+    retry: RetryPolicy,
 }
 
 impl Broadcaster {
@@ -90,7 +120,14 @@ impl Broadcaster {
             registry,
             gateway,
             concurrency: DEFAULT_CONCURRENCY,
+            retry: RetryPolicy::gateway(),
         }
+    }
+
+    /// Another retry policy for posts (tests use short delays).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     pub fn gateway(&self) -> &Arc<dyn ConnectionGateway> {
@@ -148,8 +185,9 @@ impl Broadcaster {
         let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(messages)
             .map(|(conn, bytes)| {
                 let gateway = self.gateway.clone();
+                let retry = self.retry;
                 async move {
-                    let r = gateway.post(&conn, bytes).await;
+                    let r = post_with_retry(gateway.as_ref(), &retry, &conn, bytes).await;
                     (conn, r)
                 }
             })
@@ -165,7 +203,7 @@ impl Broadcaster {
                         tracing::warn!(connection = %conn, error = %e, "could not delete a gone connection");
                     }
                 }
-                Err(GatewayError::Other(e)) => {
+                Err(e) => {
                     outcome.failed += 1;
                     tracing::warn!(connection = %conn, error = %e, "post failed");
                 }
@@ -208,8 +246,9 @@ impl Broadcaster {
                 .map(|conn| {
                     let gateway = self.gateway.clone();
                     let bytes = bytes.clone();
+                    let retry = self.retry;
                     async move {
-                        let r = gateway.post(&conn, bytes).await;
+                        let r = post_with_retry(gateway.as_ref(), &retry, &conn, bytes).await;
                         (conn, r)
                     }
                 })
@@ -224,7 +263,7 @@ impl Broadcaster {
                     outcome.gone += 1;
                     let _ = self.registry.disconnect(&conn).await;
                 }
-                Err(GatewayError::Other(_)) => outcome.failed += 1,
+                Err(_) => outcome.failed += 1,
             }
         }
         outcome

@@ -5,4 +5,5 @@
 pub mod broadcaster;
 pub mod commands;
 pub mod connections;
+pub mod faults;
 pub mod resource_commands;

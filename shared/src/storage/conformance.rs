@@ -450,6 +450,63 @@ pub async fn batch_get_and_values(store: Arc<dyn Store>) {
     assert_eq!(got[120].as_ref().unwrap()["sk"], json!("B"));
 }
 
+/// A transaction repeated with the token of a committed one succeeds and writes nothing
+/// (DynamoDB's `ClientRequestToken`); a new token applies again. Not in the shared list:
+/// moto does not emulate token idempotency, so on DynamoDB this holds by AWS's contract.
+pub async fn transaction_token_applies_once(store: Arc<dyn Store>) {
+    use super::TransactionToken;
+    let pk = unique("TOKEN");
+    let ops = |n: i64| {
+        vec![
+            WriteOp::put_new(Table::Main, item(json!({"pk": pk, "sk": format!("I{n}")}))),
+            WriteOp::Update {
+                table: Table::Main,
+                key: Key::new(&pk, "COUNTER"),
+                update: Update::default().add("n", 1),
+                condition: None,
+            },
+        ]
+    };
+    let single = || {
+        vec![WriteOp::put_new(
+            Table::Main,
+            item(json!({"pk": pk, "sk": "ONE"})),
+        )]
+    };
+    let token = TransactionToken::fresh();
+    for _ in 0..3 {
+        TransactionToken::scope(token.clone(), store.transact(ops(1)))
+            .await
+            .expect("a repeat of a committed token succeeds");
+    }
+    let one = TransactionToken::fresh();
+    for _ in 0..2 {
+        TransactionToken::scope(one.clone(), store.transact(single()))
+            .await
+            .expect("a repeated single conditional write succeeds too");
+    }
+    let counter = store
+        .get(Table::Main, &Key::new(&pk, "COUNTER"))
+        .await
+        .unwrap();
+    assert_eq!(counter.unwrap()["n"], json!(1), "applied once");
+    TransactionToken::scope(TransactionToken::fresh(), store.transact(ops(2)))
+        .await
+        .unwrap();
+    let counter = store
+        .get(Table::Main, &Key::new(&pk, "COUNTER"))
+        .await
+        .unwrap();
+    assert_eq!(
+        counter.unwrap()["n"],
+        json!(2),
+        "a new token is a new transaction"
+    );
+    // Without a token nothing is deduplicated: the condition catches the repeat.
+    let again = store.transact(ops(2)).await.unwrap_err();
+    assert!(again.condition_failed_at(0), "{again:?}");
+}
+
 #[macro_export]
 macro_rules! storage_conformance_tests {
     ($make:expr) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -20,6 +21,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::Value;
 
 use super::cursor::Position;
+use super::retry::{RetryPolicy, TransactionToken, drain};
 use super::schema::{self, TableNames};
 use super::{
     CancelReason, Condition, Item, Key, Page, Query, SortKey, Store, StoreError, StoreResult,
@@ -211,19 +213,23 @@ impl DynamoStore {
         )
         .or_default_provider()
         .or_else("us-east-1");
-        // Against AWS a stuck attempt is retried after 5 s; DynamoDB recognises the retried
-        // transaction by its client request token. Local emulators (moto, LocalStack) can be
-        // slower than that under load and do not deduplicate retries, so they get time.
-        let (attempt, total) = match settings.endpoint {
-            Some(_) => (Duration::from_secs(60), Duration::from_secs(120)),
-            None => (Duration::from_secs(5), Duration::from_secs(20)),
+        // One attempt per call: retries belong to `Retrying`, which keeps one budget per
+        // request and one client request token per transaction across attempts (SDK retries
+        // inside it would multiply attempts and overrun the budget). Against AWS a stuck
+        // attempt is abandoned after 5 s and retried there. Local emulators (moto,
+        // LocalStack) can be slower than that under load and do not deduplicate retries, so
+        // they get time.
+        let attempt = match settings.endpoint {
+            Some(_) => Duration::from_secs(60),
+            None => Duration::from_secs(5),
         };
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
+            .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_attempt_timeout(attempt)
-                    .operation_timeout(total)
+                    .operation_timeout(attempt)
                     .build(),
             );
         // Local endpoints (LocalStack, moto) accept any credentials; without this the SDK
@@ -480,14 +486,15 @@ fn cancel_reason(code: Option<&str>) -> CancelReason {
     }
 }
 
-const CONFLICT: &str = "transaction conflict";
-
 impl DynamoStore {
     async fn transact_once(&self, items: Vec<TransactWriteItem>, n_ops: usize) -> StoreResult<()> {
+        // Without a token the SDK makes one up per call, which protects nothing across the
+        // retries of `Retrying`; with it DynamoDB applies a repeat at most once (10 minutes).
         let result = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .set_client_request_token(TransactionToken::current())
             .send()
             .await;
         let err = match result {
@@ -507,7 +514,8 @@ impl DynamoStore {
                 return Err(StoreError::TransactionCanceled { reasons });
             }
             if reasons.contains(&CancelReason::TransactionConflict) {
-                return Err(StoreError::Unavailable(CONFLICT.into()));
+                // Retried by `Retrying` (see `StoreError::is_transient`).
+                return Err(StoreError::TransactionCanceled { reasons });
             }
             return Err(StoreError::Unavailable(format!(
                 "transaction cancelled: {}",
@@ -540,42 +548,39 @@ impl Store for DynamoStore {
         unique.sort_by(|a, b| (&a.pk, &a.sk).cmp(&(&b.pk, &b.sk)));
         unique.dedup();
         for chunk in unique.chunks(100) {
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.iter().map(key_attrs).collect()))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
-            );
-            let mut attempt = 0u32;
-            while let Some(req) = request.take() {
-                let out = self
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(key_attrs).collect()))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            // BatchGetItem may return part of the keys as unprocessed (throttled): ask again
+            // for those, with backoff, within the request's deadline.
+            let items = drain(&RetryPolicy::default(), request, |req| {
+                let call = self
                     .client
                     .batch_get_item()
-                    .request_items(name.clone(), req)
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                for attrs in out
-                    .responses
-                    .and_then(|mut r| r.remove(&name))
-                    .unwrap_or_default()
-                {
-                    let item = from_attrs(attrs)?;
-                    if let Some(k) = Key::of(&item) {
-                        found.insert(k, item);
-                    }
+                    .request_items(name.clone(), req);
+                let name = &name;
+                async move {
+                    let out = call.send().await.map_err(classify)?;
+                    let items = out
+                        .responses
+                        .and_then(|mut r| r.remove(name))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(from_attrs)
+                        .collect::<StoreResult<Vec<_>>>()?;
+                    let rest = out
+                        .unprocessed_keys
+                        .and_then(|mut u| u.remove(name))
+                        .filter(|k| !k.keys().is_empty());
+                    Ok((items, rest))
                 }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&name))
-                    .filter(|k| !k.keys().is_empty());
-                if request.is_some() {
-                    attempt += 1;
-                    if attempt > 8 {
-                        return Err(StoreError::Unavailable("unprocessed keys remain".into()));
-                    }
-                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+            })
+            .await?;
+            for item in items {
+                if let Some(k) = Key::of(&item) {
+                    found.insert(k, item);
                 }
             }
         }
@@ -648,25 +653,18 @@ impl Store for DynamoStore {
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
         validate_transaction(&ops)?;
-        if ops.len() == 1 {
+        // A single write is half the cost as PutItem/UpdateItem/DeleteItem, but those take no
+        // client request token: under a token (a retried logical transaction) only writes
+        // that are harmless to repeat go that way, the rest is a one-item transaction.
+        if ops.len() == 1 && (ops[0].is_replay_safe() || TransactionToken::current().is_none()) {
             return self.single(&ops[0]).await;
         }
         let items = ops
             .iter()
             .map(|op| self.transact_item(op))
             .collect::<StoreResult<Vec<_>>>()?;
-        // A conflict with a concurrent transaction on the same items is retried briefly: the
-        // retry then either commits or fails on the condition the other writer changed.
-        for attempt in 0u32.. {
-            match self.transact_once(items.clone(), ops.len()).await {
-                Err(StoreError::Unavailable(msg)) if msg == CONFLICT && attempt < 4 => {
-                    let jitter = rand::random::<u64>() % (20 << attempt);
-                    tokio::time::sleep(Duration::from_millis(5 + jitter)).await;
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the loop returns")
+        // Conflicts with concurrent transactions are retried by `Retrying`, with the token.
+        self.transact_once(items, ops.len()).await
     }
     async fn increment(&self, table: Table, key: &Key, attr: &str, by: i64) -> StoreResult<i64> {
         if attr == schema::PK || attr == schema::SK {
@@ -692,5 +690,114 @@ impl Store for DynamoStore {
                 .map_err(|_| StoreError::Internal(format!("counter {attr} is not an integer"))),
             _ => Err(StoreError::Internal(format!("counter {attr} missing"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+    use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+    use serde_json::json;
+
+    use super::*;
+    use crate::storage::{RetryPolicy, Retrying};
+
+    /// The `X-Amz-Target` operation and the `ClientRequestToken` of one request.
+    type Request = (String, Option<String>);
+
+    /// Captures every request put on the wire.
+    #[derive(Clone, Debug, Default)]
+    struct Sent(Arc<Mutex<Vec<Request>>>);
+
+    impl Intercept for Sent {
+        fn name(&self) -> &'static str {
+            "sent"
+        }
+
+        fn read_before_transmit(
+            &self,
+            ctx: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+            let req = ctx.request();
+            let target = req.headers().get("x-amz-target").unwrap_or("").to_owned();
+            let body: Value = serde_json::from_slice(req.body().bytes().unwrap_or(b"{}"))?;
+            let token = body["ClientRequestToken"].as_str().map(str::to_owned);
+            self.0.lock().unwrap().push((target, token));
+            Ok(())
+        }
+    }
+
+    /// A store whose every call fails to connect (nothing listens on port 1).
+    fn unreachable_store(sent: &Sent) -> DynamoStore {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "k", "s", None, None, "test",
+            ))
+            .endpoint_url("http://127.0.0.1:1")
+            .retry_config(RetryConfig::disabled())
+            .interceptor(sent.clone())
+            .build();
+        DynamoStore {
+            client: Client::from_conf(config),
+            tables: TableNames::default(),
+        }
+    }
+
+    fn put_new(sk: &str) -> WriteOp {
+        WriteOp::put_new(
+            Table::Main,
+            json!({"pk": "P", "sk": sk}).as_object().unwrap().clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_attempt_of_a_transaction_sends_the_same_client_request_token() {
+        let sent = Sent::default();
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_attempts: 3,
+            request_budget: Duration::from_secs(10),
+        };
+        let store = Retrying::new(unreachable_store(&sent), policy);
+        for _ in 0..2 {
+            let err = store
+                .transact(vec![put_new("A"), put_new("B")])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        }
+        // A lone conditional write is a one-item transaction under a token; a lone
+        // unconditional one stays a PutItem.
+        let _ = store.transact(vec![put_new("C")]).await;
+        let plain = WriteOp::put(
+            Table::Main,
+            json!({"pk": "P", "sk": "D"}).as_object().unwrap().clone(),
+        );
+        let _ = store.transact(vec![plain]).await;
+
+        let sent = sent.0.lock().unwrap().clone();
+        assert_eq!(sent.len(), 12, "3 attempts each, no SDK retries: {sent:?}");
+        let (transactions, puts) = sent.split_at(9);
+        assert!(
+            transactions
+                .iter()
+                .all(|(op, t)| op.ends_with("TransactWriteItems") && t.is_some())
+        );
+        let tokens: Vec<&Option<String>> = transactions.iter().map(|(_, t)| t).collect();
+        for attempts in tokens.chunks(3) {
+            assert!(attempts.iter().all(|t| *t == attempts[0]), "{attempts:?}");
+        }
+        assert!(tokens[0] != tokens[3] && tokens[3] != tokens[6]);
+        assert!(
+            puts.iter()
+                .all(|(op, t)| op.ends_with("PutItem") && t.is_none())
+        );
     }
 }

@@ -3,14 +3,17 @@
 //! every logical table; index key columns are copied out of the item so that index queries
 //! are range scans on a real SQLite index, as they are Query calls on DynamoDB.
 
+use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::cursor::Position;
+use super::retry::{TOKEN_WINDOW, TransactionToken};
 use super::{
     CancelReason, Index, Item, Key, Page, Query, SortKey, Store, StoreError, StoreResult, Table,
     WriteOp, schema, validate_transaction,
@@ -40,6 +43,44 @@ CREATE INDEX IF NOT EXISTS items_gsi2 ON items (tbl, gsi2pk, gsi2sk, pk, sk) WHE
 #[derive(Clone)]
 pub struct EmbeddedStore {
     conn: Arc<Mutex<Connection>>,
+    tokens: Arc<Mutex<TokenLog>>,
+}
+
+/// Most transaction tokens remembered; past it the oldest are forgotten early. At this
+/// store's write rates ten minutes of tokens stay far below it.
+const MAX_TOKENS: usize = 100_000;
+
+/// Tokens of committed transactions, as DynamoDB keeps `ClientRequestToken`s: a repeat
+/// within the window is answered with success and applies nothing, so a retry after an
+/// ambiguous failure is safe here too. Kept in memory: the retrying caller is this process.
+#[derive(Default)]
+struct TokenLog {
+    known: HashSet<String>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl TokenLog {
+    fn forget_expired(&mut self, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < TOKEN_WINDOW && self.order.len() <= MAX_TOKENS {
+                break;
+            }
+            let (_, token) = self.order.pop_front().expect("front exists");
+            self.known.remove(&token);
+        }
+    }
+
+    fn contains(&mut self, token: &str) -> bool {
+        self.forget_expired(Instant::now());
+        self.known.contains(token)
+    }
+
+    fn insert(&mut self, token: String) {
+        if self.known.insert(token.clone()) {
+            self.order.push_back((Instant::now(), token));
+        }
+        self.forget_expired(Instant::now());
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -65,6 +106,7 @@ impl EmbeddedStore {
         conn.execute_batch(SCHEMA).map_err(internal)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            tokens: Arc::default(),
         })
     }
 
@@ -342,7 +384,22 @@ impl Store for EmbeddedStore {
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
         validate_transaction(&ops)?;
-        self.with_conn(move |c| run_transaction(c, &ops)).await
+        let Some(token) = TransactionToken::current() else {
+            return self.with_conn(move |c| run_transaction(c, &ops)).await;
+        };
+        let tokens = self.tokens.clone();
+        self.with_conn(move |c| {
+            // Checked and recorded under the connection lock, so no other transaction can
+            // slip between the commit and its token.
+            let mut tokens = tokens.lock().unwrap_or_else(|p| p.into_inner());
+            if tokens.contains(&token) {
+                return Ok(());
+            }
+            run_transaction(c, &ops)?;
+            tokens.insert(token);
+            Ok(())
+        })
+        .await
     }
 
     async fn increment(&self, table: Table, key: &Key, attr: &str, by: i64) -> StoreResult<i64> {

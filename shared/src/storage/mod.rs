@@ -9,13 +9,16 @@ pub mod conformance;
 pub mod cursor;
 pub mod dynamo;
 pub mod embedded;
+pub mod faults;
 pub mod metered;
+pub mod retry;
 pub mod schema;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 pub use metered::{Metered, StorageCallScope};
+pub use retry::{RequestDeadline, RetryPolicy, Retrying, TransactionToken};
 pub use schema::{Index, Table};
 
 /// One stored item: a JSON object holding at least `pk` and `sk`.
@@ -137,6 +140,21 @@ impl WriteOp {
             WriteOp::Update { key, .. }
             | WriteOp::Delete { key, .. }
             | WriteOp::ConditionCheck { key, .. } => Some(key.clone()),
+        }
+    }
+
+    /// Whether applying the operation twice leaves the same state as applying it once (no
+    /// condition that the first application would falsify, no counter to add twice): such a
+    /// write needs no idempotency token to be retried after an ambiguous failure.
+    pub fn is_replay_safe(&self) -> bool {
+        match self {
+            WriteOp::ConditionCheck { .. } => true,
+            WriteOp::Put { condition, .. } | WriteOp::Delete { condition, .. } => {
+                condition.is_none()
+            }
+            WriteOp::Update {
+                update, condition, ..
+            } => condition.is_none() && update.add.is_empty(),
         }
     }
 
