@@ -2,10 +2,11 @@
 //! whose failures are 4xx envelopes naming the field, the bearer-token extractor, the
 //! request-context middleware (request id, storage-call count) and the fallbacks.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::{AppError, ErrorCode};
 use crate::services::auth::Principal;
@@ -21,6 +23,9 @@ use crate::storage::StorageCallScope;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// HSTS on every response: browsers keep to HTTPS for two years, subdomains included.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=63072000; includeSubDomains";
 
 pub const STORAGE_CALLS_HEADER: &str = "x-storage-calls";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -237,6 +242,37 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The caller's network address, as the network saw it: API Gateway's source IP (HTTP API
+/// v2 `requestContext.http.sourceIp`, REST v1 and WebSocket `requestContext.identity.sourceIp`)
+/// or, in the shim, the socket peer. Never a client-supplied header such as
+/// `X-Forwarded-For`, which any caller can set. `None` when neither is available.
+pub struct ClientIp(pub Option<IpAddr>);
+
+/// The address `ClientIp` extracts, from a request's extensions.
+pub fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    use lambda_http::request::RequestContext;
+    let from_gateway = match extensions.get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.as_deref(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.as_deref(),
+        Some(RequestContext::WebSocket(ctx)) => ctx.identity.source_ip.as_deref(),
+        _ => None,
+    };
+    if let Some(ip) = from_gateway.and_then(|s| s.trim().parse().ok()) {
+        return Some(ip);
+    }
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(&parts.extensions)))
+    }
+}
+
 /// Request id, storage-call count and an access log line for each request.
 async fn request_context(
     axum::extract::State(expose_calls): axum::extract::State<bool>,
@@ -275,7 +311,43 @@ async fn request_context(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+    );
     response
+}
+
+/// CORS from the configured allowlist: a listed origin gets the CORS headers (and preflights
+/// an answer), any other origin gets none, so browsers refuse it.
+pub fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            HeaderName::from_static(crate::idempotency::HEADER),
+            HeaderName::from_static(REQUEST_ID_HEADER),
+        ])
+        .expose_headers([
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            header::RETRY_AFTER,
+            HeaderName::from_static(crate::idempotency::REPLAYED_HEADER),
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 async fn not_found(method: Method, uri: Uri) -> AppError {
@@ -293,7 +365,8 @@ async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
 }
 
 /// Wraps the routes of one function (or, in the shim, of all of them) into the served app:
-/// body limit, JSON 404/405 fallbacks, request context.
+/// body limit, JSON 404/405 fallbacks, CORS, request context (and its security headers,
+/// which therefore also reach preflight answers and every error).
 pub fn serve_routes(routes: Router, state: &AppState) -> Router {
     routes
         .fallback(not_found)
@@ -303,6 +376,7 @@ pub fn serve_routes(routes: Router, state: &AppState) -> Router {
             state.clone(),
             crate::idempotency::idempotency,
         ))
+        .layer(cors_layer(&state.config.cors_origins))
         .layer(middleware::from_fn_with_state(
             state.config.expose_storage_calls,
             request_context,

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod ratelimit;
 pub mod services;
 pub mod state;
 pub mod storage;

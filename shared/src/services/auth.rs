@@ -5,6 +5,7 @@
 //! transaction), refresh 2 (token, rotation transaction), logout 1, get profile 1 (batch of
 //! user + session), update profile 2, change password 3.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -16,11 +17,12 @@ use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::domain::keys;
 use crate::domain::user::{
-    EmailMarker, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, Profile, RefreshRecord, SessionRecord,
-    UserRecord, normalize_email, optional_text, optional_url, validate_username,
+    EmailMarker, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_EMAIL_CHARS, Profile, RefreshRecord,
+    SessionRecord, UserRecord, normalize_email, optional_text, optional_url, validate_username,
 };
 use crate::domain::{from_item, to_item};
 use crate::error::{AppError, AppResult};
+use crate::ratelimit::{AuthAction, RateLimits};
 use crate::storage::{
     Condition, MAX_TRANSACTION_OPS, Query, SortKey, Store, Table, Update, WriteOp,
 };
@@ -114,6 +116,7 @@ pub struct AuthService {
     tokens: TokenIssuer,
     refresh_ttl_secs: u64,
     clock: Arc<dyn Clock>,
+    limits: Arc<RateLimits>,
 }
 
 impl AuthService {
@@ -138,7 +141,14 @@ impl AuthService {
             tokens: TokenIssuer::new(config),
             refresh_ttl_secs: config.refresh_ttl_secs,
             clock,
+            limits: Arc::new(RateLimits::unlimited()),
         }
+    }
+
+    /// The rate limits login, register and refresh obey (none unless set).
+    pub fn with_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
@@ -159,8 +169,17 @@ impl AuthService {
         })
     }
 
-    pub async fn register(&self, req: RegisterRequest) -> AppResult<RegisterAccepted> {
+    /// Registers an account. `client` is the caller's network address (rate limits:
+    /// per address, then per email).
+    pub async fn register(
+        &self,
+        client: Option<IpAddr>,
+        req: RegisterRequest,
+    ) -> AppResult<RegisterAccepted> {
+        self.limits.check_auth_ip(AuthAction::Register, client)?;
         let (email, email_key) = normalize_email("email", &req.email)?;
+        self.limits
+            .check_auth_user(AuthAction::Register, &email_key)?;
         let username = validate_username("username", &req.username)?;
         crate::auth::password::validate_password("password", &req.password)?;
         let display_name = optional_text(
@@ -218,9 +237,22 @@ impl AuthService {
         })
     }
 
-    pub async fn login(&self, req: LoginRequest) -> AppResult<LoginResponse> {
+    /// Logs in. `client` is the caller's network address (rate limits: per address, then
+    /// per account).
+    pub async fn login(
+        &self,
+        client: Option<IpAddr>,
+        req: LoginRequest,
+    ) -> AppResult<LoginResponse> {
+        self.limits.check_auth_ip(AuthAction::Login, client)?;
         if req.email.trim().is_empty() {
             return Err(AppError::validation("email", "is required"));
+        }
+        if req.email.trim().chars().count() > MAX_EMAIL_CHARS {
+            return Err(AppError::validation(
+                "email",
+                format!("must be at most {MAX_EMAIL_CHARS} characters"),
+            ));
         }
         if req.password.is_empty() {
             return Err(AppError::validation("password", "is required"));
@@ -229,6 +261,7 @@ impl AuthService {
             return Err(AppError::validation("password", "is too long"));
         }
         let email_key = req.email.trim().to_lowercase();
+        self.limits.check_auth_user(AuthAction::Login, &email_key)?;
         let marker = self
             .store
             .get(Table::Main, &keys::email(&email_key))
@@ -342,7 +375,13 @@ impl AuthService {
 
     /// Rotates a refresh token: the old one is spent, a new one issued in the same session.
     /// Presenting a spent token again revokes the whole session (token family).
-    pub async fn refresh(&self, req: RefreshRequest) -> AppResult<TokenPair> {
+    /// `client` is the caller's network address (rate limits: per address, then per user).
+    pub async fn refresh(
+        &self,
+        client: Option<IpAddr>,
+        req: RefreshRequest,
+    ) -> AppResult<TokenPair> {
+        self.limits.check_auth_ip(AuthAction::Refresh, client)?;
         let token = req.refresh_token.trim();
         if token.is_empty() {
             return Err(AppError::validation("refresh_token", "is required"));
@@ -355,6 +394,8 @@ impl AuthService {
             return Err(AppError::unauthorized("invalid refresh token"));
         };
         let record: RefreshRecord = from_item(item)?;
+        self.limits
+            .check_auth_user(AuthAction::Refresh, &record.user_id)?;
         let now = self.clock.epoch_secs();
         if record.used {
             // Reuse of a rotated token: someone holds a copy. Revoke the family.
