@@ -331,7 +331,6 @@ pub fn cors_layer(origins: &[String]) -> CorsLayer {
             Method::GET,
             Method::POST,
             Method::PUT,
-            Method::PATCH,
             Method::DELETE,
             Method::OPTIONS,
         ])
