@@ -23,6 +23,9 @@ pub struct AccessClaims {
     pub aud: String,
     pub typ: String,
     pub jti: String,
+    /// Not before: never set by this issuer, honoured when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -40,9 +43,11 @@ impl TokenIssuer {
     pub fn new(config: &AuthConfig) -> Self {
         let algorithm = config.jwt_algorithm;
         let mut validation = Validation::new(algorithm);
+        // Time claims are checked by `verify_at` against the caller's clock (the services'
+        // injected one), not by the library against the system clock.
         validation.leeway = LEEWAY_SECS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
@@ -72,6 +77,7 @@ impl TokenIssuer {
             aud: self.audience.clone(),
             typ: ACCESS_TOKEN_TYPE.to_owned(),
             jti: uuid::Uuid::new_v4().simple().to_string(),
+            nbf: None,
         };
         self.sign(&claims)
     }
@@ -82,23 +88,36 @@ impl TokenIssuer {
             .map_err(|_| AppError::internal("token signing failed"))
     }
 
-    /// Verifies signature, algorithm, time claims, issuer, audience and token type.
+    /// Verifies signature, algorithm, time claims (against the system clock), issuer,
+    /// audience and token type.
     pub fn verify(&self, token: &str) -> AppResult<AccessClaims> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        self.verify_at(token, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// `verify` at `now` (epoch seconds): refused when expired (`exp`), not yet valid
+    /// (`nbf`) or issued in the future (`iat`: our issuer stamps it with its own clock), each
+    /// with `LEEWAY_SECS` of tolerance.
+    pub fn verify_at(&self, token: &str, now: u64) -> AppResult<AccessClaims> {
+        let refused = || AppError::unauthorized("invalid or expired access token");
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 tracing::debug!(error = %e, "access token refused");
-                AppError::unauthorized("invalid or expired access token")
-            })?;
-        if data.claims.typ != ACCESS_TOKEN_TYPE || data.claims.sid.is_empty() {
-            return Err(AppError::unauthorized("invalid or expired access token"));
+                refused()
+            })?
+            .claims;
+        if claims.typ != ACCESS_TOKEN_TYPE || claims.sid.is_empty() {
+            return Err(refused());
         }
-        // Issued in the future: not ours (our issuer stamps `iat` with its own clock), and
-        // such a token would outlive a rotation of the key's validity window.
-        if data.claims.iat > jsonwebtoken::get_current_timestamp() + LEEWAY_SECS {
-            tracing::debug!("access token refused: iat in the future");
-            return Err(AppError::unauthorized("invalid or expired access token"));
+        let expired = claims.exp.saturating_add(LEEWAY_SECS) < now;
+        let immature = claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS));
+        let from_the_future = claims.iat > now.saturating_add(LEEWAY_SECS);
+        if expired || immature || from_the_future {
+            tracing::debug!(expired, immature, from_the_future, "access token refused");
+            return Err(refused());
         }
-        Ok(data.claims)
+        Ok(claims)
     }
 }
 
@@ -147,6 +166,7 @@ mod tests {
             aud: config.audience.clone(),
             typ: ACCESS_TOKEN_TYPE.into(),
             jti: "j".into(),
+            nbf: None,
         };
         assert!(issuer.verify(&issuer.sign(&base).unwrap()).is_ok());
         let expired = AccessClaims {
@@ -192,6 +212,29 @@ mod tests {
         // {"alg":"none","typ":"JWT"}
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
         assert!(issuer.verify(&none).is_err());
+    }
+
+    #[test]
+    fn time_claims_are_checked_at_the_given_time_with_leeway() {
+        let issuer = TokenIssuer::new(&AppConfig::for_tests().auth);
+        let t = 1_000_000;
+        let token = issuer.issue("u", "s", t).unwrap(); // exp = t + 900
+        assert!(issuer.verify_at(&token, t).is_ok());
+        assert!(issuer.verify_at(&token, t + 900 + LEEWAY_SECS).is_ok());
+        assert!(
+            issuer.verify_at(&token, t + 900 + LEEWAY_SECS + 1).is_err(),
+            "expired"
+        );
+        assert!(issuer.verify_at(&token, t - LEEWAY_SECS).is_ok());
+        assert!(
+            issuer.verify_at(&token, t - LEEWAY_SECS - 1).is_err(),
+            "iat ahead"
+        );
+        let mut claims = issuer.verify_at(&token, t).unwrap();
+        claims.nbf = Some(t + 60);
+        let later = issuer.sign(&claims).unwrap();
+        assert!(issuer.verify_at(&later, t).is_err(), "nbf ahead");
+        assert!(issuer.verify_at(&later, t + 60).is_ok());
     }
 
     /// A token with arbitrary claims and header, signed with `secret` (or not at all).

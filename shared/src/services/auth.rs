@@ -162,7 +162,9 @@ impl AuthService {
     /// Verifies an access token (no storage call). Session liveness is checked by the
     /// service calls that read on the user's behalf, in the same batch as their data.
     pub fn authenticate(&self, access_token: &str) -> AppResult<Principal> {
-        let claims = self.tokens.verify(access_token)?;
+        let claims = self
+            .tokens
+            .verify_at(access_token, self.clock.epoch_secs())?;
         Ok(Principal {
             user_id: claims.sub,
             session_id: claims.sid,
