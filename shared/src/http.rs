@@ -408,6 +408,56 @@ mod tests {
     }
 
     #[test]
+    fn client_ip_comes_from_the_gateway_or_the_socket_never_from_headers() {
+        use lambda_http::aws_lambda_events::apigw::{
+            ApiGatewayProxyRequestContext, ApiGatewayV2httpRequestContext,
+            ApiGatewayWebsocketProxyRequestContext,
+        };
+        use lambda_http::request::RequestContext;
+
+        let ip = |ext: http::Extensions| client_ip(&ext);
+        let mut v2 = ApiGatewayV2httpRequestContext::default();
+        v2.http.source_ip = Some("203.0.113.7".into());
+        let mut v1 = ApiGatewayProxyRequestContext::default();
+        v1.identity.source_ip = Some("198.51.100.1".into());
+        let mut wsc = ApiGatewayWebsocketProxyRequestContext::default();
+        wsc.identity.source_ip = Some("2001:db8::1".into());
+        let peer: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+        let cases: Vec<(RequestContext, &str)> = vec![
+            (RequestContext::ApiGatewayV2(v2), "203.0.113.7"),
+            (RequestContext::ApiGatewayV1(v1), "198.51.100.1"),
+            (RequestContext::WebSocket(wsc), "2001:db8::1"),
+        ];
+        for (ctx, want) in cases {
+            let mut ext = http::Extensions::new();
+            ext.insert(ctx);
+            // The gateway's address wins over a socket peer (the Lambda runtime's).
+            ext.insert(ConnectInfo(peer));
+            assert_eq!(ip(ext), Some(want.parse().unwrap()));
+        }
+        let mut ext = http::Extensions::new();
+        ext.insert(ConnectInfo(peer));
+        assert_eq!(ip(ext), Some(peer.ip()));
+        let mapped: SocketAddr = "[::ffff:192.0.2.10]:1".parse().unwrap();
+        let mut ext = http::Extensions::new();
+        ext.insert(ConnectInfo(mapped));
+        assert_eq!(ip(ext), Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(ip(http::Extensions::new()), None);
+
+        // Headers are never consulted.
+        let (mut parts, ()) = http::Request::builder()
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-real-ip", "10.0.0.2")
+            .header("forwarded", "for=10.0.0.3")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let ClientIp(found) =
+            futures::executor::block_on(ClientIp::from_request_parts(&mut parts, &())).unwrap();
+        assert_eq!(found, None);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         assert_eq!(parse("{}").field.as_deref(), Some("email"));
         assert_eq!(
