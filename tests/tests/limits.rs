@@ -454,3 +454,42 @@ async fn refused_tokens_over_http() {
     let valid = forged(&good, Algorithm::HS256, secret);
     s.get("/auth/profile", Some(&valid)).await.expect(200);
 }
+
+/// On AWS the HTTP API answers CORS itself: the template must allow what the code allows,
+/// take its origins from the same setting, and throttle the stage (the rate limits' global
+/// backstop).
+#[test]
+fn template_cors_and_throttling_match_the_code() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("infra/template.yaml")).unwrap();
+    let t: Value = serde_norway::from_str(&text).expect("template parses");
+    let api = &t["Resources"]["HttpApi"]["Properties"];
+    let cors = &api["CorsConfiguration"];
+    let list = |v: &Value| -> Vec<String> {
+        let mut l: Vec<String> = v
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list: {v}"))
+            .iter()
+            .map(|h| h.as_str().unwrap().to_ascii_lowercase())
+            .collect();
+        l.sort();
+        l
+    };
+    let sorted = |a: &[&str]| {
+        let mut l: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        l.sort();
+        l
+    };
+    use momentum_shared::http::{CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS};
+    assert_eq!(list(&cors["AllowHeaders"]), sorted(&CORS_ALLOW_HEADERS));
+    assert_eq!(list(&cors["ExposeHeaders"]), sorted(&CORS_EXPOSE_HEADERS));
+    assert!(
+        cors["AllowOrigins"].to_string().contains("CorsOrigins"),
+        "AllowOrigins must come from the CorsOrigins parameter: {}",
+        cors["AllowOrigins"]
+    );
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(env["MOMENTUM_CORS_ORIGINS"]["Ref"], "CorsOrigins");
+    assert!(api["DefaultRouteSettings"]["ThrottlingRateLimit"].is_number());
+    assert!(api["DefaultRouteSettings"]["ThrottlingBurstLimit"].is_number());
+}
