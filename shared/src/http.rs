@@ -550,6 +550,9 @@ pub mod schema {
         /// Body not JSON.
         #[response(status = 415)]
         UnsupportedMediaType(ErrorEnvelope),
+        /// Too many requests (rate limit); see `Retry-After`.
+        #[response(status = 429)]
+        RateLimited(ErrorEnvelope),
         /// Storage temporarily unavailable; see `Retry-After`.
         #[response(status = 503)]
         Unavailable(ErrorEnvelope),

@@ -493,3 +493,43 @@ fn template_cors_and_throttling_match_the_code() {
     assert!(api["DefaultRouteSettings"]["ThrottlingRateLimit"].is_number());
     assert!(api["DefaultRouteSettings"]["ThrottlingBurstLimit"].is_number());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_input_limits_name_the_field() {
+    let s = embedded().await;
+    let w = workspace(&s, "Ws limits").await;
+    let mut ws = WsClient::connect(&s, Some(&w.token))
+        .await
+        .expect("connected");
+    let r = ws
+        .request(
+            "sync",
+            json!({"workspace_id": w.ws, "since": 0, "limit": 5000}),
+        )
+        .await;
+    assert_eq!(r["success"], json!(false), "{r}");
+    assert_eq!(r["error"]["field"], "limit", "{r}");
+    let r = ws
+        .request(
+            "sync",
+            json!({"workspace_id": w.ws, "since": 0, "limit": 1000}),
+        )
+        .await;
+    assert_eq!(r["success"], json!(true), "{r}");
+    let labels: Vec<Value> = (0..101)
+        .map(|i| json!({"name": format!("l{i}"), "color": "#112233"}))
+        .collect();
+    let r = ws
+        .request(
+            "batch_create_labels",
+            json!({"workspace_id": w.ws, "labels": labels}),
+        )
+        .await;
+    assert_eq!(r["error"]["field"], "labels", "{r}");
+    // Over API Gateway's 128 KiB message limit: refused, the connection stays up.
+    ws.send_text(json!({"type": "ping", "pad": "x".repeat(130 * 1024)}).to_string())
+        .await;
+    let r = ws.next(Duration::from_secs(10)).await.expect("a reply");
+    assert_eq!(r["error"]["code"], "PAYLOAD_TOO_LARGE", "{r}");
+    assert_eq!(ws.request("ping", json!({})).await["type"], "pong");
+}

@@ -295,7 +295,10 @@ async fn core_command(
             if args.since < 0 {
                 return Err(AppError::validation("since", "must be >= 0").into());
             }
-            let limit = args.limit.unwrap_or(1000).clamp(1, 1000);
+            let limit = crate::services::pagination::changes_limit(
+                args.limit,
+                crate::services::pagination::MAX_CHANGES_LIMIT,
+            )?;
             to_value(
                 state
                     .workspaces
