@@ -90,20 +90,26 @@ async fn setup() -> (Realtime, Arc<RecordingGateway>, String, String) {
     );
     state
         .auth
-        .register(RegisterRequest {
-            email: "ws@example.com".into(),
-            username: "wsuser".into(),
-            password: "correct horse".into(),
-            display_name: None,
-        })
+        .register(
+            None,
+            RegisterRequest {
+                email: "ws@example.com".into(),
+                username: "wsuser".into(),
+                password: "correct horse".into(),
+                display_name: None,
+            },
+        )
         .await
         .unwrap();
     let login = state
         .auth
-        .login(LoginRequest {
-            email: "ws@example.com".into(),
-            password: "correct horse".into(),
-        })
+        .login(
+            None,
+            LoginRequest {
+                email: "ws@example.com".into(),
+                password: "correct horse".into(),
+            },
+        )
         .await
         .unwrap();
     let who = state.auth.authenticate(&login.tokens.access_token).unwrap();

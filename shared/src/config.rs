@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::ratelimit::{Rate, RateLimitConfig};
 use crate::storage::schema::TableNames;
 
 /// Where the process runs. Lambda binaries default to `Production`; the local shim to `Local`.
@@ -50,7 +51,14 @@ pub struct AppConfig {
     /// Time a request may spend retrying storage before it answers 503 (default 20 s, under
     /// API Gateway's 29 s integration timeout; `MOMENTUM_REQUEST_BUDGET_MS`).
     pub request_budget: std::time::Duration,
+    /// Origins a browser may call the API from (CORS); others get no CORS headers.
+    pub cors_origins: Vec<String>,
+    pub rate_limits: RateLimitConfig,
 }
+
+/// CORS origins allowed in local mode when `MOMENTUM_CORS_ORIGINS` is unset (production
+/// allows none unless configured).
+pub const LOCAL_CORS_ORIGINS: &[&str] = &["http://localhost:3000", "http://127.0.0.1:3000"];
 
 /// Smallest accepted JWT secret outside local mode (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -77,6 +85,13 @@ impl Env<'_> {
             Some(v) => v
                 .parse()
                 .map_err(|_| ConfigError(format!("{key}={v:?} is not valid"))),
+        }
+    }
+
+    fn rate(&self, key: &str, default: Rate) -> Result<Option<Rate>, ConfigError> {
+        match self.get(key) {
+            None => Ok(Some(default)),
+            Some(v) => Rate::parse(&v).map_err(|e| ConfigError(format!("{key}={e}"))),
         }
     }
 
@@ -182,6 +197,25 @@ impl AppConfig {
                 "token lifetimes and hash concurrency must be > 0".into(),
             ));
         }
+        let cors_origins = match env.get("MOMENTUM_CORS_ORIGINS") {
+            Some(list) => parse_origins(&list)?,
+            None if mode == Mode::Local => {
+                LOCAL_CORS_ORIGINS.iter().map(|o| o.to_string()).collect()
+            }
+            None => Vec::new(),
+        };
+        use crate::ratelimit as rl;
+        let rate_limits = RateLimitConfig {
+            auth_ip: env.rate("MOMENTUM_RATE_LIMIT_AUTH_IP", rl::DEFAULT_AUTH_IP)?,
+            auth_user: env.rate("MOMENTUM_RATE_LIMIT_AUTH_USER", rl::DEFAULT_AUTH_USER)?,
+            ws_command: env.rate("MOMENTUM_RATE_LIMIT_WS_COMMAND", rl::DEFAULT_WS_COMMAND)?,
+            max_keys: env.parse("MOMENTUM_RATE_LIMIT_MAX_KEYS", rl::DEFAULT_MAX_KEYS)?,
+        };
+        if rate_limits.max_keys == 0 {
+            return Err(ConfigError(
+                "MOMENTUM_RATE_LIMIT_MAX_KEYS must be > 0".into(),
+            ));
+        }
         Ok(Self {
             mode,
             store,
@@ -192,17 +226,48 @@ impl AppConfig {
                 "MOMENTUM_REQUEST_BUDGET_MS",
                 crate::storage::retry::DEFAULT_REQUEST_BUDGET.as_millis() as u64,
             )?),
+            cors_origins,
+            rate_limits,
         })
     }
 
-    /// A local, in-memory configuration for tests.
+    /// A local, in-memory configuration for tests, with rate limits off (test suites and
+    /// benchmarks log in hundreds of times from one address); tests of the limits set
+    /// `rate_limits` themselves.
     pub fn for_tests() -> Self {
         let env = |k: &str| match k {
             "MOMENTUM_STORE" => Some("memory".to_owned()),
             _ => None,
         };
-        Self::from_env(&Env(&env), Mode::Local).expect("test config")
+        let mut config = Self::from_env(&Env(&env), Mode::Local).expect("test config");
+        config.rate_limits = RateLimitConfig::off();
+        config
     }
+}
+
+/// `MOMENTUM_CORS_ORIGINS`: comma-separated exact origins (`scheme://host[:port]`), no
+/// wildcard (credentials-bearing APIs must name their origins).
+fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let o = o.trim_end_matches('/');
+            let valid = (o.starts_with("https://") || o.starts_with("http://"))
+                && !o.contains('*')
+                && o.split("://")
+                    .nth(1)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+                && axum::http::HeaderValue::from_str(o).is_ok();
+            if valid {
+                Ok(o.to_owned())
+            } else {
+                Err(ConfigError(format!(
+                    "MOMENTUM_CORS_ORIGINS: {o:?} is not an origin like https://app.example.com"
+                )))
+            }
+        })
+        .collect()
 }
 
 fn data_dir(env: &Env) -> PathBuf {
@@ -283,5 +348,46 @@ mod tests {
         assert!(err.0.contains("HS256"));
         let err = config(&[("MOMENTUM_ENV", "mars")], Mode::Local).unwrap_err();
         assert!(err.0.contains("MOMENTUM_ENV"));
+        assert_eq!(c.cors_origins, LOCAL_CORS_ORIGINS);
+        assert_eq!(c.rate_limits, RateLimitConfig::default());
+    }
+
+    #[test]
+    fn cors_and_rate_limits_are_configurable() {
+        let secret = "x".repeat(32);
+        let prod = config(&[("MOMENTUM_JWT_SECRET", &secret)], Mode::Production).unwrap();
+        assert!(
+            prod.cors_origins.is_empty(),
+            "production allows no origin by default"
+        );
+        let c = config(
+            &[
+                (
+                    "MOMENTUM_CORS_ORIGINS",
+                    "https://app.example.com, https://b.example.com/",
+                ),
+                ("MOMENTUM_RATE_LIMIT_AUTH_IP", "5,2"),
+                ("MOMENTUM_RATE_LIMIT_WS_COMMAND", "off"),
+            ],
+            Mode::Local,
+        )
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            ["https://app.example.com", "https://b.example.com"]
+        );
+        assert_eq!(c.rate_limits.auth_ip, Some(Rate::new(5, 2)));
+        assert_eq!(c.rate_limits.ws_command, None);
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://*.example.com",
+            "https://a.com/path",
+        ] {
+            let err = config(&[("MOMENTUM_CORS_ORIGINS", bad)], Mode::Local).unwrap_err();
+            assert!(err.0.contains("CORS"), "{bad}: {err}");
+        }
+        let err = config(&[("MOMENTUM_RATE_LIMIT_AUTH_USER", "10")], Mode::Local).unwrap_err();
+        assert!(err.0.contains("MOMENTUM_RATE_LIMIT_AUTH_USER"), "{err}");
     }
 }

@@ -2,10 +2,11 @@
 //! whose failures are 4xx envelopes naming the field, the bearer-token extractor, the
 //! request-context middleware (request id, storage-call count) and the fallbacks.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::{AppError, ErrorCode};
 use crate::services::auth::Principal;
@@ -21,6 +23,9 @@ use crate::storage::StorageCallScope;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// HSTS on every response: browsers keep to HTTPS for two years, subdomains included.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=63072000; includeSubDomains";
 
 pub const STORAGE_CALLS_HEADER: &str = "x-storage-calls";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -236,6 +241,37 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The caller's network address, as the network saw it: API Gateway's source IP (HTTP API
+/// v2 `requestContext.http.sourceIp`, REST v1 and WebSocket `requestContext.identity.sourceIp`)
+/// or, in the shim, the socket peer. Never a client-supplied header such as
+/// `X-Forwarded-For`, which any caller can set. `None` when neither is available.
+pub struct ClientIp(pub Option<IpAddr>);
+
+/// The address `ClientIp` extracts, from a request's extensions.
+pub fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    use lambda_http::request::RequestContext;
+    let from_gateway = match extensions.get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.as_deref(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.as_deref(),
+        Some(RequestContext::WebSocket(ctx)) => ctx.identity.source_ip.as_deref(),
+        _ => None,
+    };
+    if let Some(ip) = from_gateway.and_then(|s| s.trim().parse().ok()) {
+        return Some(ip);
+    }
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(&parts.extensions)))
+    }
+}
+
 /// Request id, storage-call count and an access log line for each request.
 async fn request_context(
     axum::extract::State(expose_calls): axum::extract::State<bool>,
@@ -275,7 +311,49 @@ async fn request_context(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+    );
     response
+}
+
+/// Request headers a browser may send cross-origin (the template's HTTP API CORS lists the
+/// same; a test compares them).
+pub const CORS_ALLOW_HEADERS: [&str; 5] = [
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "if-match",
+    REQUEST_ID_HEADER,
+];
+
+/// Response headers a cross-origin script may read.
+pub const CORS_EXPOSE_HEADERS: [&str; 3] = [
+    REQUEST_ID_HEADER,
+    "retry-after",
+    crate::idempotency::REPLAYED_HEADER,
+];
+
+/// CORS from the configured allowlist: a listed origin gets the CORS headers (and preflights
+/// an answer), any other origin gets none, so browsers refuse it.
+pub fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(CORS_ALLOW_HEADERS.map(HeaderName::from_static))
+        .expose_headers(CORS_EXPOSE_HEADERS.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(600))
 }
 
 async fn not_found(method: Method, uri: Uri) -> AppError {
@@ -293,7 +371,8 @@ async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
 }
 
 /// Wraps the routes of one function (or, in the shim, of all of them) into the served app:
-/// body limit, JSON 404/405 fallbacks, request context.
+/// body limit, JSON 404/405 fallbacks, CORS, request context (and its security headers,
+/// which therefore also reach preflight answers and every error).
 pub fn serve_routes(routes: Router, state: &AppState) -> Router {
     routes
         .fallback(not_found)
@@ -303,6 +382,7 @@ pub fn serve_routes(routes: Router, state: &AppState) -> Router {
             state.clone(),
             crate::idempotency::idempotency,
         ))
+        .layer(cors_layer(&state.config.cors_origins))
         .layer(middleware::from_fn_with_state(
             state.config.expose_storage_calls,
             request_context,
@@ -332,6 +412,56 @@ mod tests {
         let mut de = serde_json::Deserializer::from_str(body);
         let e = serde_path_to_error::deserialize::<_, Body>(&mut de).unwrap_err();
         body_error(&e.path().to_string(), e.inner())
+    }
+
+    #[test]
+    fn client_ip_comes_from_the_gateway_or_the_socket_never_from_headers() {
+        use lambda_http::aws_lambda_events::apigw::{
+            ApiGatewayProxyRequestContext, ApiGatewayV2httpRequestContext,
+            ApiGatewayWebsocketProxyRequestContext,
+        };
+        use lambda_http::request::RequestContext;
+
+        let ip = |ext: http::Extensions| client_ip(&ext);
+        let mut v2 = ApiGatewayV2httpRequestContext::default();
+        v2.http.source_ip = Some("203.0.113.7".into());
+        let mut v1 = ApiGatewayProxyRequestContext::default();
+        v1.identity.source_ip = Some("198.51.100.1".into());
+        let mut wsc = ApiGatewayWebsocketProxyRequestContext::default();
+        wsc.identity.source_ip = Some("2001:db8::1".into());
+        let peer: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+        let cases: Vec<(RequestContext, &str)> = vec![
+            (RequestContext::ApiGatewayV2(v2), "203.0.113.7"),
+            (RequestContext::ApiGatewayV1(v1), "198.51.100.1"),
+            (RequestContext::WebSocket(wsc), "2001:db8::1"),
+        ];
+        for (ctx, want) in cases {
+            let mut ext = http::Extensions::new();
+            ext.insert(ctx);
+            // The gateway's address wins over a socket peer (the Lambda runtime's).
+            ext.insert(ConnectInfo(peer));
+            assert_eq!(ip(ext), Some(want.parse().unwrap()));
+        }
+        let mut ext = http::Extensions::new();
+        ext.insert(ConnectInfo(peer));
+        assert_eq!(ip(ext), Some(peer.ip()));
+        let mapped: SocketAddr = "[::ffff:192.0.2.10]:1".parse().unwrap();
+        let mut ext = http::Extensions::new();
+        ext.insert(ConnectInfo(mapped));
+        assert_eq!(ip(ext), Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(ip(http::Extensions::new()), None);
+
+        // Headers are never consulted.
+        let (mut parts, ()) = http::Request::builder()
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-real-ip", "10.0.0.2")
+            .header("forwarded", "for=10.0.0.3")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let ClientIp(found) =
+            futures::executor::block_on(ClientIp::from_request_parts(&mut parts, &())).unwrap();
+        assert_eq!(found, None);
     }
 
     #[test]
@@ -423,6 +553,9 @@ pub mod schema {
         /// Body not JSON.
         #[response(status = 415)]
         UnsupportedMediaType(ErrorEnvelope),
+        /// Too many requests (rate limit); see `Retry-After`.
+        #[response(status = 429)]
+        RateLimited(ErrorEnvelope),
         /// Storage temporarily unavailable; see `Retry-After`.
         #[response(status = 503)]
         Unavailable(ErrorEnvelope),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod openapi;
+pub mod ratelimit;
 pub mod services;
 pub mod state;
 pub mod storage;

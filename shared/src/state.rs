@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AppConfig, StoreKind};
+use crate::ratelimit::RateLimits;
 use crate::services::auth::AuthService;
 use crate::services::comments::CommentService;
 use crate::services::context::ServiceContext;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub storage_totals: Arc<CallTotals>,
     pub ctx: ServiceContext,
     pub auth: Arc<AuthService>,
+    /// Rate limits of this process (per instance on Lambda).
+    pub limits: Arc<RateLimits>,
     pub workspaces: Arc<WorkspaceService>,
     pub teams: Arc<TeamService>,
     pub workflows: Arc<WorkflowService>,
@@ -77,8 +80,12 @@ impl AppState {
         let storage_totals = metered.totals();
         let store: Arc<dyn Store> = Arc::new(metered);
         let ctx = ServiceContext::new(store.clone(), clock.clone());
+        let limits = Arc::new(RateLimits::new(&config.rate_limits, clock.clone()));
         Self {
-            auth: Arc::new(AuthService::new(store.clone(), &config.auth, clock)),
+            auth: Arc::new(
+                AuthService::new(store.clone(), &config.auth, clock).with_limits(limits.clone()),
+            ),
+            limits,
             workspaces: Arc::new(WorkspaceService::new(ctx.clone())),
             teams: Arc::new(TeamService::new(ctx.clone())),
             workflows: Arc::new(WorkflowService::new(ctx.clone())),

@@ -29,7 +29,7 @@ fn login_req(email: &str) -> LoginRequest {
 }
 
 async fn stored_hash(store: &Arc<dyn Store>, auth: &AuthService, email: &str) -> String {
-    let user_id = auth.login(login_req(email)).await.unwrap().user.id;
+    let user_id = auth.login(None, login_req(email)).await.unwrap().user.id;
     let user = store
         .get(Table::Main, &keys::user(&user_id))
         .await
@@ -48,18 +48,24 @@ async fn login_upgrades_a_weak_hash() {
         Arc::new(SystemClock),
         PasswordHasher::with_params(1, Params::new(4096, 1, 1, None).unwrap()),
     );
-    weak.register(register_req("grace@example.com"))
+    weak.register(None, register_req("grace@example.com"))
         .await
         .unwrap();
     let before = stored_hash(&store, &weak, "grace@example.com").await;
     assert!(before.contains("m=4096,t=1,p=1"), "{before}");
 
     let policy = AuthService::new(store.clone(), &config, Arc::new(SystemClock));
-    policy.login(login_req("grace@example.com")).await.unwrap();
+    policy
+        .login(None, login_req("grace@example.com"))
+        .await
+        .unwrap();
     let after = stored_hash(&store, &policy, "grace@example.com").await;
     assert!(after.contains("$argon2id$v=19$m=19456,t=2,p=1$"), "{after}");
     // Still the same password.
-    policy.login(login_req("grace@example.com")).await.unwrap();
+    policy
+        .login(None, login_req("grace@example.com"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -68,17 +74,23 @@ async fn refresh_tokens_and_sessions_expire() {
     let clock = ManualClock::starting_now();
     let config = AppConfig::for_tests().auth;
     let auth = AuthService::new(store, &config, Arc::new(clock.clone()));
-    auth.register(register_req("ttl@example.com"))
+    auth.register(None, register_req("ttl@example.com"))
         .await
         .unwrap();
-    let login = auth.login(login_req("ttl@example.com")).await.unwrap();
+    let login = auth
+        .login(None, login_req("ttl@example.com"))
+        .await
+        .unwrap();
 
     // Within its lifetime the token rotates.
     clock.advance_secs(3600);
     let pair = auth
-        .refresh(RefreshRequest {
-            refresh_token: login.tokens.refresh_token,
-        })
+        .refresh(
+            None,
+            RefreshRequest {
+                refresh_token: login.tokens.refresh_token,
+            },
+        )
         .await
         .unwrap();
     let who = auth.authenticate(&pair.access_token).unwrap();
@@ -86,9 +98,12 @@ async fn refresh_tokens_and_sessions_expire() {
 
     clock.advance_secs(config.refresh_ttl_secs as i64 + 1);
     let err = auth
-        .refresh(RefreshRequest {
-            refresh_token: pair.refresh_token,
-        })
+        .refresh(
+            None,
+            RefreshRequest {
+                refresh_token: pair.refresh_token,
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code.as_str(), "UNAUTHORIZED");
@@ -103,7 +118,7 @@ async fn unknown_account_still_pays_a_verification() {
     let auth = AuthService::new(store, &AppConfig::for_tests().auth, Arc::new(SystemClock));
     let before = auth.hasher().verifications();
     let err = auth
-        .login(login_req("nobody@example.com"))
+        .login(None, login_req("nobody@example.com"))
         .await
         .unwrap_err();
     assert_eq!(err.code.as_str(), "UNAUTHORIZED");

@@ -371,20 +371,26 @@ async fn owner_of_workspace(state: &AppState) -> (String, String) {
     let (email, password) = ("live@example.com", "correct horse");
     state
         .auth
-        .register(RegisterRequest {
-            email: email.into(),
-            username: "live".into(),
-            password: password.into(),
-            display_name: None,
-        })
+        .register(
+            None,
+            RegisterRequest {
+                email: email.into(),
+                username: "live".into(),
+                password: password.into(),
+                display_name: None,
+            },
+        )
         .await
         .unwrap();
     let login = state
         .auth
-        .login(LoginRequest {
-            email: email.into(),
-            password: password.into(),
-        })
+        .login(
+            None,
+            LoginRequest {
+                email: email.into(),
+                password: password.into(),
+            },
+        )
         .await
         .unwrap();
     let who = state.auth.authenticate(&login.tokens.access_token).unwrap();

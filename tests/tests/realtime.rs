@@ -45,6 +45,7 @@ async fn handshake_requires_a_valid_token(s: TestServer) {
         aud: "momentum-api".into(),
         typ: "access".into(),
         jti: "x".into(),
+        nbf: None,
     };
     let expired = tokens.sign(&claims).unwrap();
     assert_eq!(WsClient::connect(&s, Some(&expired)).await.err(), Some(401));

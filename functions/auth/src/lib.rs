@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use momentum_shared::AppState;
 use momentum_shared::domain::user::Profile;
 use momentum_shared::http::schema::{CommonErrors, Envelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, ClientIp, Json};
 use momentum_shared::services::auth::{
     ChangePasswordRequest, LoginRequest, LoginResponse, RefreshRequest, RegisterAccepted,
     RegisterRequest, TokenPair, UpdateProfileRequest,
@@ -43,9 +43,10 @@ pub struct Revoked {
     responses((status = 202, body = Envelope<RegisterAccepted>), CommonErrors))]
 async fn register(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<RegisterAccepted> {
-    let accepted = s.auth.register(req).await?;
+    let accepted = s.auth.register(ip, req).await?;
     Ok(ApiResponse::with_status(StatusCode::ACCEPTED, accepted))
 }
 
@@ -54,9 +55,10 @@ async fn register(
     responses((status = 200, body = Envelope<LoginResponse>), CommonErrors))]
 async fn login(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<LoginResponse> {
-    Ok(ApiResponse::ok(s.auth.login(req).await?))
+    Ok(ApiResponse::ok(s.auth.login(ip, req).await?))
 }
 
 /// Rotate a refresh token. A spent token presented again revokes its session.
@@ -64,9 +66,10 @@ async fn login(
     responses((status = 200, body = Envelope<TokenPair>), CommonErrors))]
 async fn refresh(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(req): Json<RefreshRequest>,
 ) -> ApiResult<TokenPair> {
-    Ok(ApiResponse::ok(s.auth.refresh(req).await?))
+    Ok(ApiResponse::ok(s.auth.refresh(ip, req).await?))
 }
 
 /// Revoke the caller's session.

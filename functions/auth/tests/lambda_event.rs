@@ -118,3 +118,40 @@ async fn http_api_v2_events_drive_the_auth_function() {
     let (status, _) = invoke(&mut app, http_api_event("GET", "/elsewhere", None, None)).await;
     assert_eq!(status, 404);
 }
+
+/// The per-IP limit keys on API Gateway's `requestContext.http.sourceIp`, never on the
+/// `X-Forwarded-For` header a client can write.
+#[tokio::test]
+async fn rate_limit_keys_on_the_gateway_source_ip() {
+    use momentum_shared::ratelimit::{Rate, RateLimitConfig};
+    let mut config = AppConfig::for_tests();
+    config.rate_limits = RateLimitConfig {
+        auth_ip: Some(Rate::new(2, 1)),
+        ..RateLimitConfig::off()
+    };
+    let state = AppState::with_store(
+        config,
+        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(SystemClock),
+    );
+    let mut app = Adapter::from(auth::app(state));
+    let attempt = |source_ip: &str, forwarded_for: &str| {
+        let body = json!({"email": "who@example.com", "password": "wrong password"});
+        let mut event = http_api_event("POST", "/auth/login", Some(&body), None);
+        event["requestContext"]["http"]["sourceIp"] = json!(source_ip);
+        event["headers"]["x-forwarded-for"] = json!(forwarded_for);
+        event
+    };
+    for i in 0..2 {
+        let (status, body) = invoke(&mut app, attempt("203.0.113.7", &format!("10.0.0.{i}"))).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, body) = invoke(&mut app, attempt("203.0.113.7", "10.9.9.9")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    let (status, body) = invoke(&mut app, attempt("198.51.100.20", "203.0.113.7")).await;
+    assert_eq!(
+        status, 401,
+        "another source address has its own bucket: {body}"
+    );
+}

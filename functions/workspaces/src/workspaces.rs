@@ -190,16 +190,7 @@ async fn changes(
             "must be >= 0",
         ));
     }
-    let limit = match p.limit {
-        None => 100,
-        Some(n) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            return Err(momentum_shared::AppError::validation(
-                "limit",
-                "must be between 1 and 1000",
-            ));
-        }
-    };
+    let limit = momentum_shared::services::pagination::changes_limit(p.limit, 100)?;
     Ok(ApiResponse::ok(
         s.workspaces.changes(&who, &id, since, limit).await?,
     ))

@@ -98,6 +98,9 @@ fn reply(
             if let Some(field) = &e.field {
                 error["field"] = json!(field);
             }
+            if let Some(secs) = e.retry_after {
+                error["retry_after"] = json!(secs);
+            }
             if let Some(items) = items {
                 error["items"] = items;
             }
@@ -109,6 +112,17 @@ fn reply(
     }
 }
 
+/// The `request_id` of a message that may not be a command (`null` when unreadable).
+fn request_id_of(text: &str) -> Value {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Value::Null;
+    }
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("request_id").cloned())
+        .unwrap_or(Value::Null)
+}
+
 /// Handles one text message of a connection and returns the reply to send back.
 pub async fn handle(
     state: &AppState,
@@ -116,6 +130,11 @@ pub async fn handle(
     connection_id: &str,
     text: &str,
 ) -> Value {
+    // Every message counts, readable or not, before any work or storage call.
+    if let Err(e) = state.limits.check_ws_command(connection_id) {
+        let rid = request_id_of(text);
+        return reply("response", &rid, Err(e.into()), connection_id);
+    }
     if text.len() > MAX_MESSAGE_BYTES {
         let e = AppError::new(
             ErrorCode::PayloadTooLarge,
@@ -128,10 +147,7 @@ pub async fn handle(
         Err(e) => {
             let err = AppError::validation("message", format!("not a command: {e}"));
             // Echo a request_id when the JSON was readable but not a command.
-            let rid = serde_json::from_str::<Value>(text)
-                .ok()
-                .and_then(|v| v.get("request_id").cloned())
-                .unwrap_or(Value::Null);
+            let rid = request_id_of(text);
             return reply("response", &rid, Err(err.into()), connection_id);
         }
     };
@@ -279,7 +295,10 @@ async fn core_command(
             if args.since < 0 {
                 return Err(AppError::validation("since", "must be >= 0").into());
             }
-            let limit = args.limit.unwrap_or(1000).clamp(1, 1000);
+            let limit = crate::services::pagination::changes_limit(
+                args.limit,
+                crate::services::pagination::MAX_CHANGES_LIMIT,
+            )?;
             to_value(
                 state
                     .workspaces

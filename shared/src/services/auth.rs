@@ -5,6 +5,7 @@
 //! transaction), refresh 2 (token, rotation transaction), logout 1, get profile 1 (batch of
 //! user + session), update profile 2, change password 3.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -16,11 +17,12 @@ use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::domain::keys;
 use crate::domain::user::{
-    EmailMarker, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, Profile, RefreshRecord, SessionRecord,
-    UserRecord, normalize_email, optional_text, optional_url, validate_username,
+    EmailMarker, MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_EMAIL_CHARS, Profile, RefreshRecord,
+    SessionRecord, UserRecord, normalize_email, optional_text, optional_url, validate_username,
 };
 use crate::domain::{from_item, to_item};
 use crate::error::{AppError, AppResult};
+use crate::ratelimit::{AuthAction, RateLimits};
 use crate::storage::{
     Condition, MAX_TRANSACTION_OPS, Query, SortKey, Store, Table, Update, WriteOp,
 };
@@ -130,6 +132,7 @@ pub struct AuthService {
     tokens: TokenIssuer,
     refresh_ttl_secs: u64,
     clock: Arc<dyn Clock>,
+    limits: Arc<RateLimits>,
 }
 
 impl AuthService {
@@ -154,7 +157,14 @@ impl AuthService {
             tokens: TokenIssuer::new(config),
             refresh_ttl_secs: config.refresh_ttl_secs,
             clock,
+            limits: Arc::new(RateLimits::unlimited()),
         }
+    }
+
+    /// The rate limits login, register and refresh obey (none unless set).
+    pub fn with_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
@@ -168,15 +178,26 @@ impl AuthService {
     /// Verifies an access token (no storage call). Session liveness is checked by the
     /// service calls that read on the user's behalf, in the same batch as their data.
     pub fn authenticate(&self, access_token: &str) -> AppResult<Principal> {
-        let claims = self.tokens.verify(access_token)?;
+        let claims = self
+            .tokens
+            .verify_at(access_token, self.clock.epoch_secs())?;
         Ok(Principal {
             user_id: claims.sub,
             session_id: claims.sid,
         })
     }
 
-    pub async fn register(&self, req: RegisterRequest) -> AppResult<RegisterAccepted> {
+    /// Registers an account. `client` is the caller's network address (rate limits:
+    /// per address, then per email).
+    pub async fn register(
+        &self,
+        client: Option<IpAddr>,
+        req: RegisterRequest,
+    ) -> AppResult<RegisterAccepted> {
+        self.limits.check_auth_ip(AuthAction::Register, client)?;
         let (email, email_key) = normalize_email("email", &req.email)?;
+        self.limits
+            .check_auth_user(AuthAction::Register, &email_key)?;
         let username = validate_username("username", &req.username)?;
         crate::auth::password::validate_password("password", &req.password)?;
         let display_name = optional_text(
@@ -234,9 +255,22 @@ impl AuthService {
         })
     }
 
-    pub async fn login(&self, req: LoginRequest) -> AppResult<LoginResponse> {
+    /// Logs in. `client` is the caller's network address (rate limits: per address, then
+    /// per account).
+    pub async fn login(
+        &self,
+        client: Option<IpAddr>,
+        req: LoginRequest,
+    ) -> AppResult<LoginResponse> {
+        self.limits.check_auth_ip(AuthAction::Login, client)?;
         if req.email.trim().is_empty() {
             return Err(AppError::validation("email", "is required"));
+        }
+        if req.email.trim().chars().count() > MAX_EMAIL_CHARS {
+            return Err(AppError::validation(
+                "email",
+                format!("must be at most {MAX_EMAIL_CHARS} characters"),
+            ));
         }
         if req.password.is_empty() {
             return Err(AppError::validation("password", "is required"));
@@ -245,6 +279,7 @@ impl AuthService {
             return Err(AppError::validation("password", "is too long"));
         }
         let email_key = req.email.trim().to_lowercase();
+        self.limits.check_auth_user(AuthAction::Login, &email_key)?;
         let marker = self
             .store
             .get(Table::Main, &keys::email(&email_key))
@@ -358,7 +393,13 @@ impl AuthService {
 
     /// Rotates a refresh token: the old one is spent, a new one issued in the same session.
     /// Presenting a spent token again revokes the whole session (token family).
-    pub async fn refresh(&self, req: RefreshRequest) -> AppResult<TokenPair> {
+    /// `client` is the caller's network address (rate limits: per address, then per user).
+    pub async fn refresh(
+        &self,
+        client: Option<IpAddr>,
+        req: RefreshRequest,
+    ) -> AppResult<TokenPair> {
+        self.limits.check_auth_ip(AuthAction::Refresh, client)?;
         let token = req.refresh_token.trim();
         if token.is_empty() {
             return Err(AppError::validation("refresh_token", "is required"));
@@ -371,6 +412,8 @@ impl AuthService {
             return Err(AppError::unauthorized("invalid refresh token"));
         };
         let record: RefreshRecord = from_item(item)?;
+        self.limits
+            .check_auth_user(AuthAction::Refresh, &record.user_id)?;
         let now = self.clock.epoch_secs();
         if record.used {
             // Reuse of a rotated token: someone holds a copy. Revoke the family.

@@ -31,6 +31,21 @@ impl PageParams {
     }
 }
 
+/// Largest page of the change feed (REST `GET /workspaces/{id}/changes`, WebSocket `sync`).
+pub const MAX_CHANGES_LIMIT: u32 = 1000;
+
+/// The change feed's page size: `default` when absent, else 1..=1000 or 400 naming `limit`.
+pub fn changes_limit(limit: Option<u32>, default: u32) -> AppResult<u32> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=MAX_CHANGES_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::validation(
+            "limit",
+            format!("must be between 1 and {MAX_CHANGES_LIMIT}"),
+        )),
+    }
+}
+
 /// One page of a list.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Paged<T> {

@@ -106,4 +106,50 @@ mod tests {
             ));
         }
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends as a cursor, decoding answers `InvalidCursor` or a
+        /// position in the asked partition; it never panics.
+        #[test]
+        fn arbitrary_strings_decode_to_err_or_a_valid_position(
+            cursor in proptest::prelude::any::<String>(),
+            indexed in proptest::prelude::any::<bool>(),
+        ) {
+            let index = indexed.then_some(Index::Gsi1);
+            if let Ok(p) = Position::decode(&cursor, index, "A") {
+                let partition = p.index_key.as_ref().map_or(&p.pk, |(ipk, _)| ipk);
+                proptest::prop_assert_eq!(partition.as_str(), "A");
+                proptest::prop_assert_eq!(p.index_key.is_some(), indexed);
+            }
+        }
+
+        /// Base64 of arbitrary JSON-ish text (past the first decoding step) is refused or
+        /// valid, never a panic.
+        #[test]
+        fn arbitrary_payloads_never_panic(
+            payload in "\\[(\"[A-Za-z0-9#]{0,8}\",?){0,5}\\]|.{0,64}",
+        ) {
+            let cursor = URL_SAFE_NO_PAD.encode(payload.as_bytes());
+            let _ = Position::decode(&cursor, None, "A");
+            let _ = Position::decode(&cursor, Some(Index::Gsi1), "A");
+        }
+
+        /// Every position round-trips through its cursor.
+        #[test]
+        fn encode_decode_round_trip(
+            pk in ".{0,40}",
+            sk in ".{0,40}",
+            index_key in proptest::option::of((".{0,40}", ".{0,40}")),
+        ) {
+            let p = Position { pk, sk, index_key };
+            let (index, partition) = match &p.index_key {
+                Some((ipk, _)) => (Some(Index::Gsi1), ipk.clone()),
+                None => (None, p.pk.clone()),
+            };
+            let cursor = p.encode();
+            if cursor.len() <= 4096 {
+                proptest::prop_assert_eq!(Position::decode(&cursor, index, &partition).ok(), Some(p));
+            }
+        }
+    }
 }
