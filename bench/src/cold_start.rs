@@ -99,7 +99,11 @@ async fn next(State(rt): State<Shared>) -> (StatusCode, HeaderMap, Bytes) {
     let Some(id) = id else {
         // The binary asks for its second event: keep it waiting (it is killed meanwhile).
         tokio::time::sleep(Duration::from_secs(60)).await;
-        return (StatusCode::SERVICE_UNAVAILABLE, HeaderMap::new(), Bytes::new());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            HeaderMap::new(),
+            Bytes::new(),
+        );
     };
     let deadline = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 30_000;
     let mut headers = HeaderMap::new();
@@ -143,13 +147,13 @@ async fn response(
     StatusCode::ACCEPTED
 }
 
-async fn error(
-    State(rt): State<Shared>,
-    UrlPath(id): UrlPath<String>,
-    body: Bytes,
-) -> StatusCode {
+async fn error(State(rt): State<Shared>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
     let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-    finish(&rt, &id, format!("error {}", v["errorType"].as_str().unwrap_or("?")));
+    finish(
+        &rt,
+        &id,
+        format!("error {}", v["errorType"].as_str().unwrap_or("?")),
+    );
     StatusCode::ACCEPTED
 }
 
@@ -225,7 +229,12 @@ fn event_json(event: Event, request_id: &str) -> Value {
 }
 
 /// Lambda environment for a local-mode binary on a memory store, and nothing else.
-fn lambda_command(bin: &Path, name: &str, runtime_api: &str, log: &Path) -> anyhow::Result<Command> {
+fn lambda_command(
+    bin: &Path,
+    name: &str,
+    runtime_api: &str,
+    log: &Path,
+) -> anyhow::Result<Command> {
     let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -233,7 +242,10 @@ fn lambda_command(bin: &Path, name: &str, runtime_api: &str, log: &Path) -> anyh
         .env("AWS_LAMBDA_FUNCTION_NAME", format!("momentum-{name}"))
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/momentum-{name}"))
+        .env(
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/momentum-{name}"),
+        )
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_DEFAULT_REGION", "us-east-1")
@@ -289,10 +301,16 @@ async fn lambda_once(
             break;
         }
         if let Some(status) = child.0.try_wait()? {
-            anyhow::bail!("{name} exited ({status}) before serving:\n{}", child.log_tail());
+            anyhow::bail!(
+                "{name} exited ({status}) before serving:\n{}",
+                child.log_tail()
+            );
         }
         if spawned.elapsed() > timeout {
-            anyhow::bail!("{name} served nothing within {timeout:?}:\n{}", child.log_tail());
+            anyhow::bail!(
+                "{name} served nothing within {timeout:?}:\n{}",
+                child.log_tail()
+            );
         }
     }
     let rss_kib = Memory::of(child.0.id()).rss_kib;
@@ -386,7 +404,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!(
         "{:<12} {:>12} {:>9} {:>10} {:>9} {:>9} {:>8}  {}",
-        "binary", "size bytes", "init ms", "served ms", "min ms", "max ms", "rss MiB", "first answer"
+        "binary",
+        "size bytes",
+        "init ms",
+        "served ms",
+        "min ms",
+        "max ms",
+        "rss MiB",
+        "first answer"
     );
     for (name, event, path) in bins {
         let size = std::fs::metadata(&path)?.len();

@@ -74,7 +74,10 @@ impl Shim {
 
     /// The child's stderr so far (for error reports).
     pub fn log_tail(&self) -> String {
-        self.child.as_ref().map(ChildGuard::log_tail).unwrap_or_default()
+        self.child
+            .as_ref()
+            .map(ChildGuard::log_tail)
+            .unwrap_or_default()
     }
 }
 
@@ -206,7 +209,10 @@ pub async fn wait_healthy(
             return Ok(());
         }
         if let Some(status) = child.0.try_wait()? {
-            anyhow::bail!("shim exited ({status}) before serving:\n{}", child.log_tail());
+            anyhow::bail!(
+                "shim exited ({status}) before serving:\n{}",
+                child.log_tail()
+            );
         }
         if started.elapsed() > timeout {
             anyhow::bail!(

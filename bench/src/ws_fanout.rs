@@ -60,9 +60,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Reader = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Reader =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn subscribe(url: String, topic: String) -> anyhow::Result<Reader> {
     let (mut stream, _) = tokio_tungstenite::connect_async(url).await?;
@@ -107,7 +106,12 @@ async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
     // Open and subscribe every connection before writing.
     let connecting = Instant::now();
     let readers: Vec<Reader> = futures::stream::iter(0..subscribers)
-        .map(|_| subscribe(format!("{ws_url}/ws?token={token}"), format!("workspace:{ws}")))
+        .map(|_| {
+            subscribe(
+                format!("{ws_url}/ws?token={token}"),
+                format!("workspace:{ws}"),
+            )
+        })
         .buffer_unordered(args.connect_concurrency.max(1))
         .collect::<Vec<_>>()
         .await
