@@ -73,16 +73,21 @@ shim_pid=$(pgrep -P "$wrapper" | head -n1 || true)
 kill -INT "$shim_pid" # graceful shutdown: the profiler then writes its data
 wait "$wrapper" || true
 
+# Drops comments, blank lines and the padded empty columns; keeps lines readable.
+tidy() {
+  grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' | cut -c1-200
+}
+
 echo
 case "$profiler" in
   perf)
     echo "== top functions by self time (perf report --no-children)"
     perf report -i "$out/perf.data" --stdio --no-children --sort symbol -g none \
-      --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 30
+      --percent-limit 0.5 2>/dev/null | tidy | head -n 30
     echo
     echo "== top functions including callees (perf report --children)"
     perf report -i "$out/perf.data" --stdio --children --sort symbol -g none \
-      --percent-limit 2 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40
+      --percent-limit 2 2>/dev/null | tidy | head -n 40
     ;;
   callgrind)
     callgrind_annotate "$out/callgrind.out" 2>/dev/null | head -n 50

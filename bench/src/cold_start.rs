@@ -403,15 +403,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.bin_dir.display()
     );
     println!(
-        "{:<12} {:>12} {:>9} {:>10} {:>9} {:>9} {:>8}  {}",
-        "binary",
-        "size bytes",
-        "init ms",
-        "served ms",
-        "min ms",
-        "max ms",
-        "rss MiB",
-        "first answer"
+        "{:<12} {:>12} {:>9} {:>10} {:>9} {:>9} {:>8}  first answer",
+        "binary", "size bytes", "init ms", "served ms", "min ms", "max ms", "rss MiB",
     );
     for (name, event, path) in bins {
         let size = std::fs::metadata(&path)?.len();

@@ -17,10 +17,10 @@ pub struct Args {
     #[arg(long, default_value = "100,1000")]
     subscribers: String,
     /// Writes (each one change record) per run.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     writes: usize,
     /// Writes per second.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 10)]
     rate: u64,
     /// Connections opened (and subscribed) at once while setting up.
     #[arg(long, default_value_t = 50)]
@@ -40,7 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.writes, args.rate, args.server.server, args.server.store
     );
     println!(
-        "{:>11} {:>7} {:>9} {:>9} {:>9} {:>6} {:>6} {:>10} {:>10} {:>9} {:>9}",
+        "{:>11} {:>7} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9}",
         "subscribers",
         "writes",
         "p50 ms",
@@ -48,6 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "max ms",
         "lost",
         "dup",
+        "events/s",
         "connect s",
         "rss before",
         "rss after",
@@ -130,6 +131,7 @@ async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let mut seen: HashMap<i64, u64> = HashMap::new();
                 let mut dups = 0usize;
+                let mut last = None;
                 loop {
                     let wait = if seen.len() >= writes { linger } else { idle };
                     let Ok(Some(Ok(msg))) = tokio::time::timeout(wait, stream.next()).await else {
@@ -137,6 +139,7 @@ async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
                     };
                     let Message::Text(t) = msg else { continue };
                     let received = time::OffsetDateTime::now_utc();
+                    last = Some(Instant::now());
                     let v: Value = serde_json::from_str(&t).unwrap_or_default();
                     if v["type"] != "event" || v["event"] != "workspace.updated" {
                         continue;
@@ -155,7 +158,7 @@ async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
                     }
                 }
                 let _ = stream.close(None).await;
-                (seen, dups)
+                (seen, dups, last)
             })
         })
         .collect();
@@ -177,15 +180,19 @@ async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
     let mut latencies = Vec::new();
     let mut lost = 0usize;
     let mut dups = 0usize;
+    let mut last_event = started;
     for t in tasks {
-        let (seen, d) = t.await?;
+        let (seen, d, last) = t.await?;
+        last_event = last_event.max(last.unwrap_or(started));
         dups += d;
         lost += writes.saturating_sub(seen.len());
         latencies.extend(seen.into_values());
     }
     latencies.sort_unstable();
+    // First write to the last event received anywhere: delivered events per second.
+    let span = (last_event - started).as_secs_f64().max(1e-3);
     println!(
-        "{:>11} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>6} {:>6} {:>10.1} {:>10.1} {:>9.1} {:>9.1}",
+        "{:>11} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>6} {:>6} {:>9.0} {:>10.1} {:>10.1} {:>9.1} {:>9.1}",
         subscribers,
         writes,
         percentile(&latencies, 0.50) as f64 / 1000.0,
@@ -193,6 +200,7 @@ async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
         lost,
         dups,
+        latencies.len() as f64 / span,
         connect_secs,
         mib(before.rss_kib),
         mib(after.rss_kib),
