@@ -1,5 +1,7 @@
 //! HTTP workload against the shim: a weighted mix of login, list issues (page of 50), get
-//! issue and create/update issue, at fixed concurrency for a fixed time.
+//! issue and create/update issue, at fixed concurrency for a fixed time. Defaults are the
+//! issue's workload: login 5 %, list 50 %, get 25 %, write 20 % (half creates, half
+//! updates), 32 connections, 30 s, 200 seeded issues.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,20 +10,25 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{percentile, rss_kib, start_shim};
+use crate::server::{ServerArgs, Shim};
+use crate::{mib, percentile};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Weights: login=5,list=50,get=25,write=20 (any subset).
     #[arg(long, default_value = "login=5,list=50,get=25,write=20")]
     mix: String,
+    /// Seconds of load.
     #[arg(long, default_value_t = 30)]
     duration: u64,
+    /// Connections, each with one request in flight.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Issues created before the run.
     #[arg(long, default_value_t = 200)]
     issues: usize,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,7 +36,10 @@ enum Op {
     Login,
     List,
     Get,
+    /// In the mix: half creates, half updates (reported apart).
     Write,
+    Create,
+    Update,
 }
 
 impl Op {
@@ -39,6 +49,8 @@ impl Op {
             Op::List => "GET /issues (50)",
             Op::Get => "GET /issues/{id}",
             Op::Write => "POST|PUT /issues",
+            Op::Create => "POST /issues",
+            Op::Update => "PUT /issues/{id}",
         }
     }
 }
@@ -71,7 +83,8 @@ fn parse_mix(mix: &str) -> anyhow::Result<Vec<(Op, u32)>> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mix = parse_mix(&args.mix)?;
     let total_weight: u32 = mix.iter().map(|(_, w)| w).sum();
-    let (base, _state) = start_shim().await?;
+    let shim = Shim::start(&args.server).await?;
+    let base = shim.base.clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
@@ -155,6 +168,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         .unwrap_or(Op::List);
                     i = i.wrapping_add(7919);
                     let id = &ids[i % ids.len()];
+                    let op = match op {
+                        Op::Write if n.is_multiple_of(2) => Op::Create,
+                        Op::Write => Op::Update,
+                        other => other,
+                    };
                     let req = match op {
                         Op::Login => http
                             .post(format!("{base}/auth/login"))
@@ -163,11 +181,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                             .get(format!("{base}/issues?team_id={team}&limit=50"))
                             .bearer_auth(&token),
                         Op::Get => http.get(format!("{base}/issues/{id}")).bearer_auth(&token),
-                        Op::Write if n.is_multiple_of(2) => http
+                        Op::Create | Op::Write => http
                             .post(format!("{base}/issues"))
                             .bearer_auth(&token)
                             .json(&json!({"team_id": team, "title": "Bench write"})),
-                        Op::Write => http
+                        Op::Update => http
                             .put(format!("{base}/issues/{id}"))
                             .bearer_auth(&token)
                             .json(&json!({"description": format!("edit {n}")})),
@@ -210,25 +228,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    let memory = shim
+        .memory()
+        .map(|m| {
+            format!(
+                "server rss {:.1} MiB, peak {:.1} MiB",
+                mib(m.rss_kib),
+                mib(m.hwm_kib)
+            )
+        })
+        .unwrap_or_else(|| "server rss unknown".into());
     println!(
-        "mix {} | concurrency {} | {:.1} s | rss {:.1} MiB",
-        args.mix,
-        args.concurrency,
-        secs,
-        rss_kib() as f64 / 1024.0
+        "mix {} | concurrency {} | {:.1} s | {} shim, store {} | {memory}",
+        args.mix, args.concurrency, secs, shim.kind, args.server.store,
     );
     println!(
         "{:<20} {:>8} {:>9} {:>8} {:>8} {:>7} {:>14}",
         "endpoint", "count", "req/s", "p50 ms", "p99 ms", "errors", "storage calls"
     );
-    let mut total = 0usize;
-    for (op, mut s) in all {
+    let row = |name: &str, s: &mut Stats| {
         s.latencies.sort_unstable();
         let n = s.latencies.len();
-        total += n;
         println!(
             "{:<20} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>14.2}",
-            op.name(),
+            name,
             n,
             n as f64 / secs,
             percentile(&s.latencies, 0.5) as f64 / 1000.0,
@@ -236,7 +259,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             s.errors,
             s.storage_calls as f64 / n.max(1) as f64
         );
+    };
+    let mut total = Stats::default();
+    for (op, mut s) in all {
+        row(op.name(), &mut s);
+        total.latencies.extend(s.latencies);
+        total.errors += s.errors;
+        total.storage_calls += s.storage_calls;
     }
-    println!("{:<20} {:>8} {:>9.0}", "total", total, total as f64 / secs);
+    row("total", &mut total);
     Ok(())
 }

@@ -1,12 +1,20 @@
 //! Benchmarks against the local shim on the embedded store, printing tables.
 //!
-//!   cargo run -p bench --release -- ws-fanout --subscribers 1,10,100,1000 --writes 200 --rate 50
-//!   cargo run -p bench --release -- http --mix list=1 --duration 10 --concurrency 32
+//!   cargo build --profile bench --bins      # or --release: the shim and Lambda binaries
+//!   target/release/bench http                # login 5, list 50, get 25, write 20; 32 conns, 30 s
+//!   target/release/bench ws-fanout --subscribers 100,1000
+//!   target/release/bench cold-start
+//!   target/release/bench all                 # every figure of docs/performance.md
 //!
-//! Every scenario starts its own shim in-process on 127.0.0.1 (an in-memory store), so
-//! numbers include real HTTP and WebSocket framing on loopback.
+//! The HTTP and WebSocket scenarios start their own shim (by default the built `local`
+//! binary as a child process on a free port, so its memory is measured alone; or
+//! `--server in-process`, or `--server http://...` for a running one) and talk real HTTP and
+//! WebSocket over loopback.
 
+mod all;
+mod cold_start;
 mod http_mix;
+mod server;
 mod ws_fanout;
 
 use clap::{Parser, Subcommand};
@@ -26,13 +34,49 @@ enum Scenario {
     /// Weighted HTTP workload (login, list issues, get issue, create/update issue) at fixed
     /// concurrency: req/s, p50/p99, errors, storage calls per request by endpoint.
     Http(http_mix::Args),
+    /// Process start to first served request of every Lambda binary (against a fake Lambda
+    /// Runtime API) and of the shim, plus binary sizes. Builds nothing: build first.
+    ColdStart(cold_start::Args),
+    /// Every scenario behind docs/performance.md, one after another.
+    All(all::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().scenario {
+    raise_fd_limit();
+    run(Cli::parse().scenario).await
+}
+
+async fn run(scenario: Scenario) -> anyhow::Result<()> {
+    match scenario {
         Scenario::WsFanout(args) => ws_fanout::run(args).await,
         Scenario::Http(args) => http_mix::run(args).await,
+        Scenario::ColdStart(args) => cold_start::run(args).await,
+        Scenario::All(args) => all::run(args).await,
+    }
+}
+
+/// Parses and runs one scenario's command line (for `all`).
+pub async fn run_line(line: &[String]) -> anyhow::Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("bench".to_owned()).chain(line.iter().cloned()))?;
+    Box::pin(run(cli.scenario)).await
+}
+
+/// Raises the soft open-files limit to the hard one: 1,000 client sockets (and a child
+/// shim, which inherits the limit, serving them) need more than the usual 1,024.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                eprintln!("warning: could not raise the open-files limit");
+            }
+        }
     }
 }
 
@@ -45,17 +89,9 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-/// Resident memory of this process in KiB (Linux), for "server RSS" (the shim runs here).
-pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+/// KiB as MiB for tables.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 /// Starts the shim in-process on a free loopback port with an in-memory store.

@@ -1,4 +1,5 @@
-//! WebSocket fan-out: N subscribers of one workspace, one writer at a fixed rate.
+//! WebSocket fan-out: N subscribers of one workspace, one writer at a fixed rate. Each N
+//! gets a fresh shim (by default a child process, so RSS is the server's alone).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -7,35 +8,85 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{percentile, rss_kib, sign_up, start_shim};
+use crate::server::{Memory, ServerArgs, Shim};
+use crate::{mib, percentile, sign_up};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Subscribed connections (comma-separated list runs each in turn).
-    #[arg(long, default_value = "1,10,100")]
+    #[arg(long, default_value = "100,1000")]
     subscribers: String,
     /// Writes (each one change record) per run.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     writes: usize,
     /// Writes per second.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 10)]
     rate: u64,
+    /// Connections opened (and subscribed) at once while setting up.
+    #[arg(long, default_value_t = 50)]
+    connect_concurrency: usize,
+    /// A subscriber that has received nothing for this long stops waiting (what it has
+    /// not received by then counts as lost).
+    #[arg(long, default_value_t = 10)]
+    idle_secs: u64,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
-        "{:>11} {:>7} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9}",
-        "subscribers", "writes", "p50 ms", "p99 ms", "max ms", "lost", "dup", "rss MiB"
+        "writer: {} writes at {}/s; shim: {}, store {}; memory of the shim process (MiB): \
+         rss before connecting, rss after the last write (all connections open), peak (VmHWM)",
+        args.writes, args.rate, args.server.server, args.server.store
+    );
+    println!(
+        "{:>11} {:>7} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9}",
+        "subscribers",
+        "writes",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "lost",
+        "dup",
+        "events/s",
+        "connect s",
+        "rss before",
+        "rss after",
+        "rss peak"
     );
     for n in args.subscribers.split(',') {
         let n: usize = n.trim().parse()?;
-        one(n, args.writes, args.rate).await?;
+        one(n, &args).await?;
     }
     Ok(())
 }
 
-async fn one(subscribers: usize, writes: usize, rate: u64) -> anyhow::Result<()> {
-    let (base, _state) = start_shim().await?;
+type Reader =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribe(url: String, topic: String) -> anyhow::Result<Reader> {
+    let (mut stream, _) = tokio_tungstenite::connect_async(url).await?;
+    let sub = json!({"type": "subscribe", "data": {"topics": [topic]}, "request_id": "s"});
+    stream.send(Message::Text(sub.to_string().into())).await?;
+    let wait = async {
+        while let Some(msg) = stream.next().await {
+            if let Message::Text(t) = msg? {
+                let v: Value = serde_json::from_str(&t)?;
+                if v["request_id"] == "s" {
+                    return anyhow::Ok(());
+                }
+            }
+        }
+        anyhow::bail!("connection closed before the subscription was acknowledged")
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait).await??;
+    Ok(stream)
+}
+
+async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
+    let (writes, rate) = (args.writes, args.rate);
+    let shim = Shim::start(&args.server).await?;
+    let base = shim.base.clone();
     let http = reqwest::Client::new();
     let token = sign_up(&http, &base, "writer").await?;
     let created: Value = http
@@ -51,35 +102,44 @@ async fn one(subscribers: usize, writes: usize, rate: u64) -> anyhow::Result<()>
         .unwrap_or_default()
         .to_owned();
     let ws_url = base.replacen("http://", "ws://", 1);
+    let before = shim.memory().unwrap_or_default();
 
     // Open and subscribe every connection before writing.
-    let mut readers = Vec::new();
-    for _ in 0..subscribers {
-        let (mut stream, _) =
-            tokio_tungstenite::connect_async(format!("{ws_url}/ws?token={token}")).await?;
-        let sub = json!({"type": "subscribe", "data": {"topics": [format!("workspace:{ws}")]}, "request_id": "s"});
-        stream.send(Message::Text(sub.to_string().into())).await?;
-        loop {
-            if let Some(Ok(Message::Text(t))) = stream.next().await {
-                let v: Value = serde_json::from_str(&t)?;
-                if v["request_id"] == "s" {
-                    break;
-                }
-            }
-        }
-        readers.push(stream);
-    }
-    // Each reader records (seq -> latency) for every event it sees.
-    let deadline = Duration::from_secs(10);
+    let connecting = Instant::now();
+    let readers: Vec<Reader> = futures::stream::iter(0..subscribers)
+        .map(|_| {
+            subscribe(
+                format!("{ws_url}/ws?token={token}"),
+                format!("workspace:{ws}"),
+            )
+        })
+        .buffer_unordered(args.connect_concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()
+        .map_err(|e| anyhow::anyhow!("subscribing: {e}\n{}", shim.log_tail()))?;
+    let connect_secs = connecting.elapsed().as_secs_f64();
+
+    // Each reader records (seq -> latency) for every event it sees; it stops once it has
+    // every write (then lingers briefly for duplicates) or after `idle` without messages.
+    let idle = Duration::from_secs(args.idle_secs);
+    let linger = Duration::from_millis(500);
     let tasks: Vec<_> = readers
         .into_iter()
         .map(|mut stream| {
             tokio::spawn(async move {
                 let mut seen: HashMap<i64, u64> = HashMap::new();
                 let mut dups = 0usize;
-                while let Ok(Some(Ok(msg))) = tokio::time::timeout(deadline, stream.next()).await {
+                let mut last = None;
+                loop {
+                    let wait = if seen.len() >= writes { linger } else { idle };
+                    let Ok(Some(Ok(msg))) = tokio::time::timeout(wait, stream.next()).await else {
+                        break;
+                    };
                     let Message::Text(t) = msg else { continue };
                     let received = time::OffsetDateTime::now_utc();
+                    last = Some(Instant::now());
                     let v: Value = serde_json::from_str(&t).unwrap_or_default();
                     if v["type"] != "event" || v["event"] != "workspace.updated" {
                         continue;
@@ -97,7 +157,8 @@ async fn one(subscribers: usize, writes: usize, rate: u64) -> anyhow::Result<()>
                         dups += 1;
                     }
                 }
-                (seen, dups)
+                let _ = stream.close(None).await;
+                (seen, dups, last)
             })
         })
         .collect();
@@ -114,19 +175,24 @@ async fn one(subscribers: usize, writes: usize, rate: u64) -> anyhow::Result<()>
             .await?
             .error_for_status()?;
     }
-    let rss = rss_kib();
+    // Every connection is still open here (readers close theirs when done).
+    let after: Memory = shim.memory().unwrap_or_default();
     let mut latencies = Vec::new();
     let mut lost = 0usize;
     let mut dups = 0usize;
+    let mut last_event = started;
     for t in tasks {
-        let (seen, d) = t.await?;
+        let (seen, d, last) = t.await?;
+        last_event = last_event.max(last.unwrap_or(started));
         dups += d;
         lost += writes.saturating_sub(seen.len());
         latencies.extend(seen.into_values());
     }
     latencies.sort_unstable();
+    // First write to the last event received anywhere: delivered events per second.
+    let span = (last_event - started).as_secs_f64().max(1e-3);
     println!(
-        "{:>11} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>6} {:>6} {:>9.1}",
+        "{:>11} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>6} {:>6} {:>9.0} {:>10.1} {:>10.1} {:>9.1} {:>9.1}",
         subscribers,
         writes,
         percentile(&latencies, 0.50) as f64 / 1000.0,
@@ -134,7 +200,11 @@ async fn one(subscribers: usize, writes: usize, rate: u64) -> anyhow::Result<()>
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
         lost,
         dups,
-        rss as f64 / 1024.0
+        latencies.len() as f64 / span,
+        connect_secs,
+        mib(before.rss_kib),
+        mib(after.rss_kib),
+        mib(after.hwm_kib),
     );
     Ok(())
 }
