@@ -83,23 +83,49 @@ async fn health(State(s): State<AppState>) -> ApiResult<Value> {
     })))
 }
 
-/// Serves the shim on an already bound listener until `shutdown` resolves. The broadcaster
-/// posts through this same server's `@connections` endpoint.
+/// How the shim's broadcaster reaches sockets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Gateway {
+    /// Straight onto this process's sockets (`ws::HubGateway`).
+    #[default]
+    Direct,
+    /// Through this server's `@connections` endpoint with the AWS SDK client the Lambdas use.
+    Sdk,
+}
+
+/// Serves the shim on an already bound listener until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let endpoint = format!("http://{}", listener.local_addr()?);
-    let gateway = ManagementApiGateway::new(&endpoint).await;
-    let rt = Realtime::new(state.clone(), Arc::new(gateway));
+    serve_with(listener, state, Gateway::Direct, shutdown).await
+}
+
+/// `serve`, choosing how the broadcaster posts.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    gateway: Gateway,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let hub = ws::Hub::default();
+    let gateway: Arc<dyn momentum_shared::realtime::broadcaster::ConnectionGateway> = match gateway
+    {
+        Gateway::Direct => Arc::new(ws::HubGateway::new(hub.clone())),
+        Gateway::Sdk => {
+            let endpoint = format!("http://{}", listener.local_addr()?);
+            Arc::new(ManagementApiGateway::new(&endpoint).await)
+        }
+    };
+    let rt = Realtime::new(state.clone(), gateway);
     state
         .ctx
         .changes
         .set_sink(Arc::new(ws::LocalSink::start(rt.clone())));
     axum::serve(
         listener,
-        app(rt, ws::Hub::default()).into_make_service_with_connect_info::<SocketAddr>(),
+        app(rt, hub).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -1,8 +1,9 @@
 //! The shim's emulation of API Gateway's WebSocket API: `/ws?token=` assigns connection ids
 //! and runs the same `$connect` / `$default` / `$disconnect` code as the Lambda; the
-//! management API (`POST/GET/DELETE /@connections/{id}`) is served here so the broadcaster
-//! posts with the same SDK client code as in the cloud; committed change records are fed to
-//! the broadcaster in-process, in commit order.
+//! management API (`POST/GET/DELETE /@connections/{id}`) is served here, so the SDK client
+//! of the cloud works against the shim too (`Gateway::Sdk`), while the broadcaster by default
+//! posts through `HubGateway` straight onto the sockets; committed change records are fed
+//! to the broadcaster in-process, in commit order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use momentum_shared::realtime::broadcaster::{ConnectionGateway, GatewayError};
 use momentum_shared::realtime::commands;
 use momentum_shared::services::changes::{ChangeRecord, ChangeSink};
 use realtime::Realtime;
@@ -231,5 +233,43 @@ impl LocalSink {
 impl ChangeSink for LocalSink {
     fn committed(&self, records: Vec<ChangeRecord>) {
         let _ = self.tx.send(records);
+    }
+}
+
+/// The shim's connection gateway: posts straight onto the sockets of this process. It
+/// answers exactly like API Gateway's `@connections` (a post to an unknown id is `Gone`),
+/// without an HTTP round trip and SigV4 signing per event, so fan-out to a thousand sockets
+/// costs a channel send each. `Gateway::Sdk` keeps the SDK path over HTTP available.
+#[derive(Clone)]
+pub struct HubGateway {
+    hub: Hub,
+}
+
+impl HubGateway {
+    pub fn new(hub: Hub) -> Self {
+        Self { hub }
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionGateway for HubGateway {
+    async fn post(&self, connection_id: &str, data: Vec<u8>) -> Result<(), GatewayError> {
+        let socket = self.hub.get(connection_id).ok_or(GatewayError::Gone)?;
+        let text = String::from_utf8(data).map_err(|e| GatewayError::Other(e.to_string()))?;
+        socket
+            .tx
+            .send(Message::Text(text.into()))
+            .map_err(|_| GatewayError::Gone)
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
+        if let Some(socket) = self.hub.remove(connection_id) {
+            let _ = socket.tx.send(Message::Close(None));
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, connection_id: &str) -> Result<bool, GatewayError> {
+        Ok(self.hub.get(connection_id).is_some())
     }
 }

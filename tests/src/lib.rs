@@ -115,6 +115,11 @@ impl TestServer {
     }
 
     pub async fn serve(state: AppState) -> Self {
+        Self::serve_with(state, local::Gateway::Direct).await
+    }
+
+    /// The shim over `state` with the broadcaster posting through `gateway`.
+    pub async fn serve_with(state: AppState, gateway: local::Gateway) -> Self {
         // MOMENTUM_TEST_LOG=debug (any EnvFilter) shows the server's logs while debugging.
         if let Ok(filter) = std::env::var("MOMENTUM_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -129,7 +134,7 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let served = state.clone();
         tokio::spawn(async move {
-            local::serve(listener, served, async {
+            local::serve_with(listener, served, gateway, async {
                 let _ = rx.await;
             })
             .await

@@ -433,3 +433,18 @@ on_every_store!(
     gone_connections_are_deleted_and_the_rest_still_served,
     commands_answer_and_fail_cleanly,
 );
+
+/// The Lambdas' gateway client (aws-sdk-apigatewaymanagement) against the shim's
+/// `@connections` emulation: delivery and 410 Gone handling work over the SDK path too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_gateway_delivers_and_forgets_gone_connections() {
+    let mut config = momentum_shared::config::AppConfig::for_tests();
+    config.expose_storage_calls = true;
+    let state = momentum_shared::AppState::with_store(
+        config,
+        std::sync::Arc::new(momentum_shared::storage::embedded::EmbeddedStore::in_memory()),
+        std::sync::Arc::new(momentum_shared::clock::SystemClock),
+    );
+    let server = TestServer::serve_with(state, local::Gateway::Sdk).await;
+    gone_connections_are_deleted_and_the_rest_still_served(server).await;
+}
