@@ -63,14 +63,24 @@ impl<T> ApiResponse<T> {
     }
 }
 
+/// The success envelope as written: serialised straight from `data`, without building a
+/// `serde_json::Value` tree of it first (a page of 50 issues is ~40 KB of JSON).
+#[derive(Serialize)]
+struct SuccessBody<'a, T> {
+    success: bool,
+    data: &'a T,
+    error: (),
+    meta: Value,
+}
+
 impl<T: Serialize> IntoResponse for ApiResponse<T> {
     fn into_response(self) -> Response {
-        let body = json!({
-            "success": true,
-            "data": self.data,
-            "error": null,
-            "meta": meta(),
-        });
+        let body = SuccessBody {
+            success: true,
+            data: &self.data,
+            error: (),
+            meta: meta(),
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }
