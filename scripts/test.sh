@@ -95,7 +95,8 @@ if [ "${SKIP_SCHEMATHESIS:-0}" != "1" ] && [ $# -eq 0 ]; then
   # The fuzzer logs in and registers thousands of times from one address: the auth limits
   # stay on but wide (tests/tests/limits.rs covers the limiter itself).
   MOMENTUM_RATE_LIMIT_AUTH_IP=5000,5000 MOMENTUM_RATE_LIMIT_AUTH_USER=5000,5000 \
-    target/debug/local --store memory --port "$SHIM_PORT" >target/schemathesis-shim.log 2>&1 &
+    "${CARGO_TARGET_DIR:-$ROOT/target}/debug/local" --store memory --port "$SHIM_PORT" \
+    >target/schemathesis-shim.log 2>&1 &
   SHIM_PID=$!
   cleanup() {
     kill "$SHIM_PID" 2>/dev/null || true
@@ -104,6 +105,7 @@ if [ "${SKIP_SCHEMATHESIS:-0}" != "1" ] && [ $# -eq 0 ]; then
   }
   for _ in $(seq 1 100); do
     "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$SHIM_PORT/health')" 2>/dev/null && break
+    kill -0 "$SHIM_PID" 2>/dev/null || { cat target/schemathesis-shim.log; echo "the shim failed to start" >&2; exit 1; }
     sleep 0.2
   done
   "$ROOT/.venv-schemathesis/bin/python" scripts/schemathesis_run.py \
