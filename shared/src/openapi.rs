@@ -79,18 +79,13 @@ fn constrain(schema: &mut Value, shape: &IdShape) {
     let Some(obj) = schema.as_object_mut() else {
         return;
     };
-    let is = |t: &str| match obj.get("type") {
-        Some(Value::String(s)) => s == t,
-        Some(Value::Array(ts)) => ts.iter().any(|x| x == t),
-        _ => false,
-    };
-    if is("array") {
+    if admits(obj.get("type"), "array") {
         if let Some(items) = obj.get_mut("items") {
             constrain(items, shape);
         }
         return;
     }
-    if !is("string") {
+    if !admits(obj.get("type"), "string") {
         return;
     }
     match shape {
@@ -103,11 +98,11 @@ fn constrain(schema: &mut Value, shape: &IdShape) {
     }
 }
 
-/// Whether a schema admits strings.
-fn admits_strings(schema: &Value) -> bool {
-    match schema.get("type") {
-        Some(Value::String(s)) => s == "string",
-        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+/// Whether a schema's `type` (one name or a list, as OpenAPI 3.1 writes nullable) admits `t`.
+fn admits(ty: Option<&Value>, t: &str) -> bool {
+    match ty {
+        Some(Value::String(s)) => s == t,
+        Some(Value::Array(ts)) => ts.iter().any(|x| x == t),
         _ => false,
     }
 }
@@ -123,7 +118,7 @@ fn constrain_properties(value: &mut Value) {
                         constrain(prop, &shape);
                     }
                     if let Some(pattern) = text_pattern_of(name)
-                        && admits_strings(prop)
+                        && admits(prop.get("type"), "string")
                         && prop.get("pattern").is_none()
                     {
                         prop["pattern"] = json!(pattern);

@@ -160,6 +160,18 @@ pub fn validate_username(field: &str, raw: &str) -> AppResult<String> {
     Ok(name.to_owned())
 }
 
+/// At most `max` characters in the text as sent (as the schema's `maxLength` counts them):
+/// checked before trimming, so what is stored is never longer.
+pub fn at_most_chars(field: &str, raw: &str, max: usize) -> AppResult<()> {
+    if raw.chars().count() > max {
+        return Err(AppError::validation(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
 /// Optional free text: CRLF becomes LF, trimmed, bounded; newlines and tabs are kept, other
 /// control characters refused; empty means none. The one rule for every text field, which
 /// `openapi::TEXT_PATTERN` states for clients.
@@ -167,23 +179,11 @@ pub fn optional_text(field: &str, raw: Option<&str>, max: usize) -> AppResult<Op
     let Some(raw) = raw else {
         return Ok(None);
     };
-    // The bound applies to the text as sent (as the schema's maxLength does), before trimming.
-    if raw.chars().count() > max {
-        return Err(AppError::validation(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
+    at_most_chars(field, raw, max)?;
     let normalized = raw.replace("\r\n", "\n");
     let text = normalized.trim();
     if text.is_empty() {
         return Ok(None);
-    }
-    if text.chars().count() > max {
-        return Err(AppError::validation(
-            field,
-            format!("must be at most {max} characters"),
-        ));
     }
     if text
         .chars()

@@ -103,12 +103,7 @@ fn created_order(comment_id: &str) -> String {
 /// Markdown body: 1..=10,000 characters; CRLF becomes LF, surrounding blank space goes;
 /// tabs and newlines are kept, other control characters refused.
 pub fn validate_body(field: &str, raw: &str) -> AppResult<String> {
-    if raw.chars().count() > MAX_BODY_CHARS {
-        return Err(AppError::validation(
-            field,
-            format!("must be at most {MAX_BODY_CHARS} characters"),
-        ));
-    }
+    crate::domain::user::at_most_chars(field, raw, MAX_BODY_CHARS)?;
     let text = raw.replace("\r\n", "\n");
     let text = text.trim_end();
     // Drop leading blank lines but keep the first line's indentation (code blocks).
@@ -117,12 +112,6 @@ pub fn validate_body(field: &str, raw: &str) -> AppResult<String> {
         .ok_or_else(|| AppError::validation(field, "is required"))?;
     let start = text[..first].rfind('\n').map_or(0, |i| i + 1);
     let text = &text[start..];
-    if text.chars().count() > MAX_BODY_CHARS {
-        return Err(AppError::validation(
-            field,
-            format!("must be at most {MAX_BODY_CHARS} characters"),
-        ));
-    }
     if text
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t')
