@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use momentum_shared::realtime::broadcaster::{ConnectionGateway, GatewayError};
 use momentum_shared::realtime::commands;
-use momentum_shared::services::changes::{ChangeRecord, ChangeSink};
+use momentum_shared::services::changes::{ChangeRecord, ChangeSink, Revocation};
 use realtime::Realtime;
 use serde::Deserialize;
 use serde_json::json;
@@ -144,7 +144,14 @@ async fn run_socket(s: WsState, id: String, socket: WebSocket) {
         };
         // `$default`: same code as the Lambda; the reply goes back on this socket.
         let reply = commands::handle(&s.rt.state, &s.rt.registry, &id, &text).await;
-        if tx.send(Message::Text(reply.to_string().into())).is_err() {
+        if tx
+            .send(Message::Text(reply.message.to_string().into()))
+            .is_err()
+        {
+            break;
+        }
+        if reply.close {
+            let _ = tx.send(revoked_close());
             break;
         }
     }
@@ -154,6 +161,14 @@ async fn run_socket(s: WsState, id: String, socket: WebSocket) {
     if let Err(e) = s.rt.registry.disconnect(&id).await {
         tracing::warn!(connection = %id, error = %e, "disconnect cleanup failed");
     }
+}
+
+/// The close frame for a connection whose session ended: 1008 (policy violation).
+fn revoked_close() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::POLICY,
+        reason: "session revoked".into(),
+    }))
 }
 
 /// API Gateway's answer for an unknown connection, shaped so the SDK maps it to
@@ -210,18 +225,31 @@ async fn delete_connection(State(s): State<WsState>, Path(id): Path<String>) -> 
     }
 }
 
+/// What the shim's sink hands its broadcaster task.
+enum Outgoing {
+    Records(Vec<ChangeRecord>),
+    Revoked(Revocation),
+}
+
 /// Feeds committed change records to the broadcaster, one batch after another: commits of a
-/// workspace reach the sink in seq order, and this queue keeps that order.
+/// workspace reach the sink in seq order, and this queue keeps that order. Revocations take
+/// the same queue, so a session's sockets close after the events committed before it.
 pub struct LocalSink {
-    tx: mpsc::UnboundedSender<Vec<ChangeRecord>>,
+    tx: mpsc::UnboundedSender<Outgoing>,
 }
 
 impl LocalSink {
     pub fn start(rt: Realtime) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<ChangeRecord>>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         tokio::spawn(async move {
-            while let Some(records) = rx.recv().await {
-                if let Err(e) = rt.broadcaster.deliver(&records).await {
+            while let Some(next) = rx.recv().await {
+                let done = match &next {
+                    Outgoing::Records(records) => rt.broadcaster.deliver(records).await.map(drop),
+                    Outgoing::Revoked(revocation) => {
+                        rt.broadcaster.revoke(revocation).await.map(drop)
+                    }
+                };
+                if let Err(e) = done {
                     tracing::warn!(error = %e, "local fan-out failed");
                 }
             }
@@ -232,7 +260,11 @@ impl LocalSink {
 
 impl ChangeSink for LocalSink {
     fn committed(&self, records: Vec<ChangeRecord>) {
-        let _ = self.tx.send(records);
+        let _ = self.tx.send(Outgoing::Records(records));
+    }
+
+    fn revoked(&self, revocation: Revocation) {
+        let _ = self.tx.send(Outgoing::Revoked(revocation));
     }
 }
 

@@ -1,5 +1,7 @@
 //! `/ws/*`: presence and admin messaging over the realtime connections of one workspace.
 //! Presence is readable by any member; stats, send, broadcast and cleanup need an admin.
+//! Only connections whose session is live and whose user is a member now are listed,
+//! counted or sent to (`ConnectionRegistry::present_live`).
 
 use std::collections::BTreeMap;
 
@@ -138,7 +140,7 @@ async fn online(
 ) -> ApiResult<Online> {
     let scope = scope(&s, &who, p.workspace_id.as_deref(), Action::Read).await?;
     let mut users: BTreeMap<String, usize> = BTreeMap::new();
-    for c in rt.registry.present(&scope.workspace_id).await? {
+    for c in rt.registry.present_live(&scope.workspace_id).await? {
         *users.entry(c.user_id).or_default() += 1;
     }
     Ok(ApiResponse::ok(Online {
@@ -164,14 +166,26 @@ async fn stats(
     Query(p): Query<WorkspaceParam>,
 ) -> ApiResult<Stats> {
     let scope = scope(&s, &who, p.workspace_id.as_deref(), Action::Manage).await?;
-    let present = rt.registry.present(&scope.workspace_id).await?;
+    let present = rt.registry.present_live(&scope.workspace_id).await?;
     let users: std::collections::HashSet<&str> =
         present.iter().map(|c| c.user_id.as_str()).collect();
-    let subscribers = rt
+    let subscriptions = rt
         .registry
         .subscribers(&format!("workspace:{}", scope.workspace_id))
-        .await?
-        .len();
+        .await?;
+    let live = rt
+        .registry
+        .live_readers(
+            &scope.workspace_id,
+            subscriptions
+                .iter()
+                .map(|s| (s.user_id.clone(), s.session_id.clone())),
+        )
+        .await?;
+    let subscribers = subscriptions
+        .iter()
+        .filter(|s| live.contains_key(&(s.user_id.clone(), s.session_id.clone())))
+        .count();
     Ok(ApiResponse::ok(Stats {
         workspace_id: scope.workspace_id.clone(),
         connections: present.len(),
@@ -207,7 +221,7 @@ async fn send(
     }
     let conns: Vec<String> = rt
         .registry
-        .present(&scope.workspace_id)
+        .present_live(&scope.workspace_id)
         .await?
         .into_iter()
         .filter(|c| c.user_id == req.user_id)
@@ -236,7 +250,7 @@ async fn broadcast(
     let scope = scope(&s, &who, req.workspace_id.as_deref(), Action::Manage).await?;
     let conns = rt
         .registry
-        .present(&scope.workspace_id)
+        .present_live(&scope.workspace_id)
         .await?
         .into_iter()
         .map(|c| c.connection_id)

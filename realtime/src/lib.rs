@@ -24,7 +24,7 @@ pub struct Realtime {
 impl Realtime {
     pub fn new(state: AppState, gateway: Arc<dyn ConnectionGateway>) -> Self {
         let registry = ConnectionRegistry::new(state.ctx.clone());
-        let broadcaster = Broadcaster::new(state.store.clone(), registry.clone(), gateway);
+        let broadcaster = Broadcaster::new(registry.clone(), gateway);
         Self {
             state,
             registry,

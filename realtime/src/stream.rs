@@ -1,47 +1,77 @@
 //! The broadcaster's input in the cloud: DynamoDB Stream records of the main table, filtered
-//! (by the event source mapping) to inserted change records.
+//! (by the event source mapping) to inserted change records and revocations.
 
 use aws_lambda_events::event::dynamodb::Event;
-use momentum_shared::services::changes::ChangeRecord;
+use momentum_shared::services::changes::{ChangeRecord, Revocation};
+use serde::de::DeserializeOwned;
 
 use crate::Realtime;
 
-/// The change records of a stream batch, in stream order (per workspace this is commit
-/// order: one partition key per workspace log). Other items are ignored.
-pub fn change_records(event: Event) -> Vec<ChangeRecord> {
-    event
+/// What one stream batch carries, in stream order.
+#[derive(Debug, Default, PartialEq)]
+pub struct Batch {
+    /// Change records (per workspace in commit order: one partition key per workspace log).
+    pub changes: Vec<ChangeRecord>,
+    /// Ended sessions whose connections must close.
+    pub revocations: Vec<Revocation>,
+}
+
+fn read<T: DeserializeOwned>(image: serde_dynamo::Item) -> Option<T> {
+    match serde_dynamo::from_item::<_, T>(image) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::error!(error = %e, "unreadable item in stream");
+            None
+        }
+    }
+}
+
+/// Sorts a stream batch into change records and revocations; other items are ignored.
+pub fn batch(event: Event) -> Batch {
+    let mut out = Batch::default();
+    for r in event
         .records
         .into_iter()
         .filter(|r| r.event_name == "INSERT")
-        .filter_map(|r| {
-            let image = r.change.new_image;
-            let is_change = matches!(image.get("entity"), Some(serde_dynamo::AttributeValue::S(s)) if s == "change");
-            if !is_change {
-                return None;
-            }
-            match serde_dynamo::from_item::<_, ChangeRecord>(image) {
-                Ok(record) => Some(record),
-                Err(e) => {
-                    tracing::error!(error = %e, "unreadable change record in stream");
-                    None
-                }
-            }
-        })
-        .collect()
+    {
+        let image = r.change.new_image;
+        let entity = match image.get("entity") {
+            Some(serde_dynamo::AttributeValue::S(s)) => s.clone(),
+            _ => continue,
+        };
+        match entity.as_str() {
+            "change" => out.changes.extend(read::<ChangeRecord>(image)),
+            Revocation::ENTITY => out.revocations.extend(read::<Revocation>(image)),
+            _ => {}
+        }
+    }
+    out
 }
 
-/// Delivers a stream batch. Errors are logged, not retried: a lost event is recovered by the
-/// client's `sync`, while a retried batch would duplicate every event already delivered.
+/// The change records of a stream batch, in stream order.
+pub fn change_records(event: Event) -> Vec<ChangeRecord> {
+    batch(event).changes
+}
+
+/// Delivers a stream batch, then closes the connections of revoked sessions. Errors are
+/// logged, not retried: a lost event is recovered by the client's `sync`, while a retried
+/// batch would duplicate every event already delivered.
 pub async fn handle(rt: &Realtime, event: Event) {
-    let records = change_records(event);
-    match rt.broadcaster.deliver(&records).await {
+    let batch = batch(event);
+    match rt.broadcaster.deliver(&batch.changes).await {
         Ok(d) => tracing::info!(
-            records = records.len(),
+            records = batch.changes.len(),
             delivered = d.delivered,
             gone = d.gone,
             failed = d.failed,
             "fan-out"
         ),
         Err(e) => tracing::error!(error = %e, "fan-out failed"),
+    }
+    for revocation in &batch.revocations {
+        match rt.broadcaster.revoke(revocation).await {
+            Ok(closed) => tracing::info!(user = %revocation.user_id, closed, "sessions revoked"),
+            Err(e) => tracing::error!(error = %e, "closing revoked connections failed"),
+        }
     }
 }

@@ -19,6 +19,8 @@ fn response(status: i64, body: Value) -> ApiGatewayProxyResponse {
 pub struct Outcome {
     pub response: ApiGatewayProxyResponse,
     pub reply: Option<Value>,
+    /// Close the connection after the reply (its session ended).
+    pub close: bool,
 }
 
 /// Handles one WebSocket event. `$connect` refuses a missing, forged or expired token with
@@ -30,6 +32,7 @@ pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Ou
         return Outcome {
             response: response(400, json!({"message": "no connection id"})),
             reply: None,
+            close: false,
         };
     };
     match route.as_str() {
@@ -43,6 +46,7 @@ pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Ou
                 Ok(_) => Outcome {
                     response: response(200, json!({"connected": true})),
                     reply: None,
+                    close: false,
                 },
                 Err(e) => Outcome {
                     response: response(
@@ -50,6 +54,7 @@ pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Ou
                         json!({"code": e.code.as_str(), "message": e.message}),
                     ),
                     reply: None,
+                    close: false,
                 },
             }
         }
@@ -60,6 +65,7 @@ pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Ou
             Outcome {
                 response: response(200, json!({"disconnected": true})),
                 reply: None,
+                close: false,
             }
         }
         _ => {
@@ -70,7 +76,8 @@ pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Ou
             let reply = commands::handle(&rt.state, &rt.registry, &connection_id, &text).await;
             Outcome {
                 response: response(200, json!({"ok": true})),
-                reply: Some(reply),
+                reply: Some(reply.message),
+                close: reply.close,
             }
         }
     }
@@ -88,6 +95,9 @@ pub async fn run(
         let bytes = serde_json::to_vec(&reply)?;
         if let Err(e) = rt.broadcaster.gateway().post(&conn, bytes).await {
             tracing::warn!(connection = %conn, error = %e, "reply not delivered");
+        }
+        if outcome.close {
+            rt.broadcaster.close_connections(vec![conn]).await;
         }
     }
     Ok(outcome.response)

@@ -83,7 +83,9 @@ impl AppState {
         let limits = Arc::new(RateLimits::new(&config.rate_limits, clock.clone()));
         Self {
             auth: Arc::new(
-                AuthService::new(store.clone(), &config.auth, clock).with_limits(limits.clone()),
+                AuthService::new(store.clone(), &config.auth, clock)
+                    .with_limits(limits.clone())
+                    .with_changes(ctx.changes.clone()),
             ),
             limits,
             workspaces: Arc::new(WorkspaceService::new(ctx.clone())),

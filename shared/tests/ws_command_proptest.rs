@@ -150,7 +150,8 @@ async fn connected() -> (AppState, ConnectionRegistry) {
         &json!({"type": "create_workspace", "data": {"name": "Fuzz", "url_key": "fuzz"}})
             .to_string(),
     )
-    .await;
+    .await
+    .message;
     assert_eq!(created["success"], json!(true), "{created}");
     (state, registry)
 }
@@ -171,6 +172,8 @@ fn arbitrary_messages_get_a_reply_never_a_panic() {
     runner
         .run(&message(), |text| {
             let reply = rt.block_on(commands::handle(&state, &registry, CONNECTION, &text));
+            prop_assert!(!reply.close, "a live session's connection stays open");
+            let reply = reply.message;
             prop_assert!(reply["success"].is_boolean(), "no envelope: {reply}");
             prop_assert!(
                 reply["type"] == "response" || reply["type"] == "pong",
@@ -183,11 +186,13 @@ fn arbitrary_messages_get_a_reply_never_a_panic() {
         })
         .unwrap();
     // The connection is still served.
-    let pong = rt.block_on(commands::handle(
-        &state,
-        &registry,
-        CONNECTION,
-        r#"{"type":"ping","request_id":"last"}"#,
-    ));
+    let pong = rt
+        .block_on(commands::handle(
+            &state,
+            &registry,
+            CONNECTION,
+            r#"{"type":"ping","request_id":"last"}"#,
+        ))
+        .message;
     assert_eq!(pong["type"], json!("pong"), "{pong}");
 }

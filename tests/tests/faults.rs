@@ -439,8 +439,7 @@ async fn a_flaky_gateway_still_delivers_every_event_exactly_once() {
         max_attempts: 12,
         request_budget: Duration::from_secs(10),
     };
-    let broadcaster =
-        Broadcaster::new(state.store.clone(), registry, gateway.clone()).with_retry(fast);
+    let broadcaster = Broadcaster::new(registry, gateway.clone()).with_retry(fast);
     let records: Vec<ChangeRecord> = (1..=10)
         .map(|seq| ChangeRecord {
             seq,

@@ -45,16 +45,22 @@ pub enum Action {
     Own,
 }
 
-impl Role {
-    /// The permission matrix.
-    pub fn allows(self, action: Action) -> bool {
-        let needed = match action {
+impl Action {
+    /// The weakest role allowed to do this.
+    pub fn min_role(self) -> Role {
+        match self {
             Action::Read => Role::Guest,
             Action::Contribute => Role::Member,
             Action::Manage | Action::Configure => Role::Admin,
             Action::Own => Role::Owner,
-        };
-        self >= needed
+        }
+    }
+}
+
+impl Role {
+    /// The permission matrix.
+    pub fn allows(self, action: Action) -> bool {
+        self >= action.min_role()
     }
 
     /// Errs with FORBIDDEN unless the role allows the action.

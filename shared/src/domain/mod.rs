@@ -4,6 +4,7 @@ pub mod access;
 pub mod ids;
 pub mod keys;
 pub mod user;
+pub mod visibility;
 pub mod workspace;
 
 use serde::Serialize;

@@ -12,11 +12,11 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::keys;
+use crate::domain::visibility::EntityType;
 use crate::error::AppResult;
-use crate::realtime::connections::{ConnectionRegistry, Subscription, derived_topics};
-use crate::services::changes::ChangeRecord;
-use crate::storage::{RetryPolicy, Store, Table};
+use crate::realtime::connections::{ConnectionRegistry, Subscription, Topic, derived_topics};
+use crate::services::changes::{ChangeKind, ChangeRecord, Revocation};
+use crate::storage::RetryPolicy;
 
 /// Why a post failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,8 @@ pub struct Delivery {
     pub delivered: usize,
     pub gone: usize,
     pub failed: usize,
+    /// Subscribers not sent the event: not a member now, session revoked, or the record's
+    /// visibility rule excludes their role.
     pub skipped_not_member: usize,
 }
 
@@ -102,7 +104,6 @@ pub const DEFAULT_CONCURRENCY: usize = 64;
 
 #[derive(Clone)]
 pub struct Broadcaster {
-    store: Arc<dyn Store>,
     registry: ConnectionRegistry,
     gateway: Arc<dyn ConnectionGateway>,
     concurrency: usize,
@@ -110,13 +111,8 @@ pub struct Broadcaster {
 }
 
 impl Broadcaster {
-    pub fn new(
-        store: Arc<dyn Store>,
-        registry: ConnectionRegistry,
-        gateway: Arc<dyn ConnectionGateway>,
-    ) -> Self {
+    pub fn new(registry: ConnectionRegistry, gateway: Arc<dyn ConnectionGateway>) -> Self {
         Self {
-            store,
             registry,
             gateway,
             concurrency: DEFAULT_CONCURRENCY,
@@ -144,8 +140,25 @@ impl Broadcaster {
     }
 
     async fn deliver_one(&self, record: &ChangeRecord) -> AppResult<Delivery> {
+        let outcome = self.fan_out(record).await?;
+        // A membership that ended (removal, leaving, the workspace deleted) ends its
+        // connections' hold on the workspace at once; their clients reconnect for the rest.
+        match (record.entity_type, record.kind) {
+            (EntityType::WorkspaceMember, ChangeKind::Deleted) => {
+                self.end_membership(&record.workspace_id, Some(&record.entity_id))
+                    .await?;
+            }
+            (EntityType::Workspace, ChangeKind::Deleted) => {
+                self.end_membership(&record.workspace_id, None).await?;
+            }
+            _ => {}
+        }
+        Ok(outcome)
+    }
+
+    async fn fan_out(&self, record: &ChangeRecord) -> AppResult<Delivery> {
         let mut topics = record.topics.clone();
-        topics.extend(derived_topics(&record.workspace_id, &record.entity_type));
+        topics.extend(derived_topics(&record.workspace_id, record.entity_type));
         // One event per connection, under the first of its topics that matched.
         let mut targets: Vec<(Subscription, String)> = Vec::new();
         let mut seen = HashSet::new();
@@ -160,11 +173,24 @@ impl Broadcaster {
         if targets.is_empty() {
             return Ok(Delivery::default());
         }
-        let members = self.current_members(&record.workspace_id, &targets).await?;
+        // The same visibility rule as REST and the feed, on the reader's current role and
+        // live session, read in one batch for all targets.
+        let readers = self
+            .registry
+            .live_readers(
+                &record.workspace_id,
+                targets
+                    .iter()
+                    .map(|(s, _)| (s.user_id.clone(), s.session_id.clone())),
+            )
+            .await?;
         let mut outcome = Delivery::default();
         let mut messages = Vec::with_capacity(targets.len());
         for (sub, topic) in &targets {
-            if !members.contains(&sub.user_id) {
+            let allowed = readers
+                .get(&(sub.user_id.clone(), sub.session_id.clone()))
+                .is_some_and(|role| record.visible_to(&sub.user_id, *role));
+            if !allowed {
                 outcome.skipped_not_member += 1;
                 continue;
             }
@@ -212,30 +238,69 @@ impl Broadcaster {
         Ok(outcome)
     }
 
-    /// Which of the targets' users are members of the workspace right now (one batch read):
-    /// a removed member's open connection stops receiving events at once.
-    async fn current_members(
-        &self,
-        workspace_id: &str,
-        targets: &[(Subscription, String)],
-    ) -> AppResult<HashSet<String>> {
-        let users: Vec<String> = targets
-            .iter()
-            .map(|(s, _)| s.user_id.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let keys: Vec<_> = users
-            .iter()
-            .map(|u| keys::member(workspace_id, u))
-            .collect();
-        let found = self.store.batch_get(Table::Main, &keys).await?;
-        Ok(users
-            .into_iter()
-            .zip(found)
-            .filter(|(_, item)| item.is_some())
-            .map(|(u, _)| u)
-            .collect())
+    /// Closes connections (server side, through the gateway) and forgets them. Returns how
+    /// many were closed.
+    pub async fn close_connections(&self, connection_ids: Vec<String>) -> usize {
+        let n = connection_ids.len();
+        for conn in connection_ids {
+            if let Err(e) = self.gateway.close(&conn).await {
+                tracing::debug!(connection = %conn, error = %e, "close: already gone");
+            }
+            if let Err(e) = self.registry.disconnect(&conn).await {
+                tracing::warn!(connection = %conn, error = %e, "could not forget a closed connection");
+            }
+        }
+        n
+    }
+
+    /// Ends the connections of revoked sessions (logout, password change, refresh-token
+    /// reuse).
+    pub async fn revoke(&self, revocation: &Revocation) -> AppResult<usize> {
+        let mut ended = Vec::new();
+        for session in &revocation.session_ids {
+            ended.extend(
+                self.registry
+                    .connections_of(&revocation.user_id, Some(session))
+                    .await?,
+            );
+        }
+        Ok(self.close_connections(ended).await)
+    }
+
+    /// Ends connections that hold on to a workspace (present in it or subscribed to it):
+    /// those of one user whose membership ended, or everyone's when the workspace is gone.
+    async fn end_membership(&self, workspace_id: &str, user_id: Option<&str>) -> AppResult<usize> {
+        let mut ended: HashSet<String> = HashSet::new();
+        match user_id {
+            Some(user) => {
+                for conn in self.registry.connections_of(user, None).await? {
+                    let holds = match self.registry.get(&conn).await? {
+                        Some(c) if c.workspace_id.as_deref() == Some(workspace_id) => true,
+                        Some(_) => self
+                            .registry
+                            .subscriptions(&conn)
+                            .await?
+                            .iter()
+                            .any(|s| s.workspace_id == workspace_id),
+                        None => true,
+                    };
+                    if holds {
+                        ended.insert(conn);
+                    }
+                }
+            }
+            None => {
+                for c in self.registry.present(workspace_id).await? {
+                    ended.insert(c.connection_id);
+                }
+                for topic in Topic::workspace_wide(workspace_id) {
+                    for s in self.registry.subscribers(&topic).await? {
+                        ended.insert(s.connection_id);
+                    }
+                }
+            }
+        }
+        Ok(self.close_connections(ended.into_iter().collect()).await)
     }
 
     /// Posts an arbitrary message to connections (admin send/broadcast); returns counts.

@@ -123,24 +123,58 @@ fn request_id_of(text: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// What to send back for one message.
+#[derive(Debug)]
+pub struct Reply {
+    pub message: Value,
+    /// The connection's session ended (or it is unknown): close it after the reply.
+    pub close: bool,
+}
+
+impl Reply {
+    fn open(message: Value) -> Self {
+        Self {
+            message,
+            close: false,
+        }
+    }
+}
+
+/// The connection, if its session is still live; 401 otherwise (logged out, password
+/// changed, refresh token reused, expired).
+async fn live_connection(
+    state: &AppState,
+    registry: &ConnectionRegistry,
+    connection_id: &str,
+) -> AppResult<Connection> {
+    let conn = registry.require(connection_id).await?;
+    state.ctx.access.session(&conn.principal(), &[]).await?;
+    Ok(conn)
+}
+
 /// Handles one text message of a connection and returns the reply to send back.
 pub async fn handle(
     state: &AppState,
     registry: &ConnectionRegistry,
     connection_id: &str,
     text: &str,
-) -> Value {
+) -> Reply {
     // Every message counts, readable or not, before any work or storage call.
     if let Err(e) = state.limits.check_ws_command(connection_id) {
         let rid = request_id_of(text);
-        return reply("response", &rid, Err(e.into()), connection_id);
+        return Reply::open(reply("response", &rid, Err(e.into()), connection_id));
     }
     if text.len() > MAX_MESSAGE_BYTES {
         let e = AppError::new(
             ErrorCode::PayloadTooLarge,
             format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"),
         );
-        return reply("response", &Value::Null, Err(e.into()), connection_id);
+        return Reply::open(reply(
+            "response",
+            &Value::Null,
+            Err(e.into()),
+            connection_id,
+        ));
     }
     let incoming: Incoming = match serde_json::from_str(text) {
         Ok(m) => m,
@@ -148,7 +182,7 @@ pub async fn handle(
             let err = AppError::validation("message", format!("not a command: {e}"));
             // Echo a request_id when the JSON was readable but not a command.
             let rid = request_id_of(text);
-            return reply("response", &rid, Err(err.into()), connection_id);
+            return Reply::open(reply("response", &rid, Err(err.into()), connection_id));
         }
     };
     let rid = incoming.request_id.clone().unwrap_or(Value::Null);
@@ -157,11 +191,14 @@ pub async fn handle(
     } else {
         "response"
     };
-    let result = match registry.require(connection_id).await {
-        Ok(conn) => dispatch(state, registry, &conn, incoming).await,
-        Err(e) => Err(e.into()),
+    let (result, close) = match live_connection(state, registry, connection_id).await {
+        Ok(conn) => (dispatch(state, registry, &conn, incoming).await, false),
+        Err(e) => (Err(e.into()), true),
     };
-    reply(kind, &rid, result, connection_id)
+    Reply {
+        message: reply(kind, &rid, result, connection_id),
+        close,
+    }
 }
 
 /// `data` with top-level `filters` merged in (`query_*` as the seed writes them).

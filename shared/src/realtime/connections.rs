@@ -5,20 +5,25 @@
 //! for presence. `CONN#{id}` / `SUB#{topic}`: one subscription; indexed by `gsi1` =
 //! `TOPIC#{topic}` / `{connection}` so fan-out finds a topic's subscribers with one Query.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::domain::access::Action;
+use crate::domain::access::{Action, Role};
 use crate::domain::ids::{self, Kind};
+use crate::domain::keys;
+use crate::domain::visibility::EntityType;
+use crate::domain::workspace::Member;
 use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult};
-use crate::services::access::Access;
+use crate::services::access::{Access, check_session};
 use crate::services::auth::{AuthService, Principal};
 use crate::services::context::ServiceContext;
-use crate::storage::{Index, Item, Key, Query, Store, Table, WriteOp};
+use crate::services::pagination::query_all;
+use crate::storage::{Index, Item, Key, Query, SortKey, Store, Table, WriteOp};
 
 /// Connections outlive API Gateway's 2 h maximum by an hour before TTL may remove them.
 pub const CONNECTION_TTL_SECS: u64 = 3 * 3600;
@@ -48,6 +53,10 @@ impl Connection {
 pub struct Subscription {
     pub connection_id: String,
     pub user_id: String,
+    /// The session the connection authenticated with: fan-out skips it once revoked.
+    /// (Subscriptions written before this field existed count as revoked.)
+    #[serde(default)]
+    pub session_id: String,
     pub workspace_id: String,
     pub topic: String,
     pub ttl: u64,
@@ -59,6 +68,19 @@ pub fn connection_key(connection_id: &str) -> Key {
 
 fn subscription_key(connection_id: &str, topic: &str) -> Key {
     Key::new(format!("CONN#{connection_id}"), format!("SUB#{topic}"))
+}
+
+/// One item per connection under its user, so ending a session or a membership finds the
+/// connections to close with one Query.
+fn owner_key(user_id: &str, session_id: &str, connection_id: &str) -> Key {
+    Key::new(
+        owner_partition(user_id),
+        format!("{session_id}#{connection_id}"),
+    )
+}
+
+fn owner_partition(user_id: &str) -> String {
+    format!("USERCONN#{user_id}")
 }
 
 pub fn topic_partition(topic: &str) -> String {
@@ -116,11 +138,22 @@ pub fn parse_topic(raw: &str, current_workspace: Option<&str>) -> AppResult<Topi
 }
 
 /// Topics a change record reaches besides the ones it names: the per-workspace shorthands.
-pub fn derived_topics(workspace_id: &str, entity_type: &str) -> Option<String> {
+pub fn derived_topics(workspace_id: &str, entity_type: EntityType) -> Option<String> {
     match entity_type {
-        "issue" => Some(format!("issues:{workspace_id}")),
-        "project" => Some(format!("projects:{workspace_id}")),
+        EntityType::Issue => Some(format!("issues:{workspace_id}")),
+        EntityType::Project => Some(format!("projects:{workspace_id}")),
         _ => None,
+    }
+}
+
+impl Topic {
+    /// The topics that name a whole workspace (its own and the shorthands).
+    pub fn workspace_wide(workspace_id: &str) -> [String; 3] {
+        [
+            format!("workspace:{workspace_id}"),
+            format!("issues:{workspace_id}"),
+            format!("projects:{workspace_id}"),
+        ]
     }
 }
 
@@ -169,10 +202,99 @@ impl ConnectionRegistry {
                 json!(format!("{}#{connection_id}", who.user_id)),
             );
         }
+        let owner = record_item(
+            &owner_key(&who.user_id, &who.session_id, connection_id),
+            "connection_owner",
+            &json!({"connection_id": connection_id, "ttl": connection.ttl}),
+        );
         self.store
-            .transact(vec![WriteOp::put(Table::Connections, item)])
+            .transact(vec![
+                WriteOp::put(Table::Connections, item),
+                WriteOp::put(Table::Connections, owner),
+            ])
             .await?;
         Ok(connection)
+    }
+
+    /// The connections of a user, of one session or of all.
+    pub async fn connections_of(
+        &self,
+        user_id: &str,
+        session_id: Option<&str>,
+    ) -> AppResult<Vec<String>> {
+        let mut query = Query::new(Table::Connections, owner_partition(user_id));
+        if let Some(session) = session_id {
+            query = query.sort(SortKey::BeginsWith(format!("{session}#")));
+        }
+        let items = query_all(self.store.as_ref(), query).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| i.get("connection_id").and_then(|v| v.as_str()))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Of `readers` (user, session) in `workspace_id`, those whose session is live and who are
+    /// members now, with their current role: one batch read. Every outlet that lets data
+    /// out over a connection (fan-out, presence, admin messages) asks this first.
+    pub async fn live_readers(
+        &self,
+        workspace_id: &str,
+        readers: impl IntoIterator<Item = (String, String)>,
+    ) -> AppResult<HashMap<(String, String), Role>> {
+        let readers: Vec<(String, String)> = readers
+            .into_iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let users: Vec<&String> = readers
+            .iter()
+            .map(|(u, _)| u)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut keys: Vec<Key> = users
+            .iter()
+            .map(|u| keys::member(workspace_id, u))
+            .collect();
+        keys.extend(readers.iter().map(|(u, s)| keys::session(u, s)));
+        let mut found = self.store.batch_get(Table::Main, &keys).await?;
+        let sessions = found.split_off(users.len());
+        let mut roles: HashMap<&str, Role> = HashMap::new();
+        for (user, item) in users.iter().zip(found) {
+            if let Some(item) = item {
+                roles.insert(user.as_str(), from_item::<Member>(item)?.role);
+            }
+        }
+        let now = self.ctx.clock.epoch_secs();
+        let mut live = HashMap::new();
+        for ((user, session), item) in readers.iter().zip(sessions) {
+            let Some(role) = roles.get(user.as_str()) else {
+                continue;
+            };
+            if check_session(item, now).is_ok() {
+                live.insert((user.clone(), session.clone()), *role);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Connections present in a workspace whose session is live and whose user is a member
+    /// now (presence, stats, admin messages).
+    pub async fn present_live(&self, workspace_id: &str) -> AppResult<Vec<Connection>> {
+        let present = self.present(workspace_id).await?;
+        let live = self
+            .live_readers(
+                workspace_id,
+                present
+                    .iter()
+                    .map(|c| (c.user_id.clone(), c.session_id.clone())),
+            )
+            .await?;
+        Ok(present
+            .into_iter()
+            .filter(|c| live.contains_key(&(c.user_id.clone(), c.session_id.clone())))
+            .collect())
     }
 
     pub async fn get(&self, connection_id: &str) -> AppResult<Option<Connection>> {
@@ -192,33 +314,25 @@ impl ConnectionRegistry {
 
     /// Every item of a connection (its record and subscriptions).
     async fn items(&self, connection_id: &str) -> AppResult<Vec<Item>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    &Query::new(Table::Connections, format!("CONN#{connection_id}"))
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            out.extend(page.items);
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        query_all(
+            self.store.as_ref(),
+            Query::new(Table::Connections, format!("CONN#{connection_id}")),
+        )
+        .await
     }
 
     /// `$disconnect` (and 410 Gone): removes the connection and its subscriptions.
     pub async fn disconnect(&self, connection_id: &str) -> AppResult<()> {
-        let keys: Vec<Key> = self
-            .items(connection_id)
-            .await?
-            .iter()
-            .filter_map(Key::of)
-            .collect();
+        let items = self.items(connection_id).await?;
+        let mut keys: Vec<Key> = items.iter().filter_map(Key::of).collect();
+        if let Some(conn) = items
+            .into_iter()
+            .find(|i| i.get("entity").and_then(|e| e.as_str()) == Some("connection"))
+            .map(from_item::<Connection>)
+            .transpose()?
+        {
+            keys.push(owner_key(&conn.user_id, &conn.session_id, connection_id));
+        }
         for chunk in keys.chunks(100) {
             let ops = chunk
                 .iter()
@@ -284,6 +398,7 @@ impl ConnectionRegistry {
                 let sub = Subscription {
                     connection_id: conn.connection_id.clone(),
                     user_id: conn.user_id.clone(),
+                    session_id: conn.session_id.clone(),
                     workspace_id: topic.workspace_id.clone(),
                     topic: topic.name.clone(),
                     ttl: conn.ttl,
@@ -325,51 +440,27 @@ impl ConnectionRegistry {
         Ok(names)
     }
 
-    /// Subscribers of a topic (all pages).
+    /// Subscribers of a topic.
     pub async fn subscribers(&self, topic: &str) -> AppResult<Vec<Subscription>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    &Query::new(Table::Connections, topic_partition(topic))
-                        .index(Index::Gsi1)
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            for item in page.items {
-                out.push(from_item(item)?);
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        query_all(
+            self.store.as_ref(),
+            Query::new(Table::Connections, topic_partition(topic)).index(Index::Gsi1),
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
     }
 
     /// Connections whose user had `workspace_id` current when connecting (presence).
     pub async fn present(&self, workspace_id: &str) -> AppResult<Vec<Connection>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    &Query::new(Table::Connections, presence_partition(workspace_id))
-                        .index(Index::Gsi1)
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            for item in page.items {
-                out.push(from_item(item)?);
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        query_all(
+            self.store.as_ref(),
+            Query::new(Table::Connections, presence_partition(workspace_id)).index(Index::Gsi1),
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
     }
 }

@@ -23,6 +23,7 @@ use crate::domain::user::{
 use crate::domain::{from_item, to_item};
 use crate::error::{AppError, AppResult};
 use crate::ratelimit::{AuthAction, RateLimits};
+use crate::services::changes::{ChangeLog, Revocation};
 use crate::storage::{
     Condition, MAX_TRANSACTION_OPS, Query, SortKey, Store, Table, Update, WriteOp,
 };
@@ -133,6 +134,8 @@ pub struct AuthService {
     refresh_ttl_secs: u64,
     clock: Arc<dyn Clock>,
     limits: Arc<RateLimits>,
+    /// Where ended sessions are announced (their sockets close).
+    changes: ChangeLog,
 }
 
 impl AuthService {
@@ -152,6 +155,7 @@ impl AuthService {
         hasher: PasswordHasher,
     ) -> Self {
         Self {
+            changes: ChangeLog::new(store.clone(), clock.clone()),
             store,
             hasher,
             tokens: TokenIssuer::new(config),
@@ -159,6 +163,25 @@ impl AuthService {
             clock,
             limits: Arc::new(RateLimits::unlimited()),
         }
+    }
+
+    /// The change log whose sink hears of ended sessions (the services' one, so the shim's
+    /// sink installed there closes sockets).
+    pub fn with_changes(mut self, changes: ChangeLog) -> Self {
+        self.changes = changes;
+        self
+    }
+
+    /// A revocation of `sessions` of `user_id`: its item goes into the transaction that
+    /// deletes them; `announce` after that transaction committed.
+    fn revocation(&self, user_id: &str, sessions: Vec<String>) -> (Revocation, WriteOp) {
+        let revocation = Revocation {
+            user_id: user_id.to_owned(),
+            session_ids: sessions,
+            at: self.clock.rfc3339(),
+        };
+        let op = revocation.op(self.clock.epoch_secs());
+        (revocation, op)
     }
 
     /// The rate limits login, register and refresh obey (none unless set).
@@ -417,13 +440,19 @@ impl AuthService {
         let now = self.clock.epoch_secs();
         if record.used {
             // Reuse of a rotated token: someone holds a copy. Revoke the family.
+            let (revocation, announce) =
+                self.revocation(&record.user_id, vec![record.session_id.clone()]);
             self.store
-                .transact(vec![WriteOp::Delete {
-                    table: Table::Main,
-                    key: keys::session(&record.user_id, &record.session_id),
-                    condition: None,
-                }])
+                .transact(vec![
+                    WriteOp::Delete {
+                        table: Table::Main,
+                        key: keys::session(&record.user_id, &record.session_id),
+                        condition: None,
+                    },
+                    announce,
+                ])
                 .await?;
+            self.changes.revoked(revocation);
             tracing::warn!(user_id = %record.user_id, "refresh token reuse: session revoked");
             return Err(AppError::unauthorized(
                 "refresh token reuse detected; the session was revoked",
@@ -469,13 +498,18 @@ impl AuthService {
 
     /// Revokes the caller's session: its refresh tokens and access tokens stop working.
     pub async fn logout(&self, who: &Principal) -> AppResult<()> {
+        let (revocation, announce) = self.revocation(&who.user_id, vec![who.session_id.clone()]);
         self.store
-            .transact(vec![WriteOp::Delete {
-                table: Table::Main,
-                key: keys::session(&who.user_id, &who.session_id),
-                condition: None,
-            }])
+            .transact(vec![
+                WriteOp::Delete {
+                    table: Table::Main,
+                    key: keys::session(&who.user_id, &who.session_id),
+                    condition: None,
+                },
+                announce,
+            ])
             .await?;
+        self.changes.revoked(revocation);
         Ok(())
     }
 
@@ -607,6 +641,11 @@ impl AuthService {
                 None => break,
             }
         }
+        let ended: Vec<String> = sessions
+            .iter()
+            .filter_map(|k| k.sk.strip_prefix(keys::SESSION_PREFIX).map(str::to_owned))
+            .collect();
+        let (revocation, announce) = self.revocation(&user.id, ended);
         let deletes: Vec<WriteOp> = sessions
             .into_iter()
             .map(|key| WriteOp::Delete {
@@ -617,7 +656,7 @@ impl AuthService {
             .collect();
         // The final transaction carries the password change, the new session and as many
         // revocations as fit; any overflow is revoked first.
-        let room = MAX_TRANSACTION_OPS - 3;
+        let room = MAX_TRANSACTION_OPS - 4;
         let (overflow, last) = deletes.split_at(deletes.len().saturating_sub(room));
         for chunk in overflow.chunks(MAX_TRANSACTION_OPS) {
             self.store.transact(chunk.to_vec()).await?;
@@ -636,12 +675,15 @@ impl AuthService {
         };
         let mut extra = last.to_vec();
         extra.insert(0, change);
-        self.open_session(&user.id, extra).await.map_err(|e| {
+        extra.push(announce);
+        let pair = self.open_session(&user.id, extra).await.map_err(|e| {
             if e.code == crate::error::ErrorCode::Unauthorized {
                 AppError::conflict("the password was changed concurrently")
             } else {
                 e
             }
-        })
+        })?;
+        self.changes.revoked(revocation);
+        Ok(pair)
     }
 }

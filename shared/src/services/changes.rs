@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::clock::Clock;
+use crate::domain::visibility::{Audience, EntityType};
 use crate::domain::{from_item, to_item};
 use crate::error::{AppError, AppResult};
 use crate::storage::{
@@ -61,19 +62,21 @@ impl ChangeKind {
 /// One changed entity, as the mutation describes it.
 #[derive(Clone, Debug)]
 pub struct Change {
-    /// `issue`, `label`, `workspace_member`, ...
-    pub entity_type: &'static str,
+    pub entity_type: EntityType,
     pub entity_id: String,
     pub kind: ChangeKind,
     /// The entity after the change (or what was deleted).
     pub data: Value,
     /// Realtime topics besides `workspace:{id}` (e.g. `team:{id}`, `issue:{id}`).
     pub topics: Vec<String>,
+    /// The user the entity is about, when the visibility rule lets them read it (an
+    /// invitation's invitee).
+    pub subject: Option<String>,
 }
 
 impl Change {
     pub fn new(
-        entity_type: &'static str,
+        entity_type: EntityType,
         entity_id: impl Into<String>,
         kind: ChangeKind,
         data: impl Serialize,
@@ -84,11 +87,18 @@ impl Change {
             kind,
             data: serde_json::to_value(data).unwrap_or(Value::Null),
             topics: Vec::new(),
+            subject: None,
         }
     }
 
     pub fn topic(mut self, topic: impl Into<String>) -> Self {
         self.topics.push(topic.into());
+        self
+    }
+
+    /// Names the user the entity is about (see `EntityType::subject_reads`).
+    pub fn subject(mut self, user_id: impl Into<String>) -> Self {
+        self.subject = Some(user_id.into());
         self
     }
 }
@@ -100,13 +110,32 @@ pub struct ChangeRecord {
     pub workspace_id: String,
     /// `{entity_type}.{kind}`, e.g. `issue.updated`.
     pub event: String,
-    pub entity_type: String,
+    pub entity_type: EntityType,
     pub entity_id: String,
     pub kind: ChangeKind,
     pub actor_id: String,
     pub at: String,
     pub topics: Vec<String>,
     pub data: Value,
+    /// What a reader needs to see this record (the entity type's visibility rule when it
+    /// was committed). Records written before it existed carry none: the rule of their
+    /// entity type applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Audience>,
+}
+
+impl ChangeRecord {
+    /// What a reader needs to see this record.
+    pub fn audience(&self) -> Audience {
+        self.audience
+            .clone()
+            .unwrap_or_else(|| self.entity_type.audience(None))
+    }
+
+    /// Whether a current member of the workspace with `role` may see this record.
+    pub fn visible_to(&self, user_id: &str, role: crate::domain::access::Role) -> bool {
+        self.audience().admits(user_id, role)
+    }
 }
 
 /// A counter the transaction advances besides the change sequence (e.g. a team's issue
@@ -197,6 +226,39 @@ pub struct ChangeLog {
 /// feeds its in-process broadcaster.
 pub trait ChangeSink: Send + Sync + 'static {
     fn committed(&self, records: Vec<ChangeRecord>);
+    /// Sessions ended: their realtime connections must close.
+    fn revoked(&self, revocation: Revocation);
+}
+
+/// How long revocation items stay in the table: long enough for the stream to carry them.
+const REVOCATION_TTL_SECS: u64 = 24 * 3600;
+
+/// Sessions that ended (logout, password change, refresh-token reuse): their realtime
+/// connections must close. Written as an item in the same transaction as the session
+/// deletions, so the DynamoDB Stream carries it to the realtime Lambda (which closes the
+/// connections through `@connections`); in the shim the sink gets it directly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub user_id: String,
+    pub session_ids: Vec<String>,
+    pub at: String,
+}
+
+impl Revocation {
+    pub const ENTITY: &'static str = "revocation";
+
+    /// The item that carries this revocation to the stream.
+    pub fn op(&self, now_epoch: u64) -> WriteOp {
+        let mut item = to_item(self);
+        item.insert("pk".into(), json!(format!("REVOKED#{}", self.user_id)));
+        item.insert(
+            "sk".into(),
+            json!(format!("{}#{}", self.at, uuid::Uuid::new_v4().simple())),
+        );
+        item.insert("entity".into(), json!(Self::ENTITY));
+        item.insert("ttl".into(), json!(now_epoch + REVOCATION_TTL_SECS));
+        WriteOp::put(Table::Main, item)
+    }
 }
 
 fn counter_op(counter: &CounterRef, current: i64, by: i64) -> WriteOp {
@@ -225,6 +287,13 @@ impl ChangeLog {
     fn ordering_lock(&self, workspace_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.ordering.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(workspace_id.to_owned()).or_default().clone()
+    }
+
+    /// Hands a committed revocation to the sink (the shim closes the sockets at once).
+    pub fn revoked(&self, revocation: Revocation) {
+        if let Some(sink) = self.sink.get() {
+            sink.revoked(revocation);
+        }
     }
 
     /// Installs the sink for committed records (once per process; later calls are ignored).
@@ -348,7 +417,8 @@ impl ChangeLog {
     }
 
     /// Changes after `since`, oldest first. A `since` older than what the log still holds is
-    /// `RESYNC_REQUIRED` (the client must reload state).
+    /// `RESYNC_REQUIRED` (the client must reload state); one beyond the head is a 400 on
+    /// `since`.
     pub async fn since(
         &self,
         workspace_id: &str,
@@ -382,6 +452,14 @@ impl ChangeLog {
                 if latest > since {
                     return Err(resync_required(since));
                 }
+                // A cursor past the head was never handed out: accepting it would skip
+                // every change numbered up to it once they are committed.
+                if since > latest {
+                    return Err(AppError::validation(
+                        "since",
+                        format!("is beyond the latest change ({latest}); resync from there"),
+                    ));
+                }
             }
         }
         Ok((records, page.next_cursor.is_some()))
@@ -408,7 +486,8 @@ fn change_record(
         seq,
         workspace_id: workspace_id.to_owned(),
         event: format!("{}.{}", change.entity_type, change.kind.as_str()),
-        entity_type: change.entity_type.to_owned(),
+        audience: Some(change.entity_type.audience(change.subject.as_deref())),
+        entity_type: change.entity_type,
         entity_id: change.entity_id,
         kind: change.kind,
         actor_id: actor_id.to_owned(),

@@ -13,6 +13,7 @@ use crate::domain::access::{Action, Role};
 use crate::domain::from_item;
 use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
+use crate::domain::visibility::EntityType;
 use crate::domain::workspace::Member;
 use crate::error::{AppError, AppResult};
 use crate::services::access::Scope;
@@ -180,7 +181,7 @@ pub fn resolve_mentions(tokens: &[String], members: &[Member]) -> Vec<String> {
 }
 
 fn comment_change(kind: ChangeKind, c: &Comment) -> Change {
-    Change::new("comment", &c.id, kind, c).topic(format!("issue:{}", c.issue_id))
+    Change::new(EntityType::Comment, &c.id, kind, c).topic(format!("issue:{}", c.issue_id))
 }
 
 pub struct CommentService {

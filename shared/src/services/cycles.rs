@@ -16,6 +16,7 @@ use crate::domain::access::Action;
 use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
 use crate::domain::user::optional_text;
+use crate::domain::visibility::EntityType;
 use crate::domain::workspace::StateCategory;
 use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult};
@@ -211,7 +212,7 @@ fn cycle_item(cycle: &Cycle) -> crate::storage::Item {
 }
 
 fn cycle_change(kind: ChangeKind, cycle: &Cycle) -> Change {
-    Change::new("cycle", &cycle.id, kind, cycle).topic(format!("team:{}", cycle.team_id))
+    Change::new(EntityType::Cycle, &cycle.id, kind, cycle).topic(format!("team:{}", cycle.team_id))
 }
 
 pub struct CycleService {

@@ -21,6 +21,7 @@ use crate::domain::access::{Action, Role};
 use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
 use crate::domain::user::{UserRecord, normalize_email};
+use crate::domain::visibility::EntityType;
 use crate::domain::workspace::{Member, Workspace};
 use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -525,7 +526,7 @@ impl InvitationService {
                     );
                 }
                 Ok(plan.change(Change::new(
-                    "invitation",
+                    EntityType::Invitation,
                     &invitation.id,
                     ChangeKind::Created,
                     &invitation,
@@ -578,7 +579,7 @@ impl InvitationService {
         let scope = self
             .ctx
             .access
-            .scope(who, workspace_id, Action::Manage)
+            .scope(who, workspace_id, EntityType::Invitation.read_action())
             .await?;
         let got = self
             .ctx
@@ -687,17 +688,15 @@ impl InvitationService {
                     .op(delete_op(invite_for_key(&user.email_key, &inv.id)));
                 Ok(make_current(plan, &raw_user, &user.id, &ws)
                     .change(Change::new(
-                        "workspace_member",
+                        EntityType::WorkspaceMember,
                         &user.id,
                         ChangeKind::Created,
                         &member,
                     ))
-                    .change(Change::new(
-                        "invitation",
-                        &inv.id,
-                        ChangeKind::Updated,
-                        &next,
-                    )))
+                    .change(
+                        Change::new(EntityType::Invitation, &inv.id, ChangeKind::Updated, &next)
+                            .subject(&user.id),
+                    ))
             })
             .await?;
         Ok(AcceptedInvitation {
@@ -739,12 +738,10 @@ impl InvitationService {
                         changed_concurrently(),
                     )
                     .op(delete_op(invite_for_key(&user.email_key, &inv.id)))
-                    .change(Change::new(
-                        "invitation",
-                        &inv.id,
-                        ChangeKind::Updated,
-                        &next,
-                    )))
+                    .change(
+                        Change::new(EntityType::Invitation, &inv.id, ChangeKind::Updated, &next)
+                            .subject(&who.user_id),
+                    ))
             })
             .await?;
         Ok(next)
@@ -810,7 +807,7 @@ impl InvitationService {
                 Ok(plan
                     .op(delete_op(invite_for_key(&email_key, &inv.id)))
                     .change(Change::new(
-                        "invitation",
+                        EntityType::Invitation,
                         &inv.id,
                         ChangeKind::Updated,
                         &next,
@@ -894,7 +891,7 @@ impl InvitationService {
                         )
                         .guarded(WriteOp::put_new(Table::Main, lookup_item), collision())
                         .change(Change::new(
-                            "invite_code",
+                            EntityType::InviteCode,
                             &code.code,
                             ChangeKind::Created,
                             &code,
@@ -921,7 +918,7 @@ impl InvitationService {
         let scope = self
             .ctx
             .access
-            .scope(who, workspace_id, Action::Manage)
+            .scope(who, workspace_id, EntityType::InviteCode.read_action())
             .await?;
         let got = self
             .ctx
@@ -977,7 +974,7 @@ impl InvitationService {
                     .op(delete_op(invite_code_lookup_key(&code)))
                     .op(delete_op(invite_code_uses_key(&ws, &code)))
                     .change(Change::new(
-                        "invite_code",
+                        EntityType::InviteCode,
                         &code,
                         ChangeKind::Deleted,
                         &record,
@@ -1026,13 +1023,13 @@ impl InvitationService {
                         make_current(join_ops(plan, &member), &raw_user, &user.id, &ws)
                             .bump(counter.clone(), 1)
                             .change(Change::new(
-                                "workspace_member",
+                                EntityType::WorkspaceMember,
                                 &user.id,
                                 ChangeKind::Created,
                                 &member,
                             ))
                             .change(Change::new(
-                                "invite_code",
+                                EntityType::InviteCode,
                                 &code,
                                 ChangeKind::Updated,
                                 json!({"code": code, "workspace_id": ws, "uses": used + 1}),

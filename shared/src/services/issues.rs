@@ -37,6 +37,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::access::Action;
 use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
+use crate::domain::visibility::EntityType;
 use crate::domain::workspace::{StateCategory, Team, Workflow, WorkflowState};
 use crate::domain::{from_item, record_item, to_item};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -568,7 +569,7 @@ fn activity_op(issue: &Issue, actor: &str, at: &str, n: usize, change: FieldChan
 
 /// The change record of an issue, with its realtime topics.
 fn issue_change(kind: ChangeKind, issue: &Issue, previous: Option<&Issue>) -> Change {
-    let mut change = Change::new("issue", &issue.id, kind, issue)
+    let mut change = Change::new(EntityType::Issue, &issue.id, kind, issue)
         .topic(format!("team:{}", issue.team_id))
         .topic(format!("issue:{}", issue.id));
     let mut projects: Vec<&String> = issue.project_id.iter().collect();

@@ -19,6 +19,7 @@ use crate::domain::from_item;
 use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
 use crate::domain::user::optional_text;
+use crate::domain::visibility::EntityType;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
@@ -583,7 +584,12 @@ impl LabelService {
                         claim(label_name_key(&ws, &label.name), &label.id),
                         name_conflict("a label with this name already exists in the workspace"),
                     )
-                    .change(Change::new("label", &label.id, ChangeKind::Created, &label)))
+                    .change(Change::new(
+                        EntityType::Label,
+                        &label.id,
+                        ChangeKind::Created,
+                        &label,
+                    )))
             })
             .await?;
         Ok(label)
@@ -628,7 +634,12 @@ impl LabelService {
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
                 let plan = update_ops(Plan::new(()), &current, &next);
-                Ok(plan.change(Change::new("label", &next.id, ChangeKind::Updated, &next)))
+                Ok(plan.change(Change::new(
+                    EntityType::Label,
+                    &next.id,
+                    ChangeKind::Updated,
+                    &next,
+                )))
             })
             .await?;
         Ok(next)
@@ -658,7 +669,12 @@ impl LabelService {
                         AppError::not_found("label"),
                     )
                     .op(delete_op(label_name_key(&ws, &label.name)))
-                    .change(Change::new("label", &label.id, ChangeKind::Deleted, &label)))
+                    .change(Change::new(
+                        EntityType::Label,
+                        &label.id,
+                        ChangeKind::Deleted,
+                        &label,
+                    )))
             })
             .await?;
         Ok(label)
@@ -737,7 +753,7 @@ impl LabelService {
                             )),
                         )
                         .change(Change::new(
-                            "label",
+                            EntityType::Label,
                             &label.id,
                             ChangeKind::Created,
                             label,
@@ -831,7 +847,12 @@ impl LabelService {
                         plan = plan
                             .op(delete_op(keys::label(ws, &label.id)))
                             .op(delete_op(label_name_key(ws, &label.name)))
-                            .change(Change::new("label", &label.id, ChangeKind::Deleted, label));
+                            .change(Change::new(
+                                EntityType::Label,
+                                &label.id,
+                                ChangeKind::Deleted,
+                                label,
+                            ));
                     }
                     Ok(plan)
                 })
@@ -969,7 +990,7 @@ impl LabelService {
                 chunks_by_ops(writes, ops_of),
                 |plan, p| {
                     update_ops_indexed(plan, &p.current, &p.next, Some(p.index)).change(
-                        Change::new("label", &p.next.id, ChangeKind::Updated, &p.next),
+                        Change::new(EntityType::Label, &p.next.id, ChangeKind::Updated, &p.next),
                     )
                 },
                 |chunk| vec![keys::label(&ws, &chunk[0].next.id)],
@@ -1030,7 +1051,7 @@ impl LabelService {
                     let mut plan = Plan::new(());
                     for (from, to) in &chunk {
                         plan = update_ops(plan, from, to).change(Change::new(
-                            "label",
+                            EntityType::Label,
                             &to.id,
                             ChangeKind::Updated,
                             to,
@@ -1107,7 +1128,7 @@ impl LabelService {
                     )
                     .op(delete_op(label_name_key(&ws, &label.name)))
                     .change(Change::new(
-                        "label",
+                        EntityType::Label,
                         &label.id,
                         ChangeKind::Deleted,
                         label,
@@ -1146,7 +1167,12 @@ impl LabelService {
                         plan = plan
                             .op(put_new(&keys::label(ws, &label.id), "label", label))
                             .op(claim(label_name_key(ws, &label.name), &label.id))
-                            .change(Change::new("label", &label.id, ChangeKind::Created, label));
+                            .change(Change::new(
+                                EntityType::Label,
+                                &label.id,
+                                ChangeKind::Created,
+                                label,
+                            ));
                     }
                     Ok(plan)
                 })

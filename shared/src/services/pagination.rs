@@ -67,3 +67,23 @@ impl<T: serde::de::DeserializeOwned> Paged<T> {
         })
     }
 }
+
+/// Every item a query matches, page after page (for bounded sets: a connection's items, a
+/// topic's subscribers, a user's sessions).
+pub async fn query_all(
+    store: &dyn crate::storage::Store,
+    query: crate::storage::Query,
+) -> AppResult<Vec<crate::storage::Item>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query(&query.clone().limit(1000).cursor(cursor.take()))
+            .await?;
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}

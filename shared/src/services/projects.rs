@@ -12,6 +12,7 @@ use crate::domain::from_item;
 use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
 use crate::domain::user::optional_text;
+use crate::domain::visibility::EntityType;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::access::Scope;
 use crate::services::auth::Principal;
@@ -310,7 +311,12 @@ pub fn plan_project_statuses<T>(mut plan: Plan<T>, statuses: &[ProjectStatus]) -
                 "project_status",
                 s,
             ))
-            .change(Change::new("project_status", &s.id, ChangeKind::Created, s));
+            .change(Change::new(
+                EntityType::ProjectStatus,
+                &s.id,
+                ChangeKind::Created,
+                s,
+            ));
     }
     plan
 }
@@ -628,7 +634,7 @@ impl ProjectService {
                         version_conflict(),
                     )
                     .change(Change::new(
-                        "project_status",
+                        EntityType::ProjectStatus,
                         id,
                         ChangeKind::Updated,
                         &next,
@@ -668,7 +674,7 @@ impl ProjectService {
                         version_conflict(),
                     )
                     .change(Change::new(
-                        "project_status",
+                        EntityType::ProjectStatus,
                         id,
                         ChangeKind::Deleted,
                         &current,
@@ -859,7 +865,7 @@ impl ProjectService {
                     );
                 }
                 Ok(plan.change(
-                    Change::new("project", &id, ChangeKind::Created, &project)
+                    Change::new(EntityType::Project, &id, ChangeKind::Created, &project)
                         .topic(format!("project:{id}")),
                 ))
             })
@@ -1057,7 +1063,7 @@ impl ProjectService {
                     );
                 }
                 Ok(plan.change(
-                    Change::new("project", id, ChangeKind::Updated, &next)
+                    Change::new(EntityType::Project, id, ChangeKind::Updated, &next)
                         .topic(format!("project:{id}")),
                 ))
             })
@@ -1087,7 +1093,7 @@ impl ProjectService {
                         None,
                     ))
                     .change(
-                        Change::new("project", id, ChangeKind::Deleted, &current)
+                        Change::new(EntityType::Project, id, ChangeKind::Deleted, &current)
                             .topic(format!("project:{id}")),
                     ))
             })

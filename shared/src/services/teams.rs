@@ -10,6 +10,7 @@ use crate::domain::access::Action;
 use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
 use crate::domain::user::optional_text;
+use crate::domain::visibility::EntityType;
 use crate::domain::workspace::{Member, Team, TeamMember, TeamRole, Workflow, WorkflowState};
 use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -192,7 +193,7 @@ impl TeamService {
             .commit(&ws, &who.user_id, &[], |_| {
                 Ok(new_team.plan(Plan::new(()), "key").change(
                     Change::new(
-                        "team_member",
+                        EntityType::TeamMember,
                         team_member_entity_id(&new_team.team.id, &who.user_id),
                         ChangeKind::Created,
                         &new_team.lead,
@@ -289,7 +290,8 @@ impl TeamService {
                         });
                 }
                 Ok(plan.change(
-                    Change::new("team", team_id, ChangeKind::Updated, &next).topic(topic.clone()),
+                    Change::new(EntityType::Team, team_id, ChangeKind::Updated, &next)
+                        .topic(topic.clone()),
                 ))
             })
             .await?;
@@ -392,7 +394,7 @@ impl TeamService {
                 for (w, s) in workflows.iter().zip(&states) {
                     plan = plan.op(delete_existing(keys::workflow(&ws, &w.id))).change(
                         Change::new(
-                            "workflow",
+                            EntityType::Workflow,
                             &w.id,
                             ChangeKind::Deleted,
                             json!({"workflow": w, "states": s}),
@@ -408,7 +410,8 @@ impl TeamService {
                     });
                 }
                 Ok(plan.change(
-                    Change::new("team", team_id, ChangeKind::Deleted, &team).topic(topic.clone()),
+                    Change::new(EntityType::Team, team_id, ChangeKind::Deleted, &team)
+                        .topic(topic.clone()),
                 ))
             })
             .await?;
@@ -532,7 +535,7 @@ impl TeamService {
                     )
                     .change(
                         Change::new(
-                            "team_member",
+                            EntityType::TeamMember,
                             team_member_entity_id(team_id, &user_id),
                             ChangeKind::Created,
                             &record,
@@ -590,7 +593,7 @@ impl TeamService {
                     )
                     .change(
                         Change::new(
-                            "team_member",
+                            EntityType::TeamMember,
                             team_member_entity_id(team_id, &user_id),
                             ChangeKind::Updated,
                             &next,
@@ -636,7 +639,7 @@ impl TeamService {
                     )
                     .change(
                         Change::new(
-                            "team_member",
+                            EntityType::TeamMember,
                             team_member_entity_id(team_id, &user_id),
                             ChangeKind::Deleted,
                             &current,

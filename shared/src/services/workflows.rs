@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use crate::domain::access::Action;
 use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
+use crate::domain::visibility::EntityType;
 use crate::domain::workspace::{
     DEFAULT_STATE_INDEX, DEFAULT_STATES, StateCategory, Team, Workflow, WorkflowState,
 };
@@ -408,7 +409,7 @@ impl WorkflowService {
                 Ok(plan
                     .change(
                         Change::new(
-                            "workflow",
+                            EntityType::Workflow,
                             &workflow_id,
                             ChangeKind::Created,
                             json!({"workflow": workflow, "states": states}),
@@ -416,7 +417,7 @@ impl WorkflowService {
                         .topic(topic.clone()),
                     )
                     .change(
-                        Change::new("team", &team.id, ChangeKind::Updated, &next_team)
+                        Change::new(EntityType::Team, &team.id, ChangeKind::Updated, &next_team)
                             .topic(topic.clone()),
                     ))
             })
@@ -479,8 +480,13 @@ impl WorkflowService {
                         crate::services::context::version_conflict(),
                     )
                     .change(
-                        Change::new("workflow", workflow_id, ChangeKind::Updated, &next)
-                            .topic(topic.clone()),
+                        Change::new(
+                            EntityType::Workflow,
+                            workflow_id,
+                            ChangeKind::Updated,
+                            &next,
+                        )
+                        .topic(topic.clone()),
                     ))
             })
             .await?;
@@ -596,12 +602,22 @@ impl WorkflowService {
                         &state,
                     ))
                     .change(
-                        Change::new("workflow_state", &state.id, ChangeKind::Created, &state)
-                            .topic(topic.clone()),
+                        Change::new(
+                            EntityType::WorkflowState,
+                            &state.id,
+                            ChangeKind::Created,
+                            &state,
+                        )
+                        .topic(topic.clone()),
                     )
                     .change(
-                        Change::new("workflow", workflow_id, ChangeKind::Updated, &next_workflow)
-                            .topic(topic.clone()),
+                        Change::new(
+                            EntityType::Workflow,
+                            workflow_id,
+                            ChangeKind::Updated,
+                            &next_workflow,
+                        )
+                        .topic(topic.clone()),
                     ))
             })
             .await?;
@@ -715,12 +731,22 @@ impl WorkflowService {
                         AppError::not_found(Kind::State.noun()),
                     )
                     .change(
-                        Change::new("workflow_state", state_id, ChangeKind::Updated, &next)
-                            .topic(topic.clone()),
+                        Change::new(
+                            EntityType::WorkflowState,
+                            state_id,
+                            ChangeKind::Updated,
+                            &next,
+                        )
+                        .topic(topic.clone()),
                     )
                     .change(
-                        Change::new("workflow", workflow_id, ChangeKind::Updated, &next_workflow)
-                            .topic(topic.clone()),
+                        Change::new(
+                            EntityType::Workflow,
+                            workflow_id,
+                            ChangeKind::Updated,
+                            &next_workflow,
+                        )
+                        .topic(topic.clone()),
                     ))
             })
             .await?;
@@ -801,8 +827,13 @@ impl WorkflowService {
                         AppError::not_found(Kind::State.noun()),
                     )
                     .change(
-                        Change::new("workflow_state", state_id, ChangeKind::Deleted, &target)
-                            .topic(topic.clone()),
+                        Change::new(
+                            EntityType::WorkflowState,
+                            state_id,
+                            ChangeKind::Deleted,
+                            &target,
+                        )
+                        .topic(topic.clone()),
                     );
                 for s in &referencing {
                     plan = plan
@@ -816,13 +847,18 @@ impl WorkflowService {
                             condition: Some(Condition::Exists),
                         })
                         .change(
-                            Change::new("workflow_state", &s.id, ChangeKind::Updated, s)
+                            Change::new(EntityType::WorkflowState, &s.id, ChangeKind::Updated, s)
                                 .topic(topic.clone()),
                         );
                 }
                 Ok(plan.change(
-                    Change::new("workflow", workflow_id, ChangeKind::Updated, &next_workflow)
-                        .topic(topic.clone()),
+                    Change::new(
+                        EntityType::Workflow,
+                        workflow_id,
+                        ChangeKind::Updated,
+                        &next_workflow,
+                    )
+                    .topic(topic.clone()),
                 ))
             })
             .await?;

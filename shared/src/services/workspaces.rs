@@ -9,6 +9,7 @@ use crate::domain::access::{Action, Role};
 use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
 use crate::domain::user::{UserRecord, optional_text};
+use crate::domain::visibility::EntityType;
 use crate::domain::workspace::{
     DEFAULT_STATE_INDEX, DEFAULT_STATES, Member, Membership, Team, TeamMember, TeamRole, Workflow,
     WorkflowState, Workspace,
@@ -95,6 +96,8 @@ pub struct CreatedWorkspace {
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangesPage {
+    /// The records the caller may see now (docs/permissions.md, "Visibility"); others are
+    /// left out without a gap in `last_seq`.
     pub changes: Vec<ChangeRecord>,
     /// The `seq` to pass as `since` next time.
     pub last_seq: i64,
@@ -255,12 +258,17 @@ impl NewTeam {
         }
         let team_topic = format!("team:{}", self.team.id);
         plan.change(
-            Change::new("team", &self.team.id, ChangeKind::Created, &self.team)
-                .topic(team_topic.clone()),
+            Change::new(
+                EntityType::Team,
+                &self.team.id,
+                ChangeKind::Created,
+                &self.team,
+            )
+            .topic(team_topic.clone()),
         )
         .change(
             Change::new(
-                "workflow",
+                EntityType::Workflow,
                 &self.workflow.id,
                 ChangeKind::Created,
                 json!({"workflow": self.workflow, "states": self.states}),
@@ -393,13 +401,13 @@ impl WorkspaceService {
                         condition: Some(Condition::Exists),
                     })
                     .change(Change::new(
-                        "workspace",
+                        EntityType::Workspace,
                         &ws_id,
                         ChangeKind::Created,
                         &workspace,
                     ))
                     .change(Change::new(
-                        "workspace_member",
+                        EntityType::WorkspaceMember,
                         &user.id,
                         ChangeKind::Created,
                         &member,
@@ -423,7 +431,13 @@ impl WorkspaceService {
         let (scope, mut got) = self
             .ctx
             .access
-            .authorize(who, &ws, Action::Read, "workspace", &[keys::workspace(&ws)])
+            .authorize(
+                who,
+                &ws,
+                EntityType::Workspace.read_action(),
+                "workspace",
+                &[keys::workspace(&ws)],
+            )
             .await?;
         let workspace: Workspace = found(got.pop().flatten(), "workspace")?;
         Ok(WorkspaceView {
@@ -548,7 +562,12 @@ impl WorkspaceService {
                             condition: None,
                         });
                 }
-                Ok(plan.change(Change::new("workspace", &ws, ChangeKind::Updated, &next)))
+                Ok(plan.change(Change::new(
+                    EntityType::Workspace,
+                    &ws,
+                    ChangeKind::Updated,
+                    &next,
+                )))
             })
             .await?;
         Ok(WorkspaceView {
@@ -614,7 +633,7 @@ impl WorkspaceService {
                         condition: None,
                     })
                     .change(Change::new(
-                        "workspace",
+                        EntityType::Workspace,
                         &ws,
                         ChangeKind::Deleted,
                         &workspace,
@@ -654,7 +673,9 @@ impl WorkspaceService {
         workspace_id: &str,
         page: &PageParams,
     ) -> AppResult<Paged<Member>> {
-        let scope = self.scope(who, workspace_id, Action::Read).await?;
+        let scope = self
+            .scope(who, workspace_id, EntityType::WorkspaceMember.read_action())
+            .await?;
         let got = self
             .ctx
             .store
@@ -726,7 +747,7 @@ impl WorkspaceService {
                         condition: None,
                     })
                     .change(Change::new(
-                        "workspace_member",
+                        EntityType::WorkspaceMember,
                         user_id,
                         ChangeKind::Updated,
                         &next,
@@ -801,7 +822,7 @@ impl WorkspaceService {
                     });
                 }
                 Ok(plan.change(Change::new(
-                    "workspace_member",
+                    EntityType::WorkspaceMember,
                     user_id,
                     ChangeKind::Deleted,
                     &target,
@@ -839,12 +860,15 @@ impl WorkspaceService {
         limit: u32,
     ) -> AppResult<ChangesPage> {
         let scope = self.scope(who, workspace_id, Action::Read).await?;
-        let (changes, has_more) = self
+        let (mut changes, has_more) = self
             .ctx
             .changes
             .since(&scope.workspace_id, since, limit)
             .await?;
+        // The cursor moves past records the reader may not see, so it never re-reads them
+        // and still learns the head.
         let last_seq = changes.last().map_or(since, |c| c.seq);
+        changes.retain(|c| c.visible_to(&scope.user_id, scope.role));
         Ok(ChangesPage {
             changes,
             last_seq,
