@@ -127,7 +127,7 @@ async fn run_socket(s: WsState, id: String, socket: WebSocket) {
                 .unwrap_or_default(),
         },
     );
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             let close = matches!(msg, Message::Close(_));
             if sink.send(msg).await.is_err() || close {
@@ -155,9 +155,16 @@ async fn run_socket(s: WsState, id: String, socket: WebSocket) {
             break;
         }
     }
-    // `$disconnect`.
+    // `$disconnect`. The writer drains what is queued (a last reply, a close frame) unless
+    // the peer stops reading.
     s.hub.remove(&id);
-    writer.abort();
+    drop(tx);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     if let Err(e) = s.rt.registry.disconnect(&id).await {
         tracing::warn!(connection = %id, error = %e, "disconnect cleanup failed");
     }

@@ -708,6 +708,29 @@ impl WsClient {
         out
     }
 
+    /// Waits until the server closes the connection (a close frame or the end of the
+    /// stream); messages that arrive first are kept. `false` when `wait` passes first.
+    pub async fn closed_within(&mut self, wait: std::time::Duration) -> bool {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_))) => return true,
+                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) => return true,
+                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => self
+                    .pending
+                    .push_back(serde_json::from_str(&t).expect("JSON message")),
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// The messages received so far that no request or `next` has taken.
+    pub fn received(&self) -> &std::collections::VecDeque<Value> {
+        &self.pending
+    }
+
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }

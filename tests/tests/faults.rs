@@ -15,6 +15,7 @@ use momentum_shared::AppState;
 use momentum_shared::clock::SystemClock;
 use momentum_shared::config::AppConfig;
 use momentum_shared::domain::keys;
+use momentum_shared::domain::visibility::EntityType;
 use momentum_shared::realtime::broadcaster::{Broadcaster, ConnectionGateway, GatewayError};
 use momentum_shared::realtime::connections::ConnectionRegistry;
 use momentum_shared::realtime::faults::FaultyGateway;
@@ -445,13 +446,14 @@ async fn a_flaky_gateway_still_delivers_every_event_exactly_once() {
             seq,
             workspace_id: ws.clone(),
             event: "issue.updated".into(),
-            entity_type: "issue".into(),
+            entity_type: EntityType::Issue,
             entity_id: format!("iss_{seq}"),
             kind: ChangeKind::Updated,
             actor_id: "usr_actor".into(),
             at: "2026-11-23T00:00:00Z".into(),
             topics: vec![format!("workspace:{ws}")],
             data: json!({}),
+            audience: None,
         })
         .collect();
     let delivery = broadcaster.deliver(&records).await.unwrap();
