@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 struct RecordingGateway {
     posts: Mutex<Vec<(String, Value)>>,
     gone: Mutex<Vec<String>>,
+    closed: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -33,7 +34,8 @@ impl ConnectionGateway for RecordingGateway {
         self.posts.lock().unwrap().push((id.to_owned(), v));
         Ok(())
     }
-    async fn close(&self, _: &str) -> Result<(), GatewayError> {
+    async fn close(&self, id: &str) -> Result<(), GatewayError> {
+        self.closed.lock().unwrap().push(id.to_owned());
         Ok(())
     }
     async fn exists(&self, id: &str) -> Result<bool, GatewayError> {
@@ -245,4 +247,57 @@ async fn stream_events_fan_out_and_gone_connections_are_removed() {
         "410 deleted that connection"
     );
     assert!(rt.registry.get("live=").await.unwrap().is_some());
+}
+
+/// A logout in another Lambda deletes the session and writes a revocation item; the stream
+/// carries it here and the session's connection is closed through `@connections`. A command
+/// that reaches a revoked connection first is refused and closes it too.
+#[tokio::test]
+async fn revoked_sessions_close_their_connections() {
+    let (rt, gateway, token, _) = setup().await;
+    let who = rt.state.auth.authenticate(&token).unwrap();
+    for id in ["first=", "second="] {
+        realtime::websocket::run(&rt, ws_event("$connect", id, Some(&token), None))
+            .await
+            .unwrap();
+    }
+    rt.state.auth.logout(&who).await.unwrap();
+
+    // The command path: refused, then closed.
+    let cmd = json!({"type": "get_connection_info", "request_id": "late"});
+    realtime::websocket::run(&rt, ws_event("$default", "second=", None, Some(&cmd)))
+        .await
+        .unwrap();
+    let reply = gateway.posts.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(reply.0, "second=");
+    assert_eq!(reply.1["error"]["code"], "UNAUTHORIZED", "{}", reply.1);
+    assert_eq!(*gateway.closed.lock().unwrap(), vec!["second=".to_owned()]);
+    assert!(rt.registry.get("second=").await.unwrap().is_none());
+
+    // The stream path: the revocation item as the event source mapping delivers it.
+    let event = json!({"Records": [{
+        "eventID": "3", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": {
+            "Keys": {"pk": {"S": format!("REVOKED#{}", who.user_id)}, "sk": {"S": "2026-11-23T14:00:00Z#1"}},
+            "NewImage": {
+                "pk": {"S": format!("REVOKED#{}", who.user_id)}, "sk": {"S": "2026-11-23T14:00:00Z#1"},
+                "entity": {"S": "revocation"}, "user_id": {"S": who.user_id},
+                "session_ids": {"L": [{"S": who.session_id}]},
+                "at": {"S": "2026-11-23T14:00:00Z"}, "ttl": {"N": "1795528800"}
+            },
+            "SequenceNumber": "113", "SizeBytes": 26, "StreamViewType": "NEW_IMAGE"
+        },
+        "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/momentum-prod-main/stream/2026-11-23T00:00:00.000"
+    }]});
+    let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event).unwrap();
+    let batch = realtime::stream::batch(event.clone());
+    assert!(batch.changes.is_empty());
+    assert_eq!(batch.revocations.len(), 1);
+    realtime::stream::handle(&rt, event).await;
+    assert_eq!(
+        *gateway.closed.lock().unwrap(),
+        vec!["second=".to_owned(), "first=".to_owned()]
+    );
+    assert!(rt.registry.get("first=").await.unwrap().is_none());
 }
