@@ -153,6 +153,24 @@ async fn a_removed_member_is_cut_off(s: TestServer) {
     );
 }
 
+async fn deleting_the_workspace_closes_its_sockets(s: TestServer) {
+    let w = world(&s).await;
+    let mut member = subscribed(&s, &w.member.token, &w.ws).await;
+    let mut outsider = subscribed(&s, &w.outsider.token, &w.other_ws).await;
+    s.call(
+        reqwest::Method::DELETE,
+        &format!("/workspaces/{}", w.ws),
+        w.owner.t(),
+        None,
+    )
+    .await
+    .expect(200);
+    assert!(member.closed_within(WAIT).await, "member's socket open");
+    // Another workspace's connection is untouched: it still gets its own events.
+    let seq = touch(&s, &w.outsider.token, &w.other_ws, "still here").await;
+    assert_eq!(event(&mut outsider, seq).await["seq"], json!(seq));
+}
+
 /// With the session gone from storage but its socket still open (the closing path not
 /// taken), every outlet still refuses it: fan-out skips it, presence and stats do not count
 /// it, send and broadcast do not reach it, and its next command is refused and closes it.
@@ -248,5 +266,6 @@ async fn a_revoked_session_is_refused_at_use(s: TestServer) {
 on_every_store!(
     ended_sessions_close_their_sockets,
     a_removed_member_is_cut_off,
+    deleting_the_workspace_closes_its_sockets,
     a_revoked_session_is_refused_at_use,
 );
