@@ -128,7 +128,7 @@ async fn health_ok(base: &str) {
 /// header read timeout instead of holding it; other clients are served meanwhile and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_headers_close_the_connection() {
-    let config = config_with(|c| c.timeouts.header_read = Duration::from_millis(500));
+    let config = config_with(|c| c.timeouts.header_read = Duration::from_millis(1000));
     let server = TestServer::serve(state_with(config, Arc::new(EmbeddedStore::in_memory()))).await;
     let addr = addr_of(&server);
 
@@ -157,7 +157,7 @@ async fn unfinished_headers_close_the_connection() {
 /// retry with the same key and the whole body succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_body_gets_408_and_the_connection_closes() {
-    let config = config_with(|c| c.timeouts.body_read = Duration::from_millis(500));
+    let config = config_with(|c| c.timeouts.body_read = Duration::from_millis(1000));
     let server = TestServer::serve(state_with(config, Arc::new(EmbeddedStore::in_memory()))).await;
     let addr = addr_of(&server);
 
@@ -176,7 +176,7 @@ async fn unfinished_body_gets_408_and_the_connection_closes() {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("500 ms")
+            .contains("1000 ms")
     );
     assert_eq!(header(&headers, "connection"), Some("close"));
     let request_id = header(&headers, "x-request-id").expect("request id header");
