@@ -1,9 +1,9 @@
 //! The local shim: every function router merged into one Axum app, served on one port, with
 //! the same handler code the Lambda binaries run, plus `/health` and `/openapi.json`.
 
+mod server;
 pub mod ws;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -54,16 +54,27 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// All function routes plus `/health`, `/openapi.json`, the WebSocket endpoint `/ws` and
 /// the management API emulation, wrapped like each Lambda's app.
 pub fn app(rt: Realtime, hub: ws::Hub) -> Router {
+    app_with(rt, hub, true)
+}
+
+/// `app`, with or without the WebSocket emulation (`/ws` and `/@connections/{id}`).
+pub fn app_with(rt: Realtime, hub: ws::Hub, websocket: bool) -> Router {
     let state = rt.state.clone();
     let (routes, _) = all_routes().split_for_parts();
     let doc = momentum_shared::openapi::document(&openapi());
-    let routes = routes
+    let mut routes = routes
         .route("/health", get(health))
         .route("/openapi.json", get(move || async move { axum::Json(doc) }))
         .with_state(state.clone())
-        .layer(axum::Extension(rt.clone()))
-        .merge(ws::routes(rt, hub));
-    momentum_shared::http::serve_routes(routes, &state).layer(TraceLayer::new_for_http())
+        .layer(axum::Extension(rt.clone()));
+    if websocket {
+        routes = routes.merge(ws::routes(rt, hub));
+    }
+    // Spans name the path only: a query string may carry a token (`/ws?token=`).
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+        tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+    });
+    momentum_shared::http::serve_routes(routes, &state).layer(trace)
 }
 
 async fn health(State(s): State<AppState>) -> ApiResult<Value> {
@@ -93,13 +104,45 @@ pub enum Gateway {
     Sdk,
 }
 
+/// What the shim serves besides the REST routes. Timeouts come from the state's
+/// configuration (`AppConfig::timeouts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// How the broadcaster posts (`Sdk` needs the WebSocket emulation).
+    pub gateway: Gateway,
+    /// Serve the WebSocket emulation: `/ws` and the management API `/@connections/{id}`.
+    /// Off, neither exists (404) and change records are not fanned out.
+    pub websocket: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            gateway: Gateway::Direct,
+            websocket: true,
+        }
+    }
+}
+
+impl Options {
+    pub fn gateway(mut self, gateway: Gateway) -> Self {
+        self.gateway = gateway;
+        self
+    }
+
+    pub fn websocket(mut self, on: bool) -> Self {
+        self.websocket = on;
+        self
+    }
+}
+
 /// Serves the shim on an already bound listener until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, state, Gateway::Direct, shutdown).await
+    serve_options(listener, state, Options::default(), shutdown).await
 }
 
 /// `serve`, choosing how the broadcaster posts.
@@ -109,24 +152,73 @@ pub async fn serve_with(
     gateway: Gateway,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let hub = ws::Hub::default();
-    let gateway: Arc<dyn momentum_shared::realtime::broadcaster::ConnectionGateway> = match gateway
-    {
-        Gateway::Direct => Arc::new(ws::HubGateway::new(hub.clone())),
-        Gateway::Sdk => {
-            let endpoint = format!("http://{}", listener.local_addr()?);
-            Arc::new(ManagementApiGateway::new(&endpoint).await)
-        }
-    };
-    let rt = Realtime::new(state.clone(), gateway);
-    state
-        .ctx
-        .changes
-        .set_sink(Arc::new(ws::LocalSink::start(rt.clone())));
-    axum::serve(
+    serve_options(
         listener,
-        app(rt, hub).into_make_service_with_connect_info::<SocketAddr>(),
+        state,
+        Options::default().gateway(gateway),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// Serves the shim until `shutdown` resolves, then shuts down gracefully:
+///
+/// 1. stops accepting (the listener is closed);
+/// 2. lets every request in flight finish (idle keep-alive connections close at once) and
+///    sends every WebSocket a close frame (1001, "server shutting down"), each socket then
+///    running its `$disconnect` cleanup;
+/// 3. waits for both, at most `AppConfig::timeouts.shutdown_grace`;
+/// 4. flushes the store (the embedded store checkpoints its write-ahead log).
+///
+/// Reading a request is bounded too: headers within `timeouts.header_read` (else the
+/// connection is closed), the body within `timeouts.body_read` (else 408).
+pub async fn serve_options(
+    listener: TcpListener,
+    state: AppState,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if options.gateway == Gateway::Sdk && !options.websocket {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "Gateway::Sdk posts through /@connections, which only the WebSocket emulation serves",
+        ));
+    }
+    let hub = ws::Hub::default();
+    let gateway: Arc<dyn momentum_shared::realtime::broadcaster::ConnectionGateway> =
+        match options.gateway {
+            Gateway::Direct => Arc::new(ws::HubGateway::new(hub.clone())),
+            Gateway::Sdk => {
+                let endpoint = format!("http://{}", listener.local_addr()?);
+                Arc::new(ManagementApiGateway::new(&endpoint).await)
+            }
+        };
+    let rt = Realtime::new(state.clone(), gateway);
+    if options.websocket {
+        state
+            .ctx
+            .changes
+            .set_sink(Arc::new(ws::LocalSink::start(rt.clone())));
+    }
+    let timeouts = state.config.timeouts;
+    let app = app_with(rt, hub.clone(), options.websocket);
+    let connections = server::accept_until(listener, app, timeouts.header_read, shutdown).await;
+    connections.stop();
+    hub.close_all();
+    let drained = tokio::time::timeout(timeouts.shutdown_grace, async {
+        tokio::join!(connections.closed(), hub.closed());
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            grace_ms = timeouts.shutdown_grace.as_millis() as u64,
+            "shutdown grace elapsed with requests or sockets still open"
+        );
+    }
+    if let Err(e) = state.store.flush().await {
+        tracing::error!(error = %e, "could not flush the store");
+        return Err(std::io::Error::other(e.to_string()));
+    }
+    tracing::info!("stopped");
+    Ok(())
 }

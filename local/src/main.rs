@@ -32,6 +32,39 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "MOMENTUM_LOG_JSON")]
     log_json: bool,
+    /// Serve the WebSocket emulation (`/ws`) and its management API (`/@connections/{id}`,
+    /// loopback callers only); `--websocket false` serves neither.
+    #[arg(long, env = "MOMENTUM_WEBSOCKET", default_value_t = true, action = clap::ArgAction::Set)]
+    websocket: bool,
+}
+
+/// Resolves on the first SIGTERM or Ctrl-C (SIGINT); a second one exits at once, without
+/// waiting for the graceful shutdown.
+async fn shutdown_signal() {
+    let which = signal().await;
+    tracing::info!(signal = which, "shutting down");
+    tokio::spawn(async {
+        let again = signal().await;
+        tracing::warn!(signal = again, "second signal: exiting without waiting");
+        std::process::exit(130);
+    });
+}
+
+#[cfg(unix)]
+async fn signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+#[cfg(not(unix))]
+async fn signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }
 
 #[tokio::main]
@@ -70,10 +103,7 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    local::serve(listener, state, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    })
-    .await?;
+    let options = local::Options::default().websocket(args.websocket);
+    local::serve_options(listener, state, options, shutdown_signal()).await?;
     Ok(())
 }

@@ -1,32 +1,48 @@
-//! The shim's emulation of API Gateway's WebSocket API: `/ws?token=` assigns connection ids
-//! and runs the same `$connect` / `$default` / `$disconnect` code as the Lambda; the
-//! management API (`POST/GET/DELETE /@connections/{id}`) is served here, so the SDK client
-//! of the cloud works against the shim too (`Gateway::Sdk`), while the broadcaster by default
-//! posts through `HubGateway` straight onto the sockets; committed change records are fed
-//! to the broadcaster in-process, in commit order.
+//! The shim's emulation of API Gateway's WebSocket API: `/ws` assigns connection ids and runs
+//! the same `$connect` / `$default` / `$disconnect` code as the Lambda (the same handshake
+//! rules too: `Origin` against the CORS allowlist, the token from the `bearer.<token>`
+//! subprotocol or `?token=`, see `realtime::handshake`); the management API
+//! (`POST/GET/DELETE /@connections/{id}`) is served here for loopback callers only, so the
+//! SDK client of the cloud works against the shim too (`Gateway::Sdk`), while the broadcaster
+//! by default posts through `HubGateway` straight onto the sockets; committed change records
+//! are fed to the broadcaster in-process, in commit order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use momentum_shared::error::AppError;
 use momentum_shared::realtime::broadcaster::{ConnectionGateway, GatewayError};
 use momentum_shared::realtime::commands;
 use momentum_shared::services::changes::{ChangeRecord, ChangeSink, Revocation};
-use realtime::Realtime;
+use realtime::{Realtime, handshake};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Open sockets of this process, by connection id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
     sockets: Arc<Mutex<HashMap<String, Socket>>>,
+    /// Each socket task holds a receiver until its `$disconnect` cleanup is done.
+    tasks: watch::Sender<()>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            sockets: Arc::default(),
+            tasks: watch::channel(()).0,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -65,6 +81,29 @@ impl Hub {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Sends every open socket a close frame (1001 "going away": the server is shutting
+    /// down); each then runs its `$disconnect` cleanup.
+    pub fn close_all(&self) {
+        let sockets: Vec<Socket> = self
+            .sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for socket in sockets {
+            let _ = socket.tx.send(Message::Close(Some(CloseFrame {
+                code: close_code::AWAY,
+                reason: "server shutting down".into(),
+            })));
+        }
+    }
+
+    /// Resolves when every socket task has ended (its `$disconnect` cleanup done).
+    pub async fn closed(&self) {
+        self.tasks.closed().await;
+    }
 }
 
 #[derive(Clone)]
@@ -78,17 +117,42 @@ struct ConnectParams {
     token: Option<String>,
 }
 
-/// `/ws` and `/@connections/{id}`.
+/// `/ws` and `/@connections/{id}` (the latter for loopback callers only).
 pub fn routes(rt: Realtime, hub: Hub) -> Router {
-    Router::new()
-        .route("/ws", get(upgrade))
+    let management = Router::new()
         .route(
             "/@connections/{id}",
             get(get_connection)
                 .post(post_to_connection)
                 .delete(delete_connection),
         )
+        .route_layer(middleware::from_fn(loopback_only));
+    Router::new()
+        .route("/ws", get(upgrade))
+        .merge(management)
         .with_state(WsState { rt, hub })
+}
+
+/// The management API forges events and closes sockets, so only this machine may call it:
+/// the peer must be a loopback address (`--host 0.0.0.0` exposes the shim, not this), and the
+/// request must not come from a browser page (which sends `Origin`; the SDK never does), so a
+/// web page the developer visits cannot reach it through their browser either.
+async fn loopback_only(req: Request, next: Next) -> Response {
+    let loopback =
+        momentum_shared::http::client_ip(req.extensions()).is_some_and(|ip| ip.is_loopback());
+    if !loopback || req.headers().contains_key(header::ORIGIN) {
+        let mut refused = AppError::forbidden(
+            "the @connections management API answers only local callers (loopback, not a browser)",
+        )
+        .into_response();
+        // What API Gateway says, so the SDK maps it to `ForbiddenException`.
+        refused.headers_mut().insert(
+            "x-amzn-ErrorType",
+            HeaderValue::from_static("ForbiddenException"),
+        );
+        return refused;
+    }
+    next.run(req).await
 }
 
 fn new_connection_id() -> String {
@@ -99,19 +163,47 @@ fn new_connection_id() -> String {
 async fn upgrade(
     State(s): State<WsState>,
     Query(p): Query<ConnectParams>,
-    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return AppError::validation("Upgrade", rejection.body_text()).into_response();
+        }
+    };
     let id = new_connection_id();
-    // `$connect`: refused tokens never get a socket, and nothing is recorded.
+    // `$connect`: the same rules as the Lambda; a refused handshake never gets a socket, and
+    // nothing is recorded.
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    if let Err(e) = handshake::check_origin(&s.rt.state.config, origin) {
+        return e.into_response();
+    }
+    let protocols = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let offer = match handshake::offer(protocols, p.token.as_deref()) {
+        Ok(offer) => offer,
+        Err(e) => return e.into_response(),
+    };
     if let Err(e) =
         s.rt.registry
-            .connect(&s.rt.state.auth, &id, p.token.as_deref())
+            .connect(&s.rt.state.auth, &id, offer.token.as_deref())
             .await
     {
         return e.into_response();
     }
+    // Answers `momentum.v1` when offered (never the `bearer.` entry).
+    let ws = ws.protocols(offer.protocol);
+    let task = s.hub.tasks.subscribe();
     ws.max_message_size(commands::MAX_MESSAGE_BYTES * 2)
-        .on_upgrade(move |socket| run_socket(s, id, socket))
+        .on_upgrade(move |socket| async move {
+            run_socket(s, id, socket).await;
+            drop(task);
+        })
 }
 
 async fn run_socket(s: WsState, id: String, socket: WebSocket) {
@@ -139,8 +231,11 @@ async fn run_socket(s: WsState, id: String, socket: WebSocket) {
         let text = match msg {
             Message::Text(t) => t.to_string(),
             Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-            Message::Close(_) => break,
-            _ => continue,
+            // After the client's close frame the WebSocket layer has queued the answering
+            // close frame (echoing the client's code): the next read sends it and ends the
+            // stream, so the client sees a clean close instead of 1006. Pings are answered
+            // the same way.
+            Message::Close(_) | Message::Ping(_) | Message::Pong(_) => continue,
         };
         // `$default`: same code as the Lambda; the reply goes back on this socket.
         let reply = commands::handle(&s.rt.state, &s.rt.registry, &id, &text).await;
@@ -172,8 +267,8 @@ async fn run_socket(s: WsState, id: String, socket: WebSocket) {
 
 /// The close frame for a connection whose session ended: 1008 (policy violation).
 fn revoked_close() -> Message {
-    Message::Close(Some(axum::extract::ws::CloseFrame {
-        code: axum::extract::ws::close_code::POLICY,
+    Message::Close(Some(CloseFrame {
+        code: close_code::POLICY,
         reason: "session revoked".into(),
     }))
 }

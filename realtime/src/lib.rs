@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod gateway;
+pub mod handshake;
 pub mod stream;
 pub mod websocket;
 

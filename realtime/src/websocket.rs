@@ -3,10 +3,12 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
+use axum::http::{HeaderMap, HeaderValue};
+use momentum_shared::error::AppResult;
 use momentum_shared::realtime::commands;
 use serde_json::{Value, json};
 
-use crate::Realtime;
+use crate::{Realtime, handshake};
 
 fn response(status: i64, body: Value) -> ApiGatewayProxyResponse {
     let mut r = ApiGatewayProxyResponse::default();
@@ -23,8 +25,47 @@ pub struct Outcome {
     pub close: bool,
 }
 
+/// The values of a handshake header: from `multiValueHeaders` when it has them (every
+/// line), else from `headers`.
+fn header_values<'a>(event: &'a ApiGatewayWebsocketProxyRequest, name: &str) -> Vec<&'a str> {
+    let values = |map: &'a HeaderMap| -> Vec<&'a str> {
+        map.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
+    let multi = values(&event.multi_value_headers);
+    if multi.is_empty() {
+        values(&event.headers)
+    } else {
+        multi
+    }
+}
+
+/// `$connect`: the `Origin` against the CORS allowlist, the token from the
+/// `bearer.<token>` subprotocol or else `?token=`, then the connection row. Returns the
+/// subprotocol to answer with.
+async fn connect(
+    rt: &Realtime,
+    event: &ApiGatewayWebsocketProxyRequest,
+    connection_id: &str,
+) -> AppResult<Option<&'static str>> {
+    let origin = header_values(event, "origin").first().copied();
+    handshake::check_origin(&rt.state.config, origin)?;
+    let offer = handshake::offer(
+        header_values(event, handshake::PROTOCOL_HEADER),
+        event.query_string_parameters.first("token"),
+    )?;
+    rt.registry
+        .connect(&rt.state.auth, connection_id, offer.token.as_deref())
+        .await?;
+    Ok(offer.protocol)
+}
+
 /// Handles one WebSocket event. `$connect` refuses a missing, forged or expired token with
-/// 401 (API Gateway then rejects the handshake) and records nothing.
+/// 401, a foreign `Origin` with 403 and a malformed subprotocol offer with 400 (API Gateway
+/// then rejects the handshake) and records nothing; see `handshake` for the token
+/// convention.
 pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Outcome {
     let ctx = &event.request_context;
     let route = ctx.route_key.clone().unwrap_or_default();
@@ -36,28 +77,35 @@ pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Ou
         };
     };
     match route.as_str() {
-        "$connect" => {
-            let token = event.query_string_parameters.first("token");
-            match rt
-                .registry
-                .connect(&rt.state.auth, &connection_id, token)
-                .await
-            {
-                Ok(_) => Outcome {
-                    response: response(200, json!({"connected": true})),
+        "$connect" => match connect(rt, &event, &connection_id).await {
+            Ok(protocol) => {
+                let mut response = response(200, json!({"connected": true}));
+                if let Some(protocol) = protocol {
+                    // API Gateway passes this header on to the client's handshake answer;
+                    // without it a browser that offered subprotocols drops the connection.
+                    response.headers.insert(
+                        handshake::PROTOCOL_HEADER,
+                        HeaderValue::from_static(protocol),
+                    );
+                }
+                Outcome {
+                    response,
                     reply: None,
                     close: false,
-                },
-                Err(e) => Outcome {
-                    response: response(
-                        e.status() as i64,
-                        json!({"code": e.code.as_str(), "message": e.message}),
-                    ),
-                    reply: None,
-                    close: false,
-                },
+                }
             }
-        }
+            Err(e) => {
+                let mut body = json!({"code": e.code.as_str(), "message": e.message});
+                if let Some(field) = &e.field {
+                    body["field"] = json!(field);
+                }
+                Outcome {
+                    response: response(e.status() as i64, body),
+                    reply: None,
+                    close: false,
+                }
+            }
+        },
         "$disconnect" => {
             if let Err(e) = rt.registry.disconnect(&connection_id).await {
                 tracing::warn!(connection = %connection_id, error = %e, "disconnect cleanup failed");

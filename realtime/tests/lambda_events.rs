@@ -301,3 +301,165 @@ async fn revoked_sessions_close_their_connections() {
     );
     assert!(rt.registry.get("first=").await.unwrap().is_none());
 }
+
+/// A `$connect` event as API Gateway delivers it, with handshake headers (in both `headers`
+/// and `multiValueHeaders`, as API Gateway sends them) and an optional `?token=`.
+fn connect_event(
+    connection_id: &str,
+    query_token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> ApiGatewayWebsocketProxyRequest {
+    let mut event = serde_json::to_value(ws_event("$connect", connection_id, query_token, None))
+        .expect("event as JSON");
+    let mut single = json!({"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "Sec-WebSocket-Version": "13"});
+    let mut multi = json!({"Host": ["abc123.execute-api.eu-west-1.amazonaws.com"], "Sec-WebSocket-Version": ["13"]});
+    for (name, value) in headers {
+        single[*name] = json!(value);
+        multi[*name] = json!([value]);
+    }
+    event["headers"] = single;
+    event["multiValueHeaders"] = multi;
+    serde_json::from_value(event).expect("a $connect event")
+}
+
+fn protocol_header(r: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Option<String> {
+    r.headers
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+fn body_text(r: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> String {
+    match &r.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => t.clone(),
+        other => panic!("text body expected: {other:?}"),
+    }
+}
+
+/// The token in `Sec-WebSocket-Protocol: momentum.v1, bearer.<token>`: the connection is
+/// made for the token's user, the Lambda's answer carries `Sec-WebSocket-Protocol:
+/// momentum.v1` (API Gateway passes it on; browsers drop the connection without it) and
+/// never the token; the query-string token keeps working.
+#[tokio::test]
+async fn connect_takes_the_token_from_the_subprotocol_and_echoes_only_momentum_v1() {
+    let (rt, _gateway, token, _ws) = setup().await;
+    let offered = format!("momentum.v1, bearer.{token}");
+
+    let ok = realtime::websocket::run(
+        &rt,
+        connect_event("p1=", None, &[("Sec-WebSocket-Protocol", &offered)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status_code, 200, "{}", body_text(&ok));
+    assert_eq!(protocol_header(&ok).as_deref(), Some("momentum.v1"));
+    let serialized = serde_json::to_string(&ok).unwrap();
+    assert!(!serialized.contains(&token), "the token is never echoed");
+    assert!(
+        serialized.contains(r#""sec-websocket-protocol":"momentum.v1""#),
+        "the header is in the Lambda's JSON answer: {serialized}"
+    );
+    let row = rt
+        .registry
+        .get("p1=")
+        .await
+        .unwrap()
+        .expect("connection row");
+    let who = rt.state.auth.authenticate(&token).unwrap();
+    assert_eq!(row.user_id, who.user_id);
+
+    // Back-compat: the query string alone; nothing offered, nothing echoed.
+    let query = realtime::websocket::run(&rt, connect_event("p2=", Some(&token), &[]))
+        .await
+        .unwrap();
+    assert_eq!(query.status_code, 200);
+    assert_eq!(protocol_header(&query), None);
+
+    // The header wins over the query string.
+    let both = realtime::websocket::run(
+        &rt,
+        connect_event(
+            "p3=",
+            Some("not.a.token"),
+            &[("Sec-WebSocket-Protocol", &offered)],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(both.status_code, 200);
+
+    // A forged token in the header: 401, nothing recorded, nothing echoed.
+    let forged = realtime::websocket::run(
+        &rt,
+        connect_event(
+            "p4=",
+            None,
+            &[("Sec-WebSocket-Protocol", "momentum.v1, bearer.x.y.z")],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status_code, 401);
+    assert_eq!(protocol_header(&forged), None);
+    assert!(rt.registry.get("p4=").await.unwrap().is_none());
+
+    // `bearer.` without `momentum.v1`: the server could only echo the token, so 400.
+    let alone = realtime::websocket::run(
+        &rt,
+        connect_event(
+            "p5=",
+            None,
+            &[("Sec-WebSocket-Protocol", &format!("bearer.{token}"))],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(alone.status_code, 400);
+    let body: Value = serde_json::from_str(&body_text(&alone)).unwrap();
+    assert_eq!(body["code"], "VALIDATION_ERROR");
+    assert_eq!(body["field"], "Sec-WebSocket-Protocol");
+    assert!(!body_text(&alone).contains(&token));
+    assert!(rt.registry.get("p5=").await.unwrap().is_none());
+}
+
+/// `$connect` checks `Origin` against `MOMENTUM_CORS_ORIGINS`: a listed origin and no origin
+/// (native clients) connect, any other origin gets 403 and no connection row.
+#[tokio::test]
+async fn connect_checks_origin_against_the_cors_allowlist() {
+    let (rt, gateway, token, _ws) = setup().await;
+    let mut state = rt.state.clone();
+    let mut config = (*state.config).clone();
+    config.cors_origins = vec!["https://app.example.com".into()];
+    config.local_default_origins = false;
+    state.config = std::sync::Arc::new(config);
+    let rt = Realtime::new(state, gateway);
+
+    let listed = realtime::websocket::run(
+        &rt,
+        connect_event(
+            "o1=",
+            Some(&token),
+            &[("Origin", "https://app.example.com")],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.status_code, 200);
+    let native = realtime::websocket::run(&rt, connect_event("o2=", Some(&token), &[]))
+        .await
+        .unwrap();
+    assert_eq!(native.status_code, 200);
+    for (id, origin) in [
+        ("o3=", "https://evil.example.com"),
+        ("o4=", "http://localhost:3000"),
+        ("o5=", "null"),
+    ] {
+        let refused =
+            realtime::websocket::run(&rt, connect_event(id, Some(&token), &[("Origin", origin)]))
+                .await
+                .unwrap();
+        assert_eq!(refused.status_code, 403, "{origin}");
+        let body: Value = serde_json::from_str(&body_text(&refused)).unwrap();
+        assert_eq!(body["code"], "FORBIDDEN");
+        assert!(rt.registry.get(id).await.unwrap().is_none(), "{origin}");
+    }
+}

@@ -2,6 +2,7 @@
 //! startup refuses unsafe settings (a missing or short JWT secret).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::ratelimit::{Rate, RateLimitConfig};
 use crate::storage::schema::TableNames;
@@ -50,10 +51,47 @@ pub struct AppConfig {
     pub expose_storage_calls: bool,
     /// Time a request may spend retrying storage before it answers 503 (default 20 s, under
     /// API Gateway's 29 s integration timeout; `MOMENTUM_REQUEST_BUDGET_MS`).
-    pub request_budget: std::time::Duration,
-    /// Origins a browser may call the API from (CORS); others get no CORS headers.
+    pub request_budget: Duration,
+    /// Origins a browser may call the API from (CORS); others get no CORS headers. The same
+    /// list decides which `Origin` may open a WebSocket (an absent `Origin`, as native
+    /// clients send, is allowed).
     pub cors_origins: Vec<String>,
+    /// True when `cors_origins` is the local default (local mode, `MOMENTUM_CORS_ORIGINS`
+    /// unset): WebSocket connects from any loopback origin (`http://localhost:5173`, a dev
+    /// server on any port) are then accepted too.
+    pub local_default_origins: bool,
     pub rate_limits: RateLimitConfig,
+    /// How long the local shim waits for slow clients and for itself at shutdown.
+    pub timeouts: ServerTimeouts,
+}
+
+/// Read timeouts and the shutdown grace of the local shim's HTTP server (in the cloud, API
+/// Gateway reads requests; a Lambda gets them whole, so only `body_read` applies there and
+/// is met at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerTimeouts {
+    /// From a connection's first byte (or the end of its previous response) to the end of
+    /// the request headers; past it the connection is closed. Also bounds an idle keep-alive
+    /// connection. `MOMENTUM_HEADER_READ_TIMEOUT_MS`, default 10 s.
+    pub header_read: Duration,
+    /// From the end of the headers to the end of the body; past it the answer is 408
+    /// `REQUEST_TIMEOUT` and the connection is closed. `MOMENTUM_BODY_READ_TIMEOUT_MS`,
+    /// default 30 s.
+    pub body_read: Duration,
+    /// At shutdown (SIGTERM, Ctrl-C), how long in-flight requests and closing WebSockets
+    /// may take before the shim stops waiting for them. `MOMENTUM_SHUTDOWN_GRACE_MS`,
+    /// default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerTimeouts {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
 }
 
 /// CORS origins allowed in local mode when `MOMENTUM_CORS_ORIGINS` is unset (production
@@ -92,6 +130,14 @@ impl Env<'_> {
         match self.get(key) {
             None => Ok(Some(default)),
             Some(v) => Rate::parse(&v).map_err(|e| ConfigError(format!("{key}={e}"))),
+        }
+    }
+
+    /// A positive number of milliseconds (a timeout of 0 would refuse every client).
+    fn millis(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.parse::<u64>(key, default.as_millis() as u64)? {
+            0 => Err(ConfigError(format!("{key} must be > 0"))),
+            ms => Ok(Duration::from_millis(ms)),
         }
     }
 
@@ -197,6 +243,8 @@ impl AppConfig {
                 "token lifetimes and hash concurrency must be > 0".into(),
             ));
         }
+        let local_default_origins =
+            mode == Mode::Local && env.get("MOMENTUM_CORS_ORIGINS").is_none();
         let cors_origins = match env.get("MOMENTUM_CORS_ORIGINS") {
             Some(list) => parse_origins(&list)?,
             None if mode == Mode::Local => {
@@ -216,18 +264,26 @@ impl AppConfig {
                 "MOMENTUM_RATE_LIMIT_MAX_KEYS must be > 0".into(),
             ));
         }
+        let defaults = ServerTimeouts::default();
+        let timeouts = ServerTimeouts {
+            header_read: env.millis("MOMENTUM_HEADER_READ_TIMEOUT_MS", defaults.header_read)?,
+            body_read: env.millis("MOMENTUM_BODY_READ_TIMEOUT_MS", defaults.body_read)?,
+            shutdown_grace: env.millis("MOMENTUM_SHUTDOWN_GRACE_MS", defaults.shutdown_grace)?,
+        };
         Ok(Self {
             mode,
             store,
             tables,
             auth,
             expose_storage_calls: env.flag("MOMENTUM_EXPOSE_STORAGE_CALLS", mode == Mode::Local)?,
-            request_budget: std::time::Duration::from_millis(env.parse(
+            request_budget: Duration::from_millis(env.parse(
                 "MOMENTUM_REQUEST_BUDGET_MS",
                 crate::storage::retry::DEFAULT_REQUEST_BUDGET.as_millis() as u64,
             )?),
             cors_origins,
+            local_default_origins,
             rate_limits,
+            timeouts,
         })
     }
 
@@ -349,7 +405,35 @@ mod tests {
         let err = config(&[("MOMENTUM_ENV", "mars")], Mode::Local).unwrap_err();
         assert!(err.0.contains("MOMENTUM_ENV"));
         assert_eq!(c.cors_origins, LOCAL_CORS_ORIGINS);
+        assert!(c.local_default_origins);
         assert_eq!(c.rate_limits, RateLimitConfig::default());
+        assert_eq!(c.timeouts, ServerTimeouts::default());
+    }
+
+    #[test]
+    fn server_timeouts_are_configurable_and_positive() {
+        let c = config(
+            &[
+                ("MOMENTUM_HEADER_READ_TIMEOUT_MS", "250"),
+                ("MOMENTUM_BODY_READ_TIMEOUT_MS", "500"),
+                ("MOMENTUM_SHUTDOWN_GRACE_MS", "2000"),
+            ],
+            Mode::Local,
+        )
+        .unwrap();
+        assert_eq!(c.timeouts.header_read, Duration::from_millis(250));
+        assert_eq!(c.timeouts.body_read, Duration::from_millis(500));
+        assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(2));
+        for key in [
+            "MOMENTUM_HEADER_READ_TIMEOUT_MS",
+            "MOMENTUM_BODY_READ_TIMEOUT_MS",
+            "MOMENTUM_SHUTDOWN_GRACE_MS",
+        ] {
+            for bad in ["0", "-1", "soon"] {
+                let err = config(&[(key, bad)], Mode::Local).unwrap_err();
+                assert!(err.0.contains(key), "{key}={bad}: {err}");
+            }
+        }
     }
 
     #[test]
@@ -360,6 +444,7 @@ mod tests {
             prod.cors_origins.is_empty(),
             "production allows no origin by default"
         );
+        assert!(!prod.local_default_origins);
         let c = config(
             &[
                 (
@@ -376,6 +461,7 @@ mod tests {
             c.cors_origins,
             ["https://app.example.com", "https://b.example.com"]
         );
+        assert!(!c.local_default_origins, "a configured list is exact");
         assert_eq!(c.rate_limits.auth_ip, Some(Rate::new(5, 2)));
         assert_eq!(c.rate_limits.ws_command, None);
         for bad in [

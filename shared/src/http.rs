@@ -381,8 +381,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
 }
 
 /// Wraps the routes of one function (or, in the shim, of all of them) into the served app:
-/// body limit, JSON 404/405 fallbacks, CORS, request context (and its security headers,
-/// which therefore also reach preflight answers and every error).
+/// body limit, JSON 404/405 fallbacks, the body read whole within its deadline (408 past it),
+/// CORS, request context (and its security headers, which therefore also reach preflight
+/// answers and every error).
 pub fn serve_routes(routes: Router, state: &AppState) -> Router {
     routes
         .fallback(not_found)
@@ -391,6 +392,10 @@ pub fn serve_routes(routes: Router, state: &AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::idempotency,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.config.timeouts.body_read,
+            crate::body_read::read_body_within,
         ))
         .layer(cors_layer(&state.config.cors_origins))
         .layer(middleware::from_fn_with_state(

@@ -2,6 +2,7 @@
 //! auth (argon2id, JWT), the error envelope and the HTTP adapter helpers.
 
 pub mod auth;
+pub mod body_read;
 pub mod clock;
 pub mod config;
 pub mod domain;

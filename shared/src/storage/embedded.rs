@@ -423,4 +423,22 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+
+    /// Copies the write-ahead log into the database file and truncates the log, so the
+    /// database file alone holds every committed write (a private in-memory database has no
+    /// log: nothing to do).
+    async fn flush(&self) -> StoreResult<()> {
+        self.with_conn(|c| {
+            let busy: i64 = c
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .map_err(internal)?;
+            if busy != 0 {
+                return Err(StoreError::Internal(
+                    "the write-ahead log checkpoint could not complete".into(),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
 }

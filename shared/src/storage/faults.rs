@@ -229,6 +229,10 @@ impl<S: Store> Store for FaultyStore<S> {
         )
         .await
     }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.inner.flush().await
+    }
 }
 
 #[cfg(test)]

@@ -101,4 +101,8 @@ impl<S: Store> Store for Metered<S> {
         self.count(&self.totals.increment);
         self.inner.increment(table, key, attr, by).await
     }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.inner.flush().await
+    }
 }

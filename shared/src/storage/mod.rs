@@ -363,6 +363,14 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically adds `by` to a numeric attribute (creating item and attribute when absent)
     /// and returns the new value.
     async fn increment(&self, table: Table, key: &Key, attr: &str, by: i64) -> StoreResult<i64>;
+
+    /// Makes every committed write durable in the store's own files before the process
+    /// exits (the embedded store checkpoints its write-ahead log). Committed writes are
+    /// already durable against a crash of the process; this leaves the data directory
+    /// self-contained. A no-op where the store keeps nothing locally (DynamoDB).
+    async fn flush(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// Checks the rules every adapter enforces the same way before touching storage.
@@ -416,5 +424,9 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
 
     async fn increment(&self, table: Table, key: &Key, attr: &str, by: i64) -> StoreResult<i64> {
         (**self).increment(table, key, attr, by).await
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        (**self).flush().await
     }
 }

@@ -284,6 +284,10 @@ impl<S: Store> Store for Retrying<S> {
         self.run(|| self.inner.increment(table, key, attr, by))
             .await
     }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.inner.flush().await
+    }
 }
 
 /// Repeats a batch call on what it left unprocessed (DynamoDB's `UnprocessedKeys` of
