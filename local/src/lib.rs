@@ -29,7 +29,8 @@ use realtime::gateway::ManagementApiGateway;
         (name = "auth", description = "Accounts, sessions, tokens"),
         (name = "workspaces", description = "Workspaces, members, change feed"),
         (name = "realtime", description = "Presence and admin messaging over WebSocket connections"),
-    )
+    ),
+    components(schemas(momentum_shared::realtime::broadcaster::LiveEvent))
 )]
 struct ApiDoc;
 

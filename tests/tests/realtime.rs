@@ -477,7 +477,50 @@ async fn commands_answer_and_fail_cleanly(s: TestServer) {
     assert_eq!(missing["error"]["field"], "since");
 }
 
+/// A live event is the feed's record plus `type` and the topic it came on: one parser reads
+/// both, and the OpenAPI document describes it as `LiveEvent`.
+async fn live_events_are_feed_records_with_their_topic(s: TestServer) {
+    let (alice, _, _) = sign_up(&s, "alice").await;
+    let ws = workspace(&s, &alice, "Shapes").await;
+    let mut c = WsClient::connect(&s, Some(&alice)).await.unwrap();
+    let topic = format!("workspace:{ws}");
+    c.request("subscribe", json!({"topics": [topic]})).await;
+    s.put(
+        &format!("/workspaces/{ws}"),
+        Some(&alice),
+        &json!({"description": "shape"}),
+    )
+    .await
+    .expect(200);
+    let head = last_seq(&s, &alice, &ws).await;
+    let record = s
+        .get(
+            &format!("/workspaces/{ws}/changes?since={}", head - 1),
+            Some(&alice),
+        )
+        .await
+        .expect(200)
+        .data()["changes"][0]
+        .clone();
+    let mut live = loop {
+        let ev = c.next(WAIT).await.expect("the event");
+        if ev["seq"] == json!(head) {
+            break ev;
+        }
+    };
+    assert_eq!(live["type"], "event");
+    assert_eq!(live["topic"], json!(topic));
+    let live = live.as_object_mut().unwrap();
+    live.remove("type");
+    live.remove("topic");
+    assert_eq!(Value::Object(live.clone()), record);
+    let doc = s.get("/openapi.json", None).await.expect(200);
+    let schema = &doc.body["components"]["schemas"]["LiveEvent"];
+    assert!(schema.is_object(), "LiveEvent in the OpenAPI document");
+}
+
 on_every_store!(
+    live_events_are_feed_records_with_their_topic,
     handshake_requires_a_valid_token,
     subscribers_get_ordered_events_and_outsiders_nothing,
     resume_with_sync_gets_exactly_the_missed_changes,

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::domain::visibility::EntityType;
 use crate::error::AppResult;
@@ -65,19 +66,39 @@ pub trait ConnectionGateway: Send + Sync + 'static {
     async fn exists(&self, connection_id: &str) -> Result<bool, GatewayError>;
 }
 
-/// The message a subscriber receives for one change.
+/// The message a subscriber receives for one change: the change record exactly as the feed
+/// and `sync` serve it, plus `type: "event"` and the topic it was delivered on. One parser
+/// reads both.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub topic: &'a str,
-    pub event: &'a str,
-    pub seq: i64,
-    pub workspace_id: &'a str,
-    pub entity_id: &'a str,
-    pub actor_id: &'a str,
-    pub at: &'a str,
-    pub data: &'a Value,
+    #[serde(flatten)]
+    pub change: &'a ChangeRecord,
+}
+
+impl<'a> Event<'a> {
+    pub fn new(topic: &'a str, change: &'a ChangeRecord) -> Self {
+        Self {
+            kind: "event",
+            topic,
+            change,
+        }
+    }
+}
+
+/// The schema of a live event (the OpenAPI document's `LiveEvent`): a change record with
+/// `type` and `topic`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LiveEvent {
+    /// Always `event`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The subscribed topic the event was delivered on.
+    pub topic: String,
+    #[serde(flatten)]
+    pub change: ChangeRecord,
 }
 
 /// What one delivery did.
@@ -194,18 +215,7 @@ impl Broadcaster {
                 outcome.skipped_not_member += 1;
                 continue;
             }
-            let event = Event {
-                kind: "event",
-                topic,
-                event: &record.event,
-                seq: record.seq,
-                workspace_id: &record.workspace_id,
-                entity_id: &record.entity_id,
-                actor_id: &record.actor_id,
-                at: &record.at,
-                data: &record.data,
-            };
-            let bytes = serde_json::to_vec(&event).expect("events serialise");
+            let bytes = serde_json::to_vec(&Event::new(topic, record)).expect("events serialise");
             messages.push((sub.connection_id.clone(), bytes));
         }
         let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(messages)
