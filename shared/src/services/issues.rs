@@ -43,7 +43,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, CounterRef, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, expected_version, found, required_text,
+    ServiceContext, check_version, expected_version, found, required_text, retry_unversioned,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::cursor::Position;
@@ -926,6 +926,13 @@ where
                         .map(from_item)
                         .collect::<AppResult<_>>()?;
                 }
+                // None of these writes states a version: losing every round is contention,
+                // not the caller's stale read.
+                Err(e) if e.code == ErrorCode::PreconditionFailed => {
+                    return Err(AppError::unavailable(
+                        "these issues are being changed by many writers at once; retry",
+                    ));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -1411,6 +1418,16 @@ impl IssueService {
         if_match: Option<i64>,
     ) -> AppResult<Issue> {
         let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || self.update_once(who, id, &req, expected)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: &UpdateIssue,
+        expected: Option<i64>,
+    ) -> AppResult<Issue> {
         // Shape checks first (they need no storage).
         let title = match &req.title {
             None => None,
@@ -1827,16 +1844,19 @@ impl IssueService {
     ) -> AppResult<Issue> {
         let expected = expected_version(req.version, if_match)?;
         let target = id_input("state_id", &req.state_id)?;
-        let (_, current) = self.read(who, id, Action::Contribute, &[]).await?;
-        check_version(expected, current.version)?;
-        self.check_transition(&current, &target).await?;
-        if target == current.state_id {
-            return Ok(current);
-        }
-        let mut next = current.clone();
-        next.state_id = target;
-        self.commit_update(&who.user_id, &current, next, Vec::new())
-            .await
+        retry_unversioned(expected, || async {
+            let (_, current) = self.read(who, id, Action::Contribute, &[]).await?;
+            check_version(expected, current.version)?;
+            self.check_transition(&current, &target).await?;
+            if target == current.state_id {
+                return Ok(current);
+            }
+            let mut next = current.clone();
+            next.state_id = target.clone();
+            self.commit_update(&who.user_id, &current, next, Vec::new())
+                .await
+        })
+        .await
     }
 }
 

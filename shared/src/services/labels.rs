@@ -24,7 +24,7 @@ use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
     ServiceContext, check_version, claim, color, delete_existing, found, put_new, put_versioned,
-    required_text, version_conflict,
+    required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::cursor::Position;
@@ -598,6 +598,17 @@ impl LabelService {
         req: UpdateLabel,
         expected_version: Option<i64>,
     ) -> AppResult<Label> {
+        let expected = req.version.or(expected_version);
+        retry_unversioned(expected, || self.update_once(who, label_id, &req, expected)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        label_id: &str,
+        req: &UpdateLabel,
+        expected: Option<i64>,
+    ) -> AppResult<Label> {
         let ws = ids::workspace_of(Kind::Label, label_id)?;
         let (_, mut got) = self
             .ctx
@@ -611,7 +622,7 @@ impl LabelService {
             )
             .await?;
         let current: Label = found(got.pop().flatten(), "label")?;
-        check_version(req.version.or(expected_version), current.version)?;
+        check_version(expected, current.version)?;
         let mut next = patched(
             &current,
             req.name.as_deref(),

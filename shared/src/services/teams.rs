@@ -17,7 +17,7 @@ use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
     ServiceContext, check_version, claim, delete_existing, found, put_new, put_versioned,
-    required_text, version_conflict,
+    required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::services::workflows::{WorkflowView, sort_states};
@@ -248,6 +248,15 @@ impl TeamService {
     }
 
     pub async fn update(&self, who: &Principal, team_id: &str, req: UpdateTeam) -> AppResult<Team> {
+        retry_unversioned(req.version, || self.update_once(who, team_id, &req)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        team_id: &str,
+        req: &UpdateTeam,
+    ) -> AppResult<Team> {
         let (ws, current, _) = self
             .authorized_team(who, team_id, Action::Manage, &[])
             .await?;
@@ -552,6 +561,19 @@ impl TeamService {
         user_id: &str,
         req: ChangeTeamMemberRole,
     ) -> AppResult<TeamMember> {
+        retry_unversioned(None, || {
+            self.change_member_role_once(who, team_id, user_id, &req)
+        })
+        .await
+    }
+
+    async fn change_member_role_once(
+        &self,
+        who: &Principal,
+        team_id: &str,
+        user_id: &str,
+        req: &ChangeTeamMemberRole,
+    ) -> AppResult<TeamMember> {
         let not_found = || AppError::not_found("team member");
         let user_id = user_id_or(user_id, not_found)?;
         let ws = ids::workspace_of(Kind::Team, team_id)?;
@@ -586,7 +608,7 @@ impl TeamService {
                                 json!(current.role),
                             )),
                         },
-                        AppError::conflict("the team member changed concurrently; retry"),
+                        version_conflict(),
                     )
                     .change(
                         Change::new(

@@ -20,7 +20,7 @@ use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, ChangeRecord, Plan};
 use crate::services::context::{
     ServiceContext, check_version, claim, delete_existing, found, put_new, put_versioned,
-    required_text, version_conflict,
+    required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::{Condition, Key, Query, SortKey, Table, Update, WriteOp};
@@ -495,6 +495,15 @@ impl WorkspaceService {
         workspace_id: &str,
         req: UpdateWorkspace,
     ) -> AppResult<WorkspaceView> {
+        retry_unversioned(req.version, || self.update_once(who, workspace_id, &req)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        workspace_id: &str,
+        req: &UpdateWorkspace,
+    ) -> AppResult<WorkspaceView> {
         let ws = ids::parse_workspace_id(workspace_id)?;
         let (scope, mut got) = self
             .ctx
@@ -677,6 +686,19 @@ impl WorkspaceService {
         user_id: &str,
         req: ChangeMemberRole,
     ) -> AppResult<Member> {
+        retry_unversioned(None, || {
+            self.change_role_once(who, workspace_id, user_id, &req)
+        })
+        .await
+    }
+
+    async fn change_role_once(
+        &self,
+        who: &Principal,
+        workspace_id: &str,
+        user_id: &str,
+        req: &ChangeMemberRole,
+    ) -> AppResult<Member> {
         let ws = ids::parse_workspace_id(workspace_id)?;
         let (scope, mut got) = self
             .ctx
@@ -714,7 +736,7 @@ impl WorkspaceService {
                             item: record_item(&keys::member(&ws, user_id), "member", &next),
                             condition: Some(Condition::AttrEquals("role".into(), json!(prev_role))),
                         },
-                        AppError::conflict("the member changed concurrently; retry"),
+                        version_conflict(),
                     )
                     .op(WriteOp::Put {
                         table: Table::Main,
