@@ -310,7 +310,12 @@ async fn core_command(
         "create_workspace" => to_value(state.workspaces.create(&who, parse(data)?).await?),
         "update_workspace" => {
             let id = take_str(&mut data, "id")?;
-            to_value(state.workspaces.update(&who, &id, parse(data)?).await?)
+            to_value(
+                state
+                    .workspaces
+                    .update(&who, &id, parse(data)?, None)
+                    .await?,
+            )
         }
         "delete_workspace" => {
             let id = take_str(&mut data, "id")?;

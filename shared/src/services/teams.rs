@@ -16,8 +16,8 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, claim, delete_existing, found, put_new, put_versioned,
-    required_text, retry_unversioned, version_conflict,
+    ServiceContext, check_version, claim, delete_existing, expected_version, found, put_new,
+    put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::services::workflows::{WorkflowView, sort_states};
@@ -247,8 +247,15 @@ impl TeamService {
             .1)
     }
 
-    pub async fn update(&self, who: &Principal, team_id: &str, req: UpdateTeam) -> AppResult<Team> {
-        retry_unversioned(req.version, || self.update_once(who, team_id, &req)).await
+    pub async fn update(
+        &self,
+        who: &Principal,
+        team_id: &str,
+        req: UpdateTeam,
+        if_match: Option<i64>,
+    ) -> AppResult<Team> {
+        let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || self.update_once(who, team_id, &req, expected)).await
     }
 
     async fn update_once(
@@ -256,11 +263,12 @@ impl TeamService {
         who: &Principal,
         team_id: &str,
         req: &UpdateTeam,
+        expected: Option<i64>,
     ) -> AppResult<Team> {
         let (ws, current, _) = self
             .authorized_team(who, team_id, Action::Manage, &[])
             .await?;
-        check_version(req.version, current.version)?;
+        check_version(expected, current.version)?;
         let mut next = current.clone();
         if let Some(key) = &req.key {
             next.key = validate_team_key("key", key)?;

@@ -24,8 +24,8 @@ use crate::error::{AppError, AppResult};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, color, delete_existing, found, put_new, put_versioned,
-    required_text, retry_unversioned, version_conflict,
+    ServiceContext, check_version, color, delete_existing, expected_version, found, put_new,
+    put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::services::workspaces::MAX_NAME_CHARS;
 use crate::storage::{Condition, Item, Query, SortKey, Table, WriteOp};
@@ -434,8 +434,13 @@ impl WorkflowService {
         who: &Principal,
         workflow_id: &str,
         req: UpdateWorkflow,
+        if_match: Option<i64>,
     ) -> AppResult<Workflow> {
-        retry_unversioned(req.version, || self.update_once(who, workflow_id, &req)).await
+        let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || {
+            self.update_once(who, workflow_id, &req, expected)
+        })
+        .await
     }
 
     async fn update_once(
@@ -443,6 +448,7 @@ impl WorkflowService {
         who: &Principal,
         workflow_id: &str,
         req: &UpdateWorkflow,
+        expected: Option<i64>,
     ) -> AppResult<Workflow> {
         let ws = ids::workspace_of(Kind::Workflow, workflow_id)?;
         let not_a_state =
@@ -459,7 +465,7 @@ impl WorkflowService {
             .await?;
         let mut got = got.into_iter();
         let current: Workflow = found(got.next().flatten(), Kind::Workflow.noun())?;
-        check_version(req.version, current.version)?;
+        check_version(expected, current.version)?;
         let mut next = current.clone();
         if let Some(name) = &req.name {
             next.name = required_text("name", name, MAX_NAME_CHARS)?;

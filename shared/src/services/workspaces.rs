@@ -19,8 +19,8 @@ use crate::services::access::Scope;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, ChangeRecord, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, claim, delete_existing, found, put_new, put_versioned,
-    required_text, retry_unversioned, version_conflict,
+    ServiceContext, check_version, claim, delete_existing, expected_version, found, put_new,
+    put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::{Condition, Key, Query, SortKey, Table, Update, WriteOp};
@@ -494,8 +494,13 @@ impl WorkspaceService {
         who: &Principal,
         workspace_id: &str,
         req: UpdateWorkspace,
+        if_match: Option<i64>,
     ) -> AppResult<WorkspaceView> {
-        retry_unversioned(req.version, || self.update_once(who, workspace_id, &req)).await
+        let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || {
+            self.update_once(who, workspace_id, &req, expected)
+        })
+        .await
     }
 
     async fn update_once(
@@ -503,6 +508,7 @@ impl WorkspaceService {
         who: &Principal,
         workspace_id: &str,
         req: &UpdateWorkspace,
+        expected: Option<i64>,
     ) -> AppResult<WorkspaceView> {
         let ws = ids::parse_workspace_id(workspace_id)?;
         let (scope, mut got) = self
@@ -517,7 +523,7 @@ impl WorkspaceService {
             )
             .await?;
         let current: Workspace = found(got.pop().flatten(), "workspace")?;
-        check_version(req.version, current.version)?;
+        check_version(expected, current.version)?;
         let mut next = current.clone();
         if let Some(name) = &req.name {
             next.name = required_text("name", name, MAX_NAME_CHARS)?;
