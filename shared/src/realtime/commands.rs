@@ -142,7 +142,20 @@ pub async fn handle(
         );
         return reply("response", &Value::Null, Err(e.into()), connection_id);
     }
-    let incoming: Incoming = match serde_json::from_str(text) {
+    let parsed = match crate::http::strict_json(text.as_bytes()) {
+        Ok(value) => serde_json::from_value::<Incoming>(value),
+        Err(crate::http::StrictJsonError::Invalid(e)) => Err(e),
+        Err(duplicate) => {
+            let rid = request_id_of(text);
+            return reply(
+                "response",
+                &rid,
+                Err(duplicate.into_error("data.").into()),
+                connection_id,
+            );
+        }
+    };
+    let incoming: Incoming = match parsed {
         Ok(m) => m,
         Err(e) => {
             let err = AppError::validation("message", format!("not a command: {e}"));
