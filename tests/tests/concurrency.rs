@@ -265,6 +265,63 @@ async fn unversioned_puts_all_apply_everywhere(s: TestServer) {
     }
 }
 
+/// Label batches without versions, racing single edits of the same labels: every request
+/// succeeds, and each batch stays all-or-nothing (both labels end with the same batch's
+/// color, the description with one single edit's).
+async fn unversioned_label_batches_apply_under_contention(s: TestServer) {
+    let w = world(&s).await;
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let body = json!({"workspace_id": w.ws, "name": name, "color": "#a1b2c3"});
+        ids.push(id(s
+            .post("/labels", w.owner.t(), &body)
+            .await
+            .expect(201)
+            .data()));
+    }
+    let color = |i: usize| format!("#0000{i:02X}");
+    let replies = race(&s, &w.owner.token, |i| {
+        if i % 2 == 0 {
+            let items: Vec<Value> = ids
+                .iter()
+                .map(|l| json!({"id": l, "color": color(i)}))
+                .collect();
+            ("/labels/batch".into(), None, json!({"labels": items}))
+        } else {
+            let body = json!({"description": format!("text {i}")});
+            (format!("/labels/{}", ids[0]), None, body)
+        }
+    })
+    .await;
+    for r in &replies {
+        assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    }
+    let first = s
+        .get(&format!("/labels/{}", ids[0]), w.owner.t())
+        .await
+        .expect(200);
+    let second = s
+        .get(&format!("/labels/{}", ids[1]), w.owner.t())
+        .await
+        .expect(200);
+    assert_eq!(
+        first.data()["color"],
+        second.data()["color"],
+        "one batch's whole write"
+    );
+    let batch_colors: Vec<String> = (0..WRITERS).step_by(2).map(color).collect();
+    assert!(batch_colors.contains(&first.data()["color"].as_str().unwrap().to_owned()));
+    let descriptions: Vec<Value> = (1..WRITERS)
+        .step_by(2)
+        .map(|i| json!(format!("text {i}")))
+        .collect();
+    assert!(
+        descriptions.contains(&first.data()["description"]),
+        "{}",
+        first.body
+    );
+}
+
 /// `If-Match` is a stated version on every versioned PUT, including workspaces, teams and
 /// workflows: a stale one is 412 and writes nothing; one that disagrees with the body's
 /// `version` is 412 on `version`.
@@ -311,6 +368,7 @@ on_every_store!(
     unversioned_issue_puts_all_apply,
     stated_version_puts_one_wins,
     unversioned_puts_all_apply_everywhere,
+    unversioned_label_batches_apply_under_contention,
     if_match_is_a_stated_version_everywhere,
 );
 

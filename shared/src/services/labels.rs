@@ -855,8 +855,28 @@ impl LabelService {
         ok
     }
 
-    /// Updates up to 100 labels of one workspace, all or none.
+    /// Updates up to 100 labels of one workspace, all or none. A batch refused only because
+    /// items that stated no `version` lost a race (any earlier chunks undone) is done again
+    /// on what is stored then, bounded like a single update; a stale stated version is 412.
     pub async fn batch_update(&self, who: &Principal, req: BatchUpdateLabels) -> BatchOutcome {
+        let lost_race = |r: &BatchRejected| {
+            r.error.code == ErrorCode::PreconditionFailed
+                && r.items.iter().all(|i| {
+                    i.code != ErrorCode::PreconditionFailed.as_str()
+                        || req.labels.get(i.index).is_some_and(|p| p.version.is_none())
+                })
+        };
+        let outcome = retry_unversioned(None, || async {
+            match self.batch_update_once(who, &req).await {
+                Err(rejected) if lost_race(&rejected) => Err(rejected.error),
+                other => Ok(other),
+            }
+        })
+        .await;
+        outcome.unwrap_or_else(|e| Err(e.into()))
+    }
+
+    async fn batch_update_once(&self, who: &Principal, req: &BatchUpdateLabels) -> BatchOutcome {
         let total = req.labels.len();
         check_count("labels", total)?;
         let Some(ws) = batch_workspace(req.labels.iter().map(|p| p.id.as_str())) else {
