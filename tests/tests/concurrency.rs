@@ -145,6 +145,28 @@ async fn stated_version_puts_one_wins(s: TestServer) {
     assert_eq!(updated.len(), 1, "{updated:?}");
 }
 
+/// A DELETE states no version: racing unversioned PUTs, it succeeds (never 412) and each PUT
+/// either applied before it (200) or finds the issue gone (404).
+async fn delete_racing_updates_succeeds(s: TestServer) {
+    let w = world(&s).await;
+    for _ in 0..3 {
+        let issue = new_issue(&s, &w).await;
+        let path = format!("/issues/{}", id(&issue));
+        let (s, path, token) = (&s, &path, w.owner.t());
+        let puts = (0..WRITERS - 1).map(|i| {
+            let body = json!({"title": format!("title {i}")});
+            async move { s.put(path, token, &body).await }
+        });
+        let (deleted, updated) =
+            tokio::join!(s.delete(path, token), futures::future::join_all(puts));
+        assert_eq!(deleted.status.as_u16(), 200, "{}", deleted.body);
+        for r in &updated {
+            assert!([200, 404].contains(&r.status.as_u16()), "{}", r.body);
+        }
+        s.get(path, token).await.expect(404);
+    }
+}
+
 /// One record under concurrent unversioned PUTs: where it is, what writer i sends, the two
 /// fields that must end up from the same writer, and the change event (profiles have none).
 struct Target {
@@ -367,6 +389,7 @@ async fn if_match_is_a_stated_version_everywhere(s: TestServer) {
 on_every_store!(
     unversioned_issue_puts_all_apply,
     stated_version_puts_one_wins,
+    delete_racing_updates_succeeds,
     unversioned_puts_all_apply_everywhere,
     unversioned_label_batches_apply_under_contention,
     if_match_is_a_stated_version_everywhere,

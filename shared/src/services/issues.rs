@@ -1583,6 +1583,25 @@ impl IssueService {
 
     /// Deletes the issue, its identifier and index copies; its sub-issues lose their parent.
     pub async fn delete(&self, who: &Principal, id: &str) -> AppResult<()> {
+        // A delete states no version: an update committed since the read is re-read, not a 412.
+        let ws = retry_unversioned(None, || self.delete_once(who, id)).await?;
+        // After the delete no new sub-issue can name it (creates and re-parenting check that
+        // the parent exists in their transaction), so this finds every child.
+        let children = relation_issues(&self.ctx, &parent_partition(&ws, id), usize::MAX).await?;
+        rewrite_issues(&self.ctx, &ws, &who.user_id, children, None, |child| {
+            (child.parent_id.as_deref() == Some(id)).then(|| {
+                let mut next = child.clone();
+                next.parent_id = None;
+                next
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the issue itself (its index copies and identifier with it); returns its
+    /// workspace.
+    async fn delete_once(&self, who: &Principal, id: &str) -> AppResult<String> {
         let (_, current) = self.read(who, id, Action::Contribute, &[]).await?;
         let ws = current.workspace_id.clone();
         self.ctx
@@ -1598,18 +1617,7 @@ impl IssueService {
                 Ok(plan)
             })
             .await?;
-        // After the delete no new sub-issue can name it (creates and re-parenting check that
-        // the parent exists in their transaction), so this finds every child.
-        let children = relation_issues(&self.ctx, &parent_partition(&ws, id), usize::MAX).await?;
-        rewrite_issues(&self.ctx, &ws, &who.user_id, children, None, |child| {
-            (child.parent_id.as_deref() == Some(id)).then(|| {
-                let mut next = child.clone();
-                next.parent_id = None;
-                next
-            })
-        })
-        .await?;
-        Ok(())
+        Ok(ws)
     }
 
     pub async fn list(&self, who: &Principal, p: &ListIssuesParams) -> AppResult<Paged<Issue>> {
