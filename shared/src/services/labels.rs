@@ -1477,6 +1477,8 @@ mod tests {
                 1,
             )],
         );
+        // Label 25 states the version it read, so losing the race is the batch's 412 (an
+        // unversioned batch would be done again instead).
         let refused = s
             .service
             .batch_update(
@@ -1490,7 +1492,7 @@ mod tests {
                             color: None,
                             level: None,
                             description: None,
-                            version: None,
+                            version: (l.id == bumped.id).then_some(1),
                         })
                         .collect(),
                 },
@@ -1511,6 +1513,58 @@ mod tests {
             }
         }
         assert_eq!(s.markers().await, markers_before, "old names claimed again");
+    }
+
+    #[tokio::test]
+    async fn an_unversioned_update_batch_losing_a_race_is_done_again() {
+        let s = setup(30).await;
+        let before = s.labels().await;
+        let mut bumped = before[25].clone();
+        bumped.version = 2;
+        bumped.description = Some("concurrent".into());
+        let s = s.interfere(
+            2,
+            vec![put_versioned(
+                &keys::label(&bumped.workspace_id, &bumped.id),
+                "label",
+                &bumped,
+                1,
+            )],
+        );
+        let done = s
+            .service
+            .batch_update(
+                &s.who,
+                BatchUpdateLabels {
+                    labels: before
+                        .iter()
+                        .map(|l| LabelPatch {
+                            id: l.id.clone(),
+                            name: Some(format!("renamed {}", l.name)),
+                            color: None,
+                            level: None,
+                            description: None,
+                            version: None,
+                        })
+                        .collect(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            done.items
+                .iter()
+                .all(|i| i.status == BatchItemStatus::Updated)
+        );
+        let after = s.labels().await;
+        for (old, new) in before.iter().zip(&after) {
+            assert_eq!(new.name, format!("renamed {}", old.name));
+        }
+        assert_eq!(
+            after[25].description.as_deref(),
+            Some("concurrent"),
+            "applied on the concurrent write, not over it"
+        );
     }
 
     #[tokio::test]
