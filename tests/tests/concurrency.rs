@@ -346,11 +346,18 @@ async fn unversioned_label_batches_apply_under_contention(s: TestServer) {
 
 /// `If-Match` is a stated version on every versioned PUT, including workspaces, teams and
 /// workflows: a stale one is 412 and writes nothing; one that disagrees with the body's
-/// `version` is 412 on `version`.
+/// `version` is 412 on `version` (labels used to let the body win silently).
 async fn if_match_is_a_stated_version_everywhere(s: TestServer) {
     let w = world(&s).await;
     let body = json!({"name": "Renamed"});
+    let label = json!({"workspace_id": w.ws, "name": "bug", "color": "#a1b2c3"});
+    let label = id(s
+        .post("/labels", w.owner.t(), &label)
+        .await
+        .expect(201)
+        .data());
     for path in [
+        format!("/labels/{label}"),
         format!("/workspaces/{}", w.ws),
         format!("/teams/{}", w.team_id),
         format!("/workflows/{}", w.workflow_id),

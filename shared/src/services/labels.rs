@@ -23,8 +23,8 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, claim, color, delete_existing, found, put_new, put_versioned,
-    required_text, retry_unversioned, version_conflict,
+    ServiceContext, check_version, claim, color, delete_existing, expected_version, found, put_new,
+    put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::cursor::Position;
@@ -589,16 +589,16 @@ impl LabelService {
         Ok(label)
     }
 
-    /// Updates a label (`Manage`). A rename moves the name marker; `version` (or the
-    /// `expected_version` from `If-Match`) must match (412).
+    /// Updates a label (`Manage`). A rename moves the name marker; `version` (or `If-Match`;
+    /// the two must agree) must match (412).
     pub async fn update(
         &self,
         who: &Principal,
         label_id: &str,
         req: UpdateLabel,
-        expected_version: Option<i64>,
+        if_match: Option<i64>,
     ) -> AppResult<Label> {
-        let expected = req.version.or(expected_version);
+        let expected = expected_version(req.version, if_match)?;
         retry_unversioned(expected, || self.update_once(who, label_id, &req, expected)).await
     }
 
