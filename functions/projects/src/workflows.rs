@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use momentum_shared::AppState;
 use momentum_shared::domain::workspace::{Workflow, WorkflowState};
 use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use momentum_shared::services::workflows::{
     CreateState, CreateWorkflow, UpdateState, UpdateWorkflow, WorkflowView,
 };
@@ -81,7 +81,8 @@ async fn get_one(
 
 /// Rename a workflow or change its default state (admins and owners).
 #[utoipa::path(put, path = "/workflows/{id}", tag = "workflows", security(("bearer" = [])),
-    params(("id" = String, Path, description = "workflow id")),
+    params(("id" = String, Path, description = "workflow id"),
+        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
     request_body = UpdateWorkflow,
     responses((status = 200, body = Envelope<Workflow>),
         (status = 412, description = "version mismatch", body = ErrorEnvelope),
@@ -90,9 +91,12 @@ async fn update(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
     Json(req): Json<UpdateWorkflow>,
 ) -> ApiResult<Workflow> {
-    Ok(ApiResponse::ok(s.workflows.update(&who, &id, req).await?))
+    Ok(ApiResponse::ok(
+        s.workflows.update(&who, &id, req, expected).await?,
+    ))
 }
 
 /// Add a state to a workflow (admins and owners).

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use momentum_shared::AppState;
 use momentum_shared::domain::workspace::{Team, TeamMember};
 use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use momentum_shared::services::pagination::{PageParams, Paged};
 use momentum_shared::services::teams::{
     AddTeamMember, ChangeTeamMemberRole, CreateTeam, CreatedTeam, UpdateTeam,
@@ -75,7 +75,8 @@ async fn get_one(
 
 /// Update key, name or description (admins and owners).
 #[utoipa::path(put, path = "/teams/{id}", tag = "teams", security(("bearer" = [])),
-    params(("id" = String, Path, description = "team id")),
+    params(("id" = String, Path, description = "team id"),
+        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
     request_body = UpdateTeam,
     responses((status = 200, body = Envelope<Team>),
         (status = 412, description = "version mismatch", body = ErrorEnvelope),
@@ -84,9 +85,12 @@ async fn update(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
     Json(req): Json<UpdateTeam>,
 ) -> ApiResult<Team> {
-    Ok(ApiResponse::ok(s.teams.update(&who, &id, req).await?))
+    Ok(ApiResponse::ok(
+        s.teams.update(&who, &id, req, expected).await?,
+    ))
 }
 
 /// Delete a team that never had issues (admins and owners), with its memberships and

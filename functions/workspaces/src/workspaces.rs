@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use momentum_shared::AppState;
 use momentum_shared::domain::workspace::Member;
 use momentum_shared::http::schema::{CommonErrors, Envelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use momentum_shared::services::pagination::{PageParams, Paged};
 use momentum_shared::services::workspaces::{
     ChangeMemberRole, ChangesPage, CreateWorkspace, CreatedWorkspace, SwitchWorkspace,
@@ -86,7 +86,8 @@ async fn get_one(
 
 /// Update name, url key or description (admins and owners).
 #[utoipa::path(put, path = "/workspaces/{id}", tag = "workspaces", security(("bearer" = [])),
-    params(("id" = String, Path, description = "workspace id")),
+    params(("id" = String, Path, description = "workspace id"),
+        ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
     request_body = UpdateWorkspace,
     responses((status = 200, body = Envelope<WorkspaceView>),
         (status = 412, description = "version mismatch", body = momentum_shared::http::schema::ErrorEnvelope),
@@ -95,9 +96,12 @@ async fn update(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
     Json(req): Json<UpdateWorkspace>,
 ) -> ApiResult<WorkspaceView> {
-    Ok(ApiResponse::ok(s.workspaces.update(&who, &id, req).await?))
+    Ok(ApiResponse::ok(
+        s.workspaces.update(&who, &id, req, expected).await?,
+    ))
 }
 
 /// Delete the workspace (owners only).

@@ -176,7 +176,20 @@ pub async fn handle(
             connection_id,
         ));
     }
-    let incoming: Incoming = match serde_json::from_str(text) {
+    let parsed = match crate::http::strict_json(text.as_bytes()) {
+        Ok(value) => serde_json::from_value::<Incoming>(value),
+        Err(crate::http::StrictJsonError::Invalid(e)) => Err(e),
+        Err(duplicate) => {
+            let rid = request_id_of(text);
+            return Reply::open(reply(
+                "response",
+                &rid,
+                Err(duplicate.into_error("data.").into()),
+                connection_id,
+            ));
+        }
+    };
+    let incoming: Incoming = match parsed {
         Ok(m) => m,
         Err(e) => {
             let err = AppError::validation("message", format!("not a command: {e}"));
@@ -347,7 +360,12 @@ async fn core_command(
         "create_workspace" => to_value(state.workspaces.create(&who, parse(data)?).await?),
         "update_workspace" => {
             let id = take_str(&mut data, "id")?;
-            to_value(state.workspaces.update(&who, &id, parse(data)?).await?)
+            to_value(
+                state
+                    .workspaces
+                    .update(&who, &id, parse(data)?, None)
+                    .await?,
+            )
         }
         "delete_workspace" => {
             let id = take_str(&mut data, "id")?;

@@ -110,7 +110,7 @@ pub async fn dispatch(
             "create_team" => ok(s.teams.create(who, parse(data)?).await?),
             "update_team" => {
                 let id = take_str(&mut data, "id")?;
-                ok(s.teams.update(who, &id, parse(data)?).await?)
+                ok(s.teams.update(who, &id, parse(data)?, None).await?)
             }
             "delete_team" => {
                 let id = take_str(&mut data, "id")?;

@@ -24,6 +24,7 @@ use crate::domain::{from_item, to_item};
 use crate::error::{AppError, AppResult};
 use crate::ratelimit::{AuthAction, RateLimits};
 use crate::services::changes::{ChangeLog, Revocation};
+use crate::services::context::{retry_unversioned, version_conflict};
 use crate::storage::{
     Condition, MAX_TRANSACTION_OPS, Query, SortKey, Store, Table, Update, WriteOp,
 };
@@ -548,6 +549,15 @@ impl AuthService {
         who: &Principal,
         req: UpdateProfileRequest,
     ) -> AppResult<Profile> {
+        // A profile has no client-stated version: a concurrent change is always retried.
+        retry_unversioned(None, || self.update_profile_once(who, &req)).await
+    }
+
+    async fn update_profile_once(
+        &self,
+        who: &Principal,
+        req: &UpdateProfileRequest,
+    ) -> AppResult<Profile> {
         let mut user = self.load_user(who).await?;
         let mut update = Update::default();
         if let Some(username) = &req.username {
@@ -591,9 +601,7 @@ impl AuthService {
                 user.version += 1;
                 Ok(Profile::from(&user))
             }
-            Err(e) if e.condition_failed_at(0) => Err(AppError::conflict(
-                "the profile was changed concurrently; reload and retry",
-            )),
+            Err(e) if e.condition_failed_at(0) => Err(version_conflict()),
             Err(e) => Err(e.into()),
         }
     }

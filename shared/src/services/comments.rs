@@ -19,10 +19,10 @@ use crate::error::{AppError, AppResult};
 use crate::services::access::Scope;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
-use crate::services::context::expected_version;
 use crate::services::context::{
     ServiceContext, check_version, found, put_new, put_versioned, version_conflict,
 };
+use crate::services::context::{expected_version, retry_unversioned};
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::{Condition, Key, Query, SortKey, Table, WriteOp};
 
@@ -387,6 +387,16 @@ impl CommentService {
     ) -> AppResult<Comment> {
         let expected = expected_version(req.version, if_match)?;
         let body = validate_body("body", &req.body)?;
+        retry_unversioned(expected, || self.update_once(who, id, &body, expected)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        id: &str,
+        body: &str,
+        expected: Option<i64>,
+    ) -> AppResult<Comment> {
         let (scope, current) = self.authorize_comment(who, id, Action::Contribute).await?;
         if current.author_id != who.user_id {
             return Err(AppError::forbidden("only the author may edit a comment"));
@@ -398,10 +408,10 @@ impl CommentService {
         if body == current.body {
             return Ok(current);
         }
-        let mentions = self.mentions(&scope.workspace_id, &body).await?;
+        let mentions = self.mentions(&scope.workspace_id, body).await?;
         let now = self.ctx.now();
         let mut next = current.clone();
-        next.body = body;
+        next.body = body.to_owned();
         next.mentions = mentions;
         next.edited_at = Some(now.clone());
         next.updated_at = now;
@@ -414,6 +424,15 @@ impl CommentService {
     /// Soft-deletes a comment (its author, or an admin or owner): the body and mentions go,
     /// the comment stays in its thread as `deleted`. Deleting it again changes nothing.
     pub async fn delete(
+        &self,
+        who: &Principal,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> AppResult<Comment> {
+        retry_unversioned(if_match, || self.delete_once(who, id, if_match)).await
+    }
+
+    async fn delete_once(
         &self,
         who: &Principal,
         id: &str,

@@ -113,6 +113,44 @@ pub fn version_conflict() -> AppError {
     )
 }
 
+/// How many times a write that stated no version reads, plans and commits before giving up.
+/// It only loses to a write of the same record that committed in between, so k writers of one
+/// record need at most k - 1 retries: 16 attempts absorb bursts far beyond what one record
+/// sees, and past that the client is told to come back (503 + `Retry-After`) rather than
+/// being held. With the backoff below the sleeps add up to well under a second.
+pub const UNVERSIONED_ATTEMPTS: u32 = 16;
+
+/// Runs a read-modify-write (`attempt`: read the record, plan, commit). A caller that stated
+/// a version (`expected`) asked for optimistic concurrency, so a lost race is its 412. A
+/// caller that stated none never entered a race: a lost one (a 412 from a version condition)
+/// is retried on the latest version, with jittered backoff, and only after
+/// `UNVERSIONED_ATTEMPTS` answered 503. `attempt` must re-read everything it plans from.
+pub async fn retry_unversioned<T, F, Fut>(expected: Option<i64>, mut attempt: F) -> AppResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = AppResult<T>>,
+{
+    if expected.is_some() {
+        return attempt().await;
+    }
+    for n in 0..UNVERSIONED_ATTEMPTS {
+        match attempt().await {
+            Err(e) if e.code == crate::error::ErrorCode::PreconditionFailed => {
+                if n + 1 < UNVERSIONED_ATTEMPTS {
+                    // Full jitter, so the writers that lost one round do not collide again.
+                    let cap_ms = 4u64 << n.min(4);
+                    let ms = 1 + rand::random::<u64>() % cap_ms;
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+            }
+            other => return other,
+        }
+    }
+    Err(AppError::unavailable(
+        "the record is being changed by many writers at once; retry",
+    ))
+}
+
 /// For `Option<Option<T>>` fields: an explicit `null` is `Some(None)` (clear), an absent
 /// field `None` (keep). Use with `#[serde(default, deserialize_with = "present")]`.
 pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -156,4 +194,61 @@ pub fn parse_if_match(raw: Option<&str>) -> AppResult<Option<i64>> {
     tag.parse::<i64>()
         .map(Some)
         .map_err(|_| AppError::validation("If-Match", "must be the record's version, e.g. \"3\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// An attempt that loses the race `losses` times, then succeeds; counts its runs.
+    async fn run(expected: Option<i64>, losses: u32) -> (AppResult<u32>, u32) {
+        let runs = AtomicU32::new(0);
+        let result = retry_unversioned(expected, || async {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            if n < losses {
+                Err(version_conflict())
+            } else {
+                Ok(n)
+            }
+        })
+        .await;
+        (result, runs.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_stated_version_is_tried_once() {
+        let (result, runs) = run(Some(3), 1).await;
+        assert_eq!(result.unwrap_err().code, ErrorCode::PreconditionFailed);
+        assert_eq!(runs, 1);
+    }
+
+    #[tokio::test]
+    async fn no_version_retries_until_it_applies() {
+        let (result, runs) = run(None, 9).await;
+        assert_eq!(result.unwrap(), 9);
+        assert_eq!(runs, 10);
+    }
+
+    #[tokio::test]
+    async fn no_version_gives_up_with_503_and_retry_after() {
+        let (result, runs) = run(None, u32::MAX).await;
+        let e = result.unwrap_err();
+        assert_eq!(e.code, ErrorCode::ServiceUnavailable);
+        assert!(e.retry_after.is_some());
+        assert_eq!(runs, UNVERSIONED_ATTEMPTS);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_retried() {
+        let runs = AtomicU32::new(0);
+        let result: AppResult<()> = retry_unversioned(None, || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Err(AppError::conflict("a name is taken"))
+        })
+        .await;
+        assert_eq!(result.unwrap_err().code, ErrorCode::Conflict);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
 }

@@ -22,7 +22,9 @@ use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, CounterRef, Plan};
-use crate::services::context::{ServiceContext, check_version, found, version_conflict};
+use crate::services::context::{
+    ServiceContext, check_version, found, retry_unversioned, version_conflict,
+};
 use crate::services::issues::{
     Issue, cycle_partition, relation_issues, rewrite_issues, workflow_states,
 };
@@ -382,6 +384,16 @@ impl CycleService {
         if_match: Option<i64>,
     ) -> AppResult<CycleView> {
         let expected = crate::services::context::expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || self.update_once(who, id, &req, expected)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: &UpdateCycle,
+        expected: Option<i64>,
+    ) -> AppResult<CycleView> {
         let (_, current) = self.read(who, id, Action::Contribute, &[]).await?;
         check_version(expected, current.version)?;
         let mut next = current.clone();

@@ -44,7 +44,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, CounterRef, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, expected_version, found, required_text,
+    ServiceContext, check_version, expected_version, found, required_text, retry_unversioned,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::cursor::Position;
@@ -927,6 +927,13 @@ where
                         .map(from_item)
                         .collect::<AppResult<_>>()?;
                 }
+                // None of these writes states a version: losing every round is contention,
+                // not the caller's stale read.
+                Err(e) if e.code == ErrorCode::PreconditionFailed => {
+                    return Err(AppError::unavailable(
+                        "these issues are being changed by many writers at once; retry",
+                    ));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -1412,6 +1419,16 @@ impl IssueService {
         if_match: Option<i64>,
     ) -> AppResult<Issue> {
         let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || self.update_once(who, id, &req, expected)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: &UpdateIssue,
+        expected: Option<i64>,
+    ) -> AppResult<Issue> {
         // Shape checks first (they need no storage).
         let title = match &req.title {
             None => None,
@@ -1567,6 +1584,25 @@ impl IssueService {
 
     /// Deletes the issue, its identifier and index copies; its sub-issues lose their parent.
     pub async fn delete(&self, who: &Principal, id: &str) -> AppResult<()> {
+        // A delete states no version: an update committed since the read is re-read, not a 412.
+        let ws = retry_unversioned(None, || self.delete_once(who, id)).await?;
+        // After the delete no new sub-issue can name it (creates and re-parenting check that
+        // the parent exists in their transaction), so this finds every child.
+        let children = relation_issues(&self.ctx, &parent_partition(&ws, id), usize::MAX).await?;
+        rewrite_issues(&self.ctx, &ws, &who.user_id, children, None, |child| {
+            (child.parent_id.as_deref() == Some(id)).then(|| {
+                let mut next = child.clone();
+                next.parent_id = None;
+                next
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the issue itself (its index copies and identifier with it); returns its
+    /// workspace.
+    async fn delete_once(&self, who: &Principal, id: &str) -> AppResult<String> {
         let (_, current) = self.read(who, id, Action::Contribute, &[]).await?;
         let ws = current.workspace_id.clone();
         self.ctx
@@ -1582,18 +1618,7 @@ impl IssueService {
                 Ok(plan)
             })
             .await?;
-        // After the delete no new sub-issue can name it (creates and re-parenting check that
-        // the parent exists in their transaction), so this finds every child.
-        let children = relation_issues(&self.ctx, &parent_partition(&ws, id), usize::MAX).await?;
-        rewrite_issues(&self.ctx, &ws, &who.user_id, children, None, |child| {
-            (child.parent_id.as_deref() == Some(id)).then(|| {
-                let mut next = child.clone();
-                next.parent_id = None;
-                next
-            })
-        })
-        .await?;
-        Ok(())
+        Ok(ws)
     }
 
     pub async fn list(&self, who: &Principal, p: &ListIssuesParams) -> AppResult<Paged<Issue>> {
@@ -1828,16 +1853,19 @@ impl IssueService {
     ) -> AppResult<Issue> {
         let expected = expected_version(req.version, if_match)?;
         let target = id_input("state_id", &req.state_id)?;
-        let (_, current) = self.read(who, id, Action::Contribute, &[]).await?;
-        check_version(expected, current.version)?;
-        self.check_transition(&current, &target).await?;
-        if target == current.state_id {
-            return Ok(current);
-        }
-        let mut next = current.clone();
-        next.state_id = target;
-        self.commit_update(&who.user_id, &current, next, Vec::new())
-            .await
+        retry_unversioned(expected, || async {
+            let (_, current) = self.read(who, id, Action::Contribute, &[]).await?;
+            check_version(expected, current.version)?;
+            self.check_transition(&current, &target).await?;
+            if target == current.state_id {
+                return Ok(current);
+            }
+            let mut next = current.clone();
+            next.state_id = target.clone();
+            self.commit_update(&who.user_id, &current, next, Vec::new())
+                .await
+        })
+        .await
     }
 }
 

@@ -24,8 +24,8 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, claim, color, delete_existing, found, put_new, put_versioned,
-    required_text, version_conflict,
+    ServiceContext, check_version, claim, color, delete_existing, expected_version, found, put_new,
+    put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::cursor::Position;
@@ -595,14 +595,25 @@ impl LabelService {
         Ok(label)
     }
 
-    /// Updates a label (`Manage`). A rename moves the name marker; `version` (or the
-    /// `expected_version` from `If-Match`) must match (412).
+    /// Updates a label (`Manage`). A rename moves the name marker; `version` (or `If-Match`;
+    /// the two must agree) must match (412).
     pub async fn update(
         &self,
         who: &Principal,
         label_id: &str,
         req: UpdateLabel,
-        expected_version: Option<i64>,
+        if_match: Option<i64>,
+    ) -> AppResult<Label> {
+        let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || self.update_once(who, label_id, &req, expected)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        label_id: &str,
+        req: &UpdateLabel,
+        expected: Option<i64>,
     ) -> AppResult<Label> {
         let ws = ids::workspace_of(Kind::Label, label_id)?;
         let (_, mut got) = self
@@ -617,7 +628,7 @@ impl LabelService {
             )
             .await?;
         let current: Label = found(got.pop().flatten(), "label")?;
-        check_version(req.version.or(expected_version), current.version)?;
+        check_version(expected, current.version)?;
         let mut next = patched(
             &current,
             req.name.as_deref(),
@@ -865,8 +876,28 @@ impl LabelService {
         ok
     }
 
-    /// Updates up to 100 labels of one workspace, all or none.
+    /// Updates up to 100 labels of one workspace, all or none. A batch refused only because
+    /// items that stated no `version` lost a race (any earlier chunks undone) is done again
+    /// on what is stored then, bounded like a single update; a stale stated version is 412.
     pub async fn batch_update(&self, who: &Principal, req: BatchUpdateLabels) -> BatchOutcome {
+        let lost_race = |r: &BatchRejected| {
+            r.error.code == ErrorCode::PreconditionFailed
+                && r.items.iter().all(|i| {
+                    i.code != ErrorCode::PreconditionFailed.as_str()
+                        || req.labels.get(i.index).is_some_and(|p| p.version.is_none())
+                })
+        };
+        let outcome = retry_unversioned(None, || async {
+            match self.batch_update_once(who, &req).await {
+                Err(rejected) if lost_race(&rejected) => Err(rejected.error),
+                other => Ok(other),
+            }
+        })
+        .await;
+        outcome.unwrap_or_else(|e| Err(e.into()))
+    }
+
+    async fn batch_update_once(&self, who: &Principal, req: &BatchUpdateLabels) -> BatchOutcome {
         let total = req.labels.len();
         check_count("labels", total)?;
         let Some(ws) = batch_workspace(req.labels.iter().map(|p| p.id.as_str())) else {
@@ -1472,6 +1503,8 @@ mod tests {
                 1,
             )],
         );
+        // Label 25 states the version it read, so losing the race is the batch's 412 (an
+        // unversioned batch would be done again instead).
         let refused = s
             .service
             .batch_update(
@@ -1485,7 +1518,7 @@ mod tests {
                             color: None,
                             level: None,
                             description: None,
-                            version: None,
+                            version: (l.id == bumped.id).then_some(1),
                         })
                         .collect(),
                 },
@@ -1506,6 +1539,58 @@ mod tests {
             }
         }
         assert_eq!(s.markers().await, markers_before, "old names claimed again");
+    }
+
+    #[tokio::test]
+    async fn an_unversioned_update_batch_losing_a_race_is_done_again() {
+        let s = setup(30).await;
+        let before = s.labels().await;
+        let mut bumped = before[25].clone();
+        bumped.version = 2;
+        bumped.description = Some("concurrent".into());
+        let s = s.interfere(
+            2,
+            vec![put_versioned(
+                &keys::label(&bumped.workspace_id, &bumped.id),
+                "label",
+                &bumped,
+                1,
+            )],
+        );
+        let done = s
+            .service
+            .batch_update(
+                &s.who,
+                BatchUpdateLabels {
+                    labels: before
+                        .iter()
+                        .map(|l| LabelPatch {
+                            id: l.id.clone(),
+                            name: Some(format!("renamed {}", l.name)),
+                            color: None,
+                            level: None,
+                            description: None,
+                            version: None,
+                        })
+                        .collect(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            done.items
+                .iter()
+                .all(|i| i.status == BatchItemStatus::Updated)
+        );
+        let after = s.labels().await;
+        for (old, new) in before.iter().zip(&after) {
+            assert_eq!(new.name, format!("renamed {}", old.name));
+        }
+        assert_eq!(
+            after[25].description.as_deref(),
+            Some("concurrent"),
+            "applied on the concurrent write, not over it"
+        );
     }
 
     #[tokio::test]

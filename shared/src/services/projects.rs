@@ -19,7 +19,7 @@ use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
     ServiceContext, check_version, claim, color, expected_version, found, put_new, put_versioned,
-    required_text, version_conflict,
+    required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::cursor::Position;
@@ -588,6 +588,19 @@ impl ProjectService {
         if_match: Option<i64>,
     ) -> AppResult<ProjectStatus> {
         let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || {
+            self.update_status_once(who, id, &req, expected)
+        })
+        .await
+    }
+
+    async fn update_status_once(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: &UpdateProjectStatus,
+        expected: Option<i64>,
+    ) -> AppResult<ProjectStatus> {
         let name = req
             .name
             .as_deref()
@@ -931,6 +944,16 @@ impl ProjectService {
         if_match: Option<i64>,
     ) -> AppResult<ProjectView> {
         let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || self.update_once(who, id, &req, expected)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: &UpdateProject,
+        expected: Option<i64>,
+    ) -> AppResult<ProjectView> {
         let ws = ids::workspace_of(Kind::Project, id)?;
         let name = req
             .name

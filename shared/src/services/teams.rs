@@ -17,8 +17,8 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, claim, delete_existing, found, put_new, put_versioned,
-    required_text, version_conflict,
+    ServiceContext, check_version, claim, delete_existing, expected_version, found, put_new,
+    put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::services::workflows::{WorkflowView, sort_states};
@@ -248,11 +248,28 @@ impl TeamService {
             .1)
     }
 
-    pub async fn update(&self, who: &Principal, team_id: &str, req: UpdateTeam) -> AppResult<Team> {
+    pub async fn update(
+        &self,
+        who: &Principal,
+        team_id: &str,
+        req: UpdateTeam,
+        if_match: Option<i64>,
+    ) -> AppResult<Team> {
+        let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || self.update_once(who, team_id, &req, expected)).await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        team_id: &str,
+        req: &UpdateTeam,
+        expected: Option<i64>,
+    ) -> AppResult<Team> {
         let (ws, current, _) = self
             .authorized_team(who, team_id, Action::Manage, &[])
             .await?;
-        check_version(req.version, current.version)?;
+        check_version(expected, current.version)?;
         let mut next = current.clone();
         if let Some(key) = &req.key {
             next.key = validate_team_key("key", key)?;
@@ -555,6 +572,19 @@ impl TeamService {
         user_id: &str,
         req: ChangeTeamMemberRole,
     ) -> AppResult<TeamMember> {
+        retry_unversioned(None, || {
+            self.change_member_role_once(who, team_id, user_id, &req)
+        })
+        .await
+    }
+
+    async fn change_member_role_once(
+        &self,
+        who: &Principal,
+        team_id: &str,
+        user_id: &str,
+        req: &ChangeTeamMemberRole,
+    ) -> AppResult<TeamMember> {
         let not_found = || AppError::not_found("team member");
         let user_id = user_id_or(user_id, not_found)?;
         let ws = ids::workspace_of(Kind::Team, team_id)?;
@@ -589,7 +619,7 @@ impl TeamService {
                                 json!(current.role),
                             )),
                         },
-                        AppError::conflict("the team member changed concurrently; retry"),
+                        version_conflict(),
                     )
                     .change(
                         Change::new(

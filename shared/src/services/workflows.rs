@@ -25,8 +25,8 @@ use crate::error::{AppError, AppResult};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, color, delete_existing, found, put_new, put_versioned,
-    required_text,
+    ServiceContext, check_version, color, delete_existing, expected_version, found, put_new,
+    put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::services::workspaces::MAX_NAME_CHARS;
 use crate::storage::{Condition, Item, Query, SortKey, Table, WriteOp};
@@ -352,6 +352,10 @@ impl WorkflowService {
     /// (its set of workflows changed; with `make_default` its `workflow_id` too), so a
     /// concurrent team deletion cannot leave the workflow behind.
     pub async fn create(&self, who: &Principal, req: CreateWorkflow) -> AppResult<WorkflowView> {
+        retry_unversioned(None, || self.create_once(who, &req)).await
+    }
+
+    async fn create_once(&self, who: &Principal, req: &CreateWorkflow) -> AppResult<WorkflowView> {
         let ws = ids::workspace_of(Kind::Team, &req.team_id)?;
         let name = required_text("name", &req.name, MAX_NAME_CHARS)?;
         let (_, mut got) = self
@@ -392,7 +396,7 @@ impl WorkflowService {
                 let mut plan = Plan::new(())
                     .guarded(
                         put_versioned(&keys::team(&ws, &team.id), "team", &next_team, team.version),
-                        AppError::conflict("the team was changed concurrently; retry"),
+                        version_conflict(),
                     )
                     .op(put_new(
                         &keys::workflow(&ws, &workflow_id),
@@ -431,6 +435,21 @@ impl WorkflowService {
         who: &Principal,
         workflow_id: &str,
         req: UpdateWorkflow,
+        if_match: Option<i64>,
+    ) -> AppResult<Workflow> {
+        let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || {
+            self.update_once(who, workflow_id, &req, expected)
+        })
+        .await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        workflow_id: &str,
+        req: &UpdateWorkflow,
+        expected: Option<i64>,
     ) -> AppResult<Workflow> {
         let ws = ids::workspace_of(Kind::Workflow, workflow_id)?;
         let not_a_state =
@@ -447,7 +466,7 @@ impl WorkflowService {
             .await?;
         let mut got = got.into_iter();
         let current: Workflow = found(got.next().flatten(), Kind::Workflow.noun())?;
-        check_version(req.version, current.version)?;
+        check_version(expected, current.version)?;
         let mut next = current.clone();
         if let Some(name) = &req.name {
             next.name = required_text("name", name, MAX_NAME_CHARS)?;
@@ -536,6 +555,17 @@ impl WorkflowService {
         workflow_id: &str,
         req: CreateState,
     ) -> AppResult<WorkflowState> {
+        // States change under the workflow's version, which the caller never states: a
+        // concurrent change to the workflow is retried, never the caller's to resolve.
+        retry_unversioned(None, || self.create_state_once(who, workflow_id, &req)).await
+    }
+
+    async fn create_state_once(
+        &self,
+        who: &Principal,
+        workflow_id: &str,
+        req: &CreateState,
+    ) -> AppResult<WorkflowState> {
         let ws = ids::workspace_of(Kind::Workflow, workflow_id)?;
         let name = required_text("name", &req.name, MAX_NAME_CHARS)?;
         let state_color = color("color", &req.color)?;
@@ -594,7 +624,7 @@ impl WorkflowService {
                             &next_workflow,
                             workflow.version,
                         ),
-                        workflow_changed(),
+                        version_conflict(),
                     )
                     .op(put_new(
                         &keys::state(&ws, workflow_id, &state.id),
@@ -630,6 +660,19 @@ impl WorkflowService {
         workflow_id: &str,
         state_id: &str,
         req: UpdateState,
+    ) -> AppResult<WorkflowState> {
+        retry_unversioned(None, || {
+            self.update_state_once(who, workflow_id, state_id, &req)
+        })
+        .await
+    }
+
+    async fn update_state_once(
+        &self,
+        who: &Principal,
+        workflow_id: &str,
+        state_id: &str,
+        req: &UpdateState,
     ) -> AppResult<WorkflowState> {
         let ws = ids::workspace_of(Kind::Workflow, workflow_id)?;
         state_in(&ws, state_id)?;
@@ -716,7 +759,7 @@ impl WorkflowService {
                             &next_workflow,
                             workflow.version,
                         ),
-                        workflow_changed(),
+                        version_conflict(),
                     )
                     .guarded(
                         WriteOp::Put {

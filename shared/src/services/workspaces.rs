@@ -20,8 +20,8 @@ use crate::services::access::Scope;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, ChangeRecord, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, claim, delete_existing, found, put_new, put_versioned,
-    required_text, version_conflict,
+    ServiceContext, check_version, claim, delete_existing, expected_version, found, put_new,
+    put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
 use crate::storage::{Condition, Key, Query, SortKey, Table, Update, WriteOp};
@@ -508,6 +508,21 @@ impl WorkspaceService {
         who: &Principal,
         workspace_id: &str,
         req: UpdateWorkspace,
+        if_match: Option<i64>,
+    ) -> AppResult<WorkspaceView> {
+        let expected = expected_version(req.version, if_match)?;
+        retry_unversioned(expected, || {
+            self.update_once(who, workspace_id, &req, expected)
+        })
+        .await
+    }
+
+    async fn update_once(
+        &self,
+        who: &Principal,
+        workspace_id: &str,
+        req: &UpdateWorkspace,
+        expected: Option<i64>,
     ) -> AppResult<WorkspaceView> {
         let ws = ids::parse_workspace_id(workspace_id)?;
         let (scope, mut got) = self
@@ -522,7 +537,7 @@ impl WorkspaceService {
             )
             .await?;
         let current: Workspace = found(got.pop().flatten(), "workspace")?;
-        check_version(req.version, current.version)?;
+        check_version(expected, current.version)?;
         let mut next = current.clone();
         if let Some(name) = &req.name {
             next.name = required_text("name", name, MAX_NAME_CHARS)?;
@@ -698,6 +713,19 @@ impl WorkspaceService {
         user_id: &str,
         req: ChangeMemberRole,
     ) -> AppResult<Member> {
+        retry_unversioned(None, || {
+            self.change_role_once(who, workspace_id, user_id, &req)
+        })
+        .await
+    }
+
+    async fn change_role_once(
+        &self,
+        who: &Principal,
+        workspace_id: &str,
+        user_id: &str,
+        req: &ChangeMemberRole,
+    ) -> AppResult<Member> {
         let ws = ids::parse_workspace_id(workspace_id)?;
         let (scope, mut got) = self
             .ctx
@@ -735,7 +763,7 @@ impl WorkspaceService {
                             item: record_item(&keys::member(&ws, user_id), "member", &next),
                             condition: Some(Condition::AttrEquals("role".into(), json!(prev_role))),
                         },
-                        AppError::conflict("the member changed concurrently; retry"),
+                        version_conflict(),
                     )
                     .op(WriteOp::Put {
                         table: Table::Main,
