@@ -12,6 +12,7 @@ use momentum_shared::domain::access::Action;
 use momentum_shared::domain::keys;
 use momentum_shared::http::schema::{CommonErrors, Envelope};
 use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::kernel::topic::Topic;
 use momentum_shared::realtime::broadcaster::Delivery;
 use momentum_shared::services::access::Scope;
 use momentum_shared::services::auth::Principal;
@@ -171,7 +172,7 @@ async fn stats(
         present.iter().map(|c| c.user_id.as_str()).collect();
     let subscriptions = rt
         .registry
-        .subscribers(&format!("workspace:{}", scope.workspace_id))
+        .subscribers(&Topic::Workspace(scope.workspace_id.clone()))
         .await?;
     let live = rt
         .registry

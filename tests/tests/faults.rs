@@ -16,6 +16,7 @@ use momentum_shared::clock::SystemClock;
 use momentum_shared::config::AppConfig;
 use momentum_shared::domain::keys;
 use momentum_shared::domain::visibility::EntityType;
+use momentum_shared::kernel::topic::Topic;
 use momentum_shared::realtime::broadcaster::{Broadcaster, ConnectionGateway, GatewayError};
 use momentum_shared::realtime::connections::ConnectionRegistry;
 use momentum_shared::realtime::faults::FaultyGateway;
@@ -451,7 +452,7 @@ async fn a_flaky_gateway_still_delivers_every_event_exactly_once() {
             kind: ChangeKind::Updated,
             actor_id: "usr_actor".into(),
             at: "2026-11-23T00:00:00Z".into(),
-            topics: vec![format!("workspace:{ws}")],
+            topics: vec![Topic::Workspace(ws.clone())],
             data: json!({}),
             audience: None,
         })

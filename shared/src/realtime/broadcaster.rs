@@ -15,7 +15,8 @@ use utoipa::ToSchema;
 
 use crate::domain::visibility::EntityType;
 use crate::error::AppResult;
-use crate::realtime::connections::{ConnectionRegistry, Subscription, Topic, derived_topics};
+use crate::kernel::topic::Topic;
+use crate::realtime::connections::{ConnectionRegistry, Subscription, derived_topics};
 use crate::services::changes::{ChangeKind, ChangeRecord, Revocation};
 use crate::storage::RetryPolicy;
 
@@ -73,13 +74,13 @@ pub trait ConnectionGateway: Send + Sync + 'static {
 pub struct Event<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub topic: &'a str,
+    pub topic: &'a Topic,
     #[serde(flatten)]
     pub change: &'a ChangeRecord,
 }
 
 impl<'a> Event<'a> {
-    pub fn new(topic: &'a str, change: &'a ChangeRecord) -> Self {
+    pub fn new(topic: &'a Topic, change: &'a ChangeRecord) -> Self {
         Self {
             kind: "event",
             topic,
@@ -96,7 +97,8 @@ pub struct LiveEvent {
     #[serde(rename = "type")]
     pub kind: String,
     /// The subscribed topic the event was delivered on.
-    pub topic: String,
+    #[schema(value_type = String)]
+    pub topic: Topic,
     #[serde(flatten)]
     pub change: ChangeRecord,
 }
@@ -181,13 +183,13 @@ impl Broadcaster {
         let mut topics = record.topics.clone();
         topics.extend(derived_topics(&record.workspace_id, record.entity_type));
         // One event per connection, under the first of its topics that matched.
-        let mut targets: Vec<(Subscription, String)> = Vec::new();
+        let mut targets: Vec<(Subscription, &Topic)> = Vec::new();
         let mut seen = HashSet::new();
         for topic in &topics {
             for sub in self.registry.subscribers(topic).await? {
                 if sub.workspace_id == record.workspace_id && seen.insert(sub.connection_id.clone())
                 {
-                    targets.push((sub, topic.clone()));
+                    targets.push((sub, topic));
                 }
             }
         }

@@ -13,12 +13,12 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::domain::access::{Action, Role};
-use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
 use crate::domain::visibility::EntityType;
 use crate::domain::workspace::Member;
 use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult};
+pub use crate::kernel::topic::Topic;
 use crate::services::access::{Access, check_session};
 use crate::services::auth::{AuthService, Principal};
 use crate::services::context::ServiceContext;
@@ -66,7 +66,7 @@ pub fn connection_key(connection_id: &str) -> Key {
     Key::new(format!("CONN#{connection_id}"), "META")
 }
 
-fn subscription_key(connection_id: &str, topic: &str) -> Key {
+fn subscription_key(connection_id: &str, topic: &Topic) -> Key {
     Key::new(format!("CONN#{connection_id}"), format!("SUB#{topic}"))
 }
 
@@ -83,7 +83,7 @@ fn owner_partition(user_id: &str) -> String {
     format!("USERCONN#{user_id}")
 }
 
-pub fn topic_partition(topic: &str) -> String {
+pub fn topic_partition(topic: &Topic) -> String {
     format!("TOPIC#{topic}")
 }
 
@@ -91,69 +91,12 @@ pub fn presence_partition(workspace_id: &str) -> String {
     format!("PRESENCE#{workspace_id}")
 }
 
-/// A topic as a client names it, resolved to its canonical form and workspace.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topic {
-    pub name: String,
-    pub workspace_id: String,
-}
-
-/// Parses `workspace:{id}`, `team:{id}`, `project:{id}`, `issue:{id}`, and the shorthands
-/// `issues` / `projects` (all issue / project events of the connection's workspace).
-pub fn parse_topic(raw: &str, current_workspace: Option<&str>) -> AppResult<Topic> {
-    let invalid = || AppError::validation("topics", format!("unknown topic {raw:?}"));
-    let current = || {
-        current_workspace.map(str::to_owned).ok_or_else(|| {
-            AppError::validation(
-                "topics",
-                format!("{raw:?} needs a current workspace: switch to one or use workspace:{{id}}"),
-            )
-        })
-    };
-    let (workspace_id, name) = match raw.split_once(':') {
-        None if raw == "issues" || raw == "projects" => {
-            let ws = current()?;
-            (ws.clone(), format!("{raw}:{ws}"))
-        }
-        Some(("workspace", id)) => {
-            let ws = ids::parse_workspace_id(id)?;
-            (ws.clone(), format!("workspace:{ws}"))
-        }
-        Some(("issues" | "projects", id)) => {
-            let ws = ids::parse_workspace_id(id)?;
-            (ws, raw.to_owned())
-        }
-        Some((kind, id)) => {
-            let kind = match kind {
-                "team" => Kind::Team,
-                "project" => Kind::Project,
-                "issue" => Kind::Issue,
-                _ => return Err(invalid()),
-            };
-            (ids::workspace_of(kind, id)?, raw.to_owned())
-        }
-        None => return Err(invalid()),
-    };
-    Ok(Topic { name, workspace_id })
-}
-
 /// Topics a change record reaches besides the ones it names: the per-workspace shorthands.
-pub fn derived_topics(workspace_id: &str, entity_type: EntityType) -> Option<String> {
+pub fn derived_topics(workspace_id: &str, entity_type: EntityType) -> Option<Topic> {
     match entity_type {
-        EntityType::Issue => Some(format!("issues:{workspace_id}")),
-        EntityType::Project => Some(format!("projects:{workspace_id}")),
+        EntityType::Issue => Some(Topic::Issues(workspace_id.to_owned())),
+        EntityType::Project => Some(Topic::Projects(workspace_id.to_owned())),
         _ => None,
-    }
-}
-
-impl Topic {
-    /// The topics that name a whole workspace (its own and the shorthands).
-    pub fn workspace_wide(workspace_id: &str) -> [String; 3] {
-        [
-            format!("workspace:{workspace_id}"),
-            format!("issues:{workspace_id}"),
-            format!("projects:{workspace_id}"),
-        ]
     }
 }
 
@@ -368,19 +311,20 @@ impl ConnectionRegistry {
                 format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
             ));
         }
-        let mut topics = Vec::new();
+        let mut topics: Vec<(Topic, String)> = Vec::new();
         for t in raw {
-            let topic = parse_topic(t, conn.workspace_id.as_deref())?;
-            if !topics.contains(&topic) {
-                topics.push(topic);
+            let topic = Topic::parse_for_client(t, conn.workspace_id.as_deref())?;
+            if !topics.iter().any(|(known, _)| *known == topic) {
+                let workspace_id = topic.workspace_id()?;
+                topics.push((topic, workspace_id));
             }
         }
         let who = conn.principal();
-        let mut checked: Vec<String> = Vec::new();
-        for topic in &topics {
-            if !checked.contains(&topic.workspace_id) {
+        let mut checked: Vec<&str> = Vec::new();
+        for (_, workspace_id) in &topics {
+            if !checked.contains(&workspace_id.as_str()) {
                 self.access
-                    .authorize(&who, &topic.workspace_id, Action::Read, "topic", &[])
+                    .authorize(&who, workspace_id, Action::Read, "topic", &[])
                     .await
                     .map_err(|e| match e.code {
                         crate::error::ErrorCode::NotFound => {
@@ -389,32 +333,32 @@ impl ConnectionRegistry {
                         }
                         _ => e,
                     })?;
-                checked.push(topic.workspace_id.clone());
+                checked.push(workspace_id);
             }
         }
         let ops = topics
             .iter()
-            .map(|topic| {
+            .map(|(topic, workspace_id)| {
                 let sub = Subscription {
                     connection_id: conn.connection_id.clone(),
                     user_id: conn.user_id.clone(),
                     session_id: conn.session_id.clone(),
-                    workspace_id: topic.workspace_id.clone(),
-                    topic: topic.name.clone(),
+                    workspace_id: workspace_id.clone(),
+                    topic: topic.to_string(),
                     ttl: conn.ttl,
                 };
                 let mut item = record_item(
-                    &subscription_key(&conn.connection_id, &topic.name),
+                    &subscription_key(&conn.connection_id, topic),
                     "subscription",
                     &sub,
                 );
-                item.insert("gsi1pk".into(), json!(topic_partition(&topic.name)));
+                item.insert("gsi1pk".into(), json!(topic_partition(topic)));
                 item.insert("gsi1sk".into(), json!(conn.connection_id));
                 WriteOp::put(Table::Connections, item)
             })
             .collect();
         self.store.transact(ops).await?;
-        Ok(topics.into_iter().map(|t| t.name).collect())
+        Ok(topics.into_iter().map(|(t, _)| t.to_string()).collect())
     }
 
     pub async fn unsubscribe(&self, conn: &Connection, raw: &[String]) -> AppResult<Vec<String>> {
@@ -423,7 +367,7 @@ impl ConnectionRegistry {
         }
         let mut names = Vec::new();
         for t in raw {
-            let name = parse_topic(t, conn.workspace_id.as_deref())?.name;
+            let name = Topic::parse_for_client(t, conn.workspace_id.as_deref())?;
             if !names.contains(&name) {
                 names.push(name);
             }
@@ -437,11 +381,11 @@ impl ConnectionRegistry {
             })
             .collect();
         self.store.transact(ops).await?;
-        Ok(names)
+        Ok(names.iter().map(Topic::to_string).collect())
     }
 
     /// Subscribers of a topic.
-    pub async fn subscribers(&self, topic: &str) -> AppResult<Vec<Subscription>> {
+    pub async fn subscribers(&self, topic: &Topic) -> AppResult<Vec<Subscription>> {
         query_all(
             self.store.as_ref(),
             Query::new(Table::Connections, topic_partition(topic)).index(Index::Gsi1),

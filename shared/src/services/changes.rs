@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::domain::visibility::{Audience, EntityType};
 use crate::domain::{from_item, to_item};
 use crate::error::{AppError, AppResult};
+use crate::kernel::topic::Topic;
 use crate::storage::{
     Condition, Item, Key, MAX_TRANSACTION_OPS, Query, SortKey, Store, StoreError, Table, Update,
     WriteOp,
@@ -68,7 +69,7 @@ pub struct Change {
     /// The entity after the change (or what was deleted).
     pub data: Value,
     /// Realtime topics besides `workspace:{id}` (e.g. `team:{id}`, `issue:{id}`).
-    pub topics: Vec<String>,
+    pub topics: Vec<Topic>,
     /// The user the entity is about, when the visibility rule lets them read it (an
     /// invitation's invitee).
     pub subject: Option<String>,
@@ -91,8 +92,8 @@ impl Change {
         }
     }
 
-    pub fn topic(mut self, topic: impl Into<String>) -> Self {
-        self.topics.push(topic.into());
+    pub fn topic(mut self, topic: Topic) -> Self {
+        self.topics.push(topic);
         self
     }
 
@@ -115,7 +116,8 @@ pub struct ChangeRecord {
     pub kind: ChangeKind,
     pub actor_id: String,
     pub at: String,
-    pub topics: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub topics: Vec<Topic>,
     pub data: Value,
     /// What a reader needs to see this record (the entity type's visibility rule when it
     /// was committed). Records written before it existed carry none: the rule of their
@@ -480,7 +482,7 @@ fn change_record(
     at: &str,
     change: Change,
 ) -> ChangeRecord {
-    let mut topics = vec![format!("workspace:{workspace_id}")];
+    let mut topics = vec![Topic::Workspace(workspace_id.to_owned())];
     topics.extend(change.topics);
     ChangeRecord {
         seq,

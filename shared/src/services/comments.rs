@@ -16,6 +16,7 @@ use crate::domain::keys;
 use crate::domain::visibility::EntityType;
 use crate::domain::workspace::Member;
 use crate::error::{AppError, AppResult};
+use crate::kernel::topic::Topic;
 use crate::services::access::Scope;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
@@ -181,7 +182,7 @@ pub fn resolve_mentions(tokens: &[String], members: &[Member]) -> Vec<String> {
 }
 
 fn comment_change(kind: ChangeKind, c: &Comment) -> Change {
-    Change::new(EntityType::Comment, &c.id, kind, c).topic(format!("issue:{}", c.issue_id))
+    Change::new(EntityType::Comment, &c.id, kind, c).topic(Topic::Issue(c.issue_id.clone()))
 }
 
 pub struct CommentService {

@@ -20,6 +20,7 @@ use crate::domain::visibility::EntityType;
 use crate::domain::workspace::StateCategory;
 use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult};
+use crate::kernel::topic::Topic;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, CounterRef, Plan};
 use crate::services::context::{
@@ -214,7 +215,7 @@ fn cycle_item(cycle: &Cycle) -> crate::storage::Item {
 }
 
 fn cycle_change(kind: ChangeKind, cycle: &Cycle) -> Change {
-    Change::new(EntityType::Cycle, &cycle.id, kind, cycle).topic(format!("team:{}", cycle.team_id))
+    Change::new(EntityType::Cycle, &cycle.id, kind, cycle).topic(Topic::Team(cycle.team_id.clone()))
 }
 
 pub struct CycleService {

@@ -41,6 +41,7 @@ use crate::domain::visibility::EntityType;
 use crate::domain::workspace::{StateCategory, Team, Workflow, WorkflowState};
 use crate::domain::{from_item, record_item, to_item};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::kernel::topic::Topic;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, CounterRef, Plan};
 use crate::services::context::{
@@ -570,8 +571,8 @@ fn activity_op(issue: &Issue, actor: &str, at: &str, n: usize, change: FieldChan
 /// The change record of an issue, with its realtime topics.
 fn issue_change(kind: ChangeKind, issue: &Issue, previous: Option<&Issue>) -> Change {
     let mut change = Change::new(EntityType::Issue, &issue.id, kind, issue)
-        .topic(format!("team:{}", issue.team_id))
-        .topic(format!("issue:{}", issue.id));
+        .topic(Topic::Team(issue.team_id.clone()))
+        .topic(Topic::Issue(issue.id.clone()));
     let mut projects: Vec<&String> = issue.project_id.iter().collect();
     if let Some(old) = previous.and_then(|p| p.project_id.as_ref())
         && !projects.contains(&old)
@@ -579,7 +580,7 @@ fn issue_change(kind: ChangeKind, issue: &Issue, previous: Option<&Issue>) -> Ch
         projects.push(old);
     }
     for p in projects {
-        change = change.topic(format!("project:{p}"));
+        change = change.topic(Topic::Project(p.to_string()));
     }
     change
 }

@@ -14,6 +14,7 @@ use crate::domain::keys;
 use crate::domain::user::optional_text;
 use crate::domain::visibility::EntityType;
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::kernel::topic::Topic;
 use crate::services::access::Scope;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
@@ -879,7 +880,7 @@ impl ProjectService {
                 }
                 Ok(plan.change(
                     Change::new(EntityType::Project, &id, ChangeKind::Created, &project)
-                        .topic(format!("project:{id}")),
+                        .topic(Topic::Project(id.to_string())),
                 ))
             })
             .await?;
@@ -1087,7 +1088,7 @@ impl ProjectService {
                 }
                 Ok(plan.change(
                     Change::new(EntityType::Project, id, ChangeKind::Updated, &next)
-                        .topic(format!("project:{id}")),
+                        .topic(Topic::Project(id.to_string())),
                 ))
             })
             .await?;
@@ -1117,7 +1118,7 @@ impl ProjectService {
                     ))
                     .change(
                         Change::new(EntityType::Project, id, ChangeKind::Deleted, &current)
-                            .topic(format!("project:{id}")),
+                            .topic(Topic::Project(id.to_string())),
                     ))
             })
             .await?;

@@ -14,6 +14,7 @@ use crate::domain::visibility::EntityType;
 use crate::domain::workspace::{Member, Team, TeamMember, TeamRole, Workflow, WorkflowState};
 use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::kernel::topic::Topic;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
@@ -187,7 +188,7 @@ impl TeamService {
             .await?;
         let ws = scope.workspace_id;
         let new_team = NewTeam::build(&ws, key, name, description, &who.user_id, &self.ctx.now());
-        let topic = format!("team:{}", new_team.team.id);
+        let topic = Topic::Team(new_team.team.id.clone());
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -286,7 +287,7 @@ impl TeamService {
         }
         next.version += 1;
         next.updated_at = self.ctx.now();
-        let topic = format!("team:{team_id}");
+        let topic = Topic::Team(team_id.to_string());
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -379,7 +380,7 @@ impl TeamService {
         let room = crate::storage::MAX_TRANSACTION_OPS.saturating_sub(essential);
         let later = leftovers.split_off(room.min(leftovers.len()));
         let now_in = leftovers;
-        let topic = format!("team:{team_id}");
+        let topic = Topic::Team(team_id.to_string());
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -557,7 +558,7 @@ impl TeamService {
                             ChangeKind::Created,
                             &record,
                         )
-                        .topic(format!("team:{team_id}")),
+                        .topic(Topic::Team(team_id.to_string())),
                     ))
             })
             .await?;
@@ -628,7 +629,7 @@ impl TeamService {
                             ChangeKind::Updated,
                             &next,
                         )
-                        .topic(format!("team:{team_id}")),
+                        .topic(Topic::Team(team_id.to_string())),
                     ))
             })
             .await?;
@@ -674,7 +675,7 @@ impl TeamService {
                             ChangeKind::Deleted,
                             &current,
                         )
-                        .topic(format!("team:{team_id}")),
+                        .topic(Topic::Team(team_id.to_string())),
                     ))
             })
             .await?;

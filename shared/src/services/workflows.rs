@@ -22,6 +22,7 @@ use crate::domain::workspace::{
 };
 use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult};
+use crate::kernel::topic::Topic;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
@@ -389,7 +390,7 @@ impl WorkflowService {
         if req.make_default {
             next_team.workflow_id = workflow_id.clone();
         }
-        let topic = format!("team:{}", team.id);
+        let topic = Topic::Team(team.id.clone());
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -482,7 +483,7 @@ impl WorkflowService {
         }
         next.version += 1;
         next.updated_at = self.ctx.now();
-        let topic = format!("team:{}", current.team_id);
+        let topic = Topic::Team(current.team_id.clone());
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -612,7 +613,7 @@ impl WorkflowService {
             updated_at: now,
         };
         let next_workflow = self.touch(&workflow);
-        let topic = format!("team:{}", workflow.team_id);
+        let topic = Topic::Team(workflow.team_id.clone());
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -747,7 +748,7 @@ impl WorkflowService {
         }
         next.updated_at = self.ctx.now();
         let next_workflow = self.touch(&workflow);
-        let topic = format!("team:{}", workflow.team_id);
+        let topic = Topic::Team(workflow.team_id.clone());
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -851,7 +852,7 @@ impl WorkflowService {
             })
             .collect();
         let next_workflow = self.touch(&workflow);
-        let topic = format!("team:{}", workflow.team_id);
+        let topic = Topic::Team(workflow.team_id.clone());
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {

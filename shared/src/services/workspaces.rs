@@ -16,6 +16,7 @@ use crate::domain::workspace::{
 };
 use crate::domain::{from_item, record_item};
 use crate::error::{AppError, AppResult};
+use crate::kernel::topic::Topic;
 use crate::services::access::Scope;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, ChangeRecord, Plan};
@@ -256,7 +257,7 @@ impl NewTeam {
                 s,
             ));
         }
-        let team_topic = format!("team:{}", self.team.id);
+        let team_topic = Topic::Team(self.team.id.clone());
         plan.change(
             Change::new(
                 EntityType::Team,
