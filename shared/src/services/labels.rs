@@ -27,6 +27,7 @@ use crate::services::context::{
     required_text, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
+use crate::services::references::{self, Fence};
 use crate::storage::cursor::Position;
 use crate::storage::{Condition, Item, Key, Query, SortKey, Table, WriteOp};
 
@@ -634,7 +635,8 @@ impl LabelService {
         Ok(next)
     }
 
-    /// Deletes a label and frees its name (`Manage`).
+    /// Deletes a label and frees its name (`Manage`), after removing it from every issue
+    /// (`services::references`: a repeat of an interrupted delete continues it).
     pub async fn delete(&self, who: &Principal, label_id: &str) -> AppResult<Label> {
         let ws = ids::workspace_of(Kind::Label, label_id)?;
         let (_, mut got) = self
@@ -649,18 +651,26 @@ impl LabelService {
             )
             .await?;
         let label: Label = found(got.pop().flatten(), "label")?;
-        self.ctx
-            .changes
-            .commit(&ws, &who.user_id, &[], |_| {
-                Ok(Plan::new(())
-                    .guarded(
-                        delete_existing(keys::label(&ws, &label.id)),
-                        AppError::not_found("label"),
-                    )
-                    .op(delete_op(label_name_key(&ws, &label.name)))
-                    .change(Change::new("label", &label.id, ChangeKind::Deleted, &label)))
-            })
-            .await?;
+        let ids = std::slice::from_ref(&label.id);
+        let fences = references::fence(&self.ctx, &ws, ids).await?;
+        let done = async {
+            references::detach_labels(&self.ctx, &ws, &who.user_id, ids).await?;
+            self.ctx
+                .changes
+                .commit(&ws, &who.user_id, &[], |_| {
+                    let plan = Plan::new(())
+                        .guarded(
+                            delete_existing(keys::label(&ws, &label.id)),
+                            AppError::not_found("label"),
+                        )
+                        .op(delete_op(label_name_key(&ws, &label.name)))
+                        .change(Change::new("label", &label.id, ChangeKind::Deleted, &label));
+                    Ok(fences[0].release(plan, &ws))
+                })
+                .await
+        }
+        .await;
+        references::settle(&self.ctx, &ws, &fences, done).await?;
         Ok(label)
     }
 
@@ -1047,7 +1057,9 @@ impl LabelService {
         ok
     }
 
-    /// Deletes up to 100 labels of one workspace, all or none.
+    /// Deletes up to 100 labels of one workspace, all or none, after removing them from every
+    /// issue. Issues keep losing the labels even when the batch is then undone: an issue
+    /// without a label is consistent, and a repeat of the batch finishes the job.
     pub async fn batch_delete(&self, who: &Principal, req: BatchDeleteLabels) -> BatchOutcome {
         let total = req.ids.len();
         check_count("ids", total)?;
@@ -1094,24 +1106,31 @@ impl LabelService {
         if !errors.is_empty() {
             return Err(reject("ids", total, errors));
         }
+        let label_ids: Vec<String> = labels.iter().map(|(_, l)| l.id.clone()).collect();
+        let fences = references::fence(&self.ctx, &ws, &label_ids).await?;
+        let detached = references::detach_labels(&self.ctx, &ws, &who.user_id, &label_ids).await;
+        references::settle(&self.ctx, &ws, &fences, detached).await?;
+        let fence_of: HashMap<&str, &Fence> =
+            fences.iter().map(|f| (f.entity_id.as_str(), f)).collect();
         let run = self
             .run_chunks(
                 &ws,
                 who,
-                chunks_by_ops(labels, |_| 3),
+                // Label, name marker, change record, fence.
+                chunks_by_ops(labels, |_| 4),
                 |plan, (index, label)| {
-                    plan.guarded(
-                        delete_existing(keys::label(&ws, &label.id)),
-                        AppError::unknown_reference("id", format!("item {index}: label not found"))
+                    let plan = plan
+                        .guarded(
+                            delete_existing(keys::label(&ws, &label.id)),
+                            AppError::unknown_reference(
+                                "id",
+                                format!("item {index}: label not found"),
+                            )
                             .with_code(ErrorCode::NotFound),
-                    )
-                    .op(delete_op(label_name_key(&ws, &label.name)))
-                    .change(Change::new(
-                        "label",
-                        &label.id,
-                        ChangeKind::Deleted,
-                        label,
-                    ))
+                        )
+                        .op(delete_op(label_name_key(&ws, &label.name)))
+                        .change(Change::new("label", &label.id, ChangeKind::Deleted, label));
+                    fence_of[label.id.as_str()].release(plan, &ws)
                 },
                 // Applied when every label of the chunk is gone.
                 |chunk| chunk.iter().map(|(_, l)| keys::label(&ws, &l.id)).collect(),
@@ -1123,6 +1142,7 @@ impl LabelService {
             Err(failed) => {
                 let undo: Vec<Label> = failed.done.into_iter().map(|(_, l)| l).collect();
                 let undone = self.undo_deletes(&ws, who, &undo).await;
+                references::release_all(&self.ctx, &ws, &fences).await;
                 Err(chunk_failure(
                     failed.error,
                     failed.chunk.iter().map(|(i, l)| (*i, &l.id)),
@@ -1487,8 +1507,9 @@ mod tests {
         let s = setup(40).await;
         let before = s.labels().await;
         let gone = before[35].clone();
+        // Transaction 1 puts the deletion fences, 2 is the first chunk.
         let s = s.interfere(
-            2,
+            3,
             vec![
                 delete_existing(keys::label(&gone.workspace_id, &gone.id)),
                 delete_op(label_name_key(&gone.workspace_id, &gone.name)),
@@ -1513,5 +1534,17 @@ mod tests {
             "all but the concurrently deleted label are back"
         );
         assert_eq!(s.markers().await.len(), 39);
+        let fences = s
+            .store
+            .query(
+                &Query::new(Table::Main, keys::workspace_partition(&s.ws))
+                    .sort(SortKey::BeginsWith(format!("{}#", keys::DELETION_FENCE))),
+            )
+            .await
+            .unwrap();
+        assert!(
+            fences.items.is_empty(),
+            "the refused batch released its fences"
+        );
     }
 }
