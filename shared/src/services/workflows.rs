@@ -27,6 +27,7 @@ use crate::services::context::{
     ServiceContext, check_version, color, delete_existing, found, put_new, put_versioned,
     required_text,
 };
+use crate::services::references;
 use crate::services::workspaces::MAX_NAME_CHARS;
 use crate::storage::{Condition, Item, Query, SortKey, Table, WriteOp};
 
@@ -728,13 +729,15 @@ impl WorkflowService {
     }
 
     /// Removes a state (not the default one, not the last one). States that listed it in
-    /// `transitions_to` stop listing it. Issues still in it are not looked for (there is no
-    /// index by state); `allowed_targets` lets them move to any state.
+    /// `transitions_to` stop listing it. Issues in it move to `replacement_state_id` (another
+    /// state of the workflow, whatever the transition rules say); without one, a state that
+    /// holds issues is refused (409, saying how many).
     pub async fn delete_state(
         &self,
         who: &Principal,
         workflow_id: &str,
         state_id: &str,
+        replacement_state_id: Option<&str>,
     ) -> AppResult<()> {
         let ws = ids::workspace_of(Kind::Workflow, workflow_id)?;
         state_in(&ws, state_id)?;
@@ -764,6 +767,66 @@ impl WorkflowService {
         if states.iter().all(|s| s.id == state_id) {
             return Err(AppError::conflict("a workflow keeps at least one state"));
         }
+        let replacement = match replacement_state_id {
+            None => None,
+            Some(r) => match states.iter().find(|s| s.id == r.trim()) {
+                Some(s) if s.id != state_id => Some(s.id.clone()),
+                _ => {
+                    return Err(AppError::unprocessable(
+                        "replacement_state_id",
+                        "must be another state of this workflow",
+                    ));
+                }
+            },
+        };
+        // Its issues move first and the state goes last, under a fence that keeps issues
+        // from moving in meanwhile (`services::references`).
+        let fences = references::fence(&self.ctx, &ws, &[state_id.to_owned()]).await?;
+        let done = async {
+            let in_state = references::issues_in_state(&self.ctx, &ws, state_id).await?;
+            match (&replacement, in_state.len()) {
+                (_, 0) => {}
+                (None, n) => {
+                    return Err(AppError::conflict(format!(
+                        "{n} issue{} in this state: pass replacement_state_id (another state \
+                         of this workflow) to move {} there, or move {} first",
+                        if n == 1 { " is" } else { "s are" },
+                        if n == 1 { "it" } else { "them" },
+                        if n == 1 { "it" } else { "them" },
+                    )));
+                }
+                (Some(to), _) => {
+                    references::move_to_state(
+                        &self.ctx,
+                        &ws,
+                        &who.user_id,
+                        workflow_id,
+                        state_id,
+                        to,
+                        in_state,
+                    )
+                    .await?;
+                }
+            }
+            self.commit_state_delete(who, &workflow, &target, &states, &fences[0])
+                .await
+        }
+        .await;
+        references::settle(&self.ctx, &ws, &fences, done).await
+    }
+
+    /// The last step of a state delete: the state, the workflow's new version, states that
+    /// listed it in `transitions_to`, and its fence.
+    async fn commit_state_delete(
+        &self,
+        who: &Principal,
+        workflow: &Workflow,
+        target: &WorkflowState,
+        states: &[WorkflowState],
+        fence: &references::Fence,
+    ) -> AppResult<()> {
+        let ws = workflow.workspace_id.as_str();
+        let (workflow_id, state_id) = (workflow.id.as_str(), target.id.as_str());
         let now = self.ctx.now();
         let referencing: Vec<WorkflowState> = states
             .iter()
@@ -781,15 +844,15 @@ impl WorkflowService {
                 next
             })
             .collect();
-        let next_workflow = self.touch(&workflow);
+        let next_workflow = self.touch(workflow);
         let topic = format!("team:{}", workflow.team_id);
         self.ctx
             .changes
-            .commit(&ws, &who.user_id, &[], |_| {
+            .commit(ws, &who.user_id, &[], |_| {
                 let mut plan = Plan::new(())
                     .guarded(
                         put_versioned(
-                            &keys::workflow(&ws, workflow_id),
+                            &keys::workflow(ws, workflow_id),
                             "workflow",
                             &next_workflow,
                             workflow.version,
@@ -797,11 +860,11 @@ impl WorkflowService {
                         workflow_changed(),
                     )
                     .guarded(
-                        delete_existing(keys::state(&ws, workflow_id, state_id)),
+                        delete_existing(keys::state(ws, workflow_id, state_id)),
                         AppError::not_found(Kind::State.noun()),
                     )
                     .change(
-                        Change::new("workflow_state", state_id, ChangeKind::Deleted, &target)
+                        Change::new("workflow_state", state_id, ChangeKind::Deleted, target)
                             .topic(topic.clone()),
                     );
                 for s in &referencing {
@@ -809,7 +872,7 @@ impl WorkflowService {
                         .op(WriteOp::Put {
                             table: Table::Main,
                             item: record_item(
-                                &keys::state(&ws, workflow_id, &s.id),
+                                &keys::state(ws, workflow_id, &s.id),
                                 "workflow_state",
                                 s,
                             ),
@@ -820,10 +883,11 @@ impl WorkflowService {
                                 .topic(topic.clone()),
                         );
                 }
-                Ok(plan.change(
+                let plan = plan.change(
                     Change::new("workflow", workflow_id, ChangeKind::Updated, &next_workflow)
                         .topic(topic.clone()),
-                ))
+                );
+                Ok(fence.release(plan, ws))
             })
             .await?;
         Ok(())
