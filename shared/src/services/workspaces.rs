@@ -23,6 +23,7 @@ use crate::services::context::{
     required_text, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
+use crate::services::references;
 use crate::storage::{Condition, Key, Query, SortKey, Table, Update, WriteOp};
 
 pub const MAX_NAME_CHARS: usize = 100;
@@ -780,6 +781,7 @@ impl WorkspaceService {
             self.ensure_other_owner(&ws, user_id).await?;
         }
         let team_links = self.team_memberships_of(&ws, user_id).await?;
+        let fence = self.unassign_member(&ws, who, user_id).await?;
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -800,15 +802,28 @@ impl WorkspaceService {
                         condition: None,
                     });
                 }
-                Ok(plan.change(Change::new(
+                let plan = plan.change(Change::new(
                     "workspace_member",
                     user_id,
                     ChangeKind::Deleted,
                     &target,
-                )))
+                ));
+                Ok(fence.release(plan, &ws))
             })
             .await?;
         Ok(())
+    }
+
+    /// Before a removal: unassigns the member's issues and clears them as project owner, under
+    /// a fence that the removal's transaction releases (`services::references`), so a repeat
+    /// of an interrupted removal continues it.
+    async fn unassign_member(
+        &self,
+        ws: &str,
+        who: &Principal,
+        user_id: &str,
+    ) -> AppResult<references::Fence> {
+        references::unassign_member(&self.ctx, ws, &who.user_id, user_id).await
     }
 
     async fn team_memberships_of(&self, ws: &str, user_id: &str) -> AppResult<Vec<Key>> {
