@@ -10,10 +10,10 @@ use momentum_shared::AppState;
 use momentum_shared::clock::SystemClock;
 use momentum_shared::config::AppConfig;
 use momentum_shared::domain::keys;
-use momentum_shared::services::references::MAX_REWRITES_PER_REQUEST;
+use momentum_shared::services::references::{self, MAX_REWRITES_PER_REQUEST};
 use momentum_shared::storage::embedded::EmbeddedStore;
 use momentum_shared::storage::faults::{Fault, FaultyStore, OpKind};
-use momentum_shared::storage::{Query, SortKey, Store, Table};
+use momentum_shared::storage::{Query, Store, Table};
 use momentum_tests::{Backend, TestServer, World, id, on_every_store, world};
 use serde_json::{Value, json};
 
@@ -125,18 +125,19 @@ fn updated_issues(events: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
-/// Fences left in the workspace partition (a finished delete leaves none).
-async fn fences(s: &TestServer, ws: &str) -> usize {
-    s.state
+/// Items of the workspace still marked as being deleted (a finished delete leaves none).
+async fn marked(s: &TestServer, ws: &str) -> usize {
+    let page = s
+        .state
         .store
-        .query(
-            &Query::new(Table::Main, keys::workspace_partition(ws))
-                .sort(SortKey::BeginsWith(format!("{}#", keys::DELETION_FENCE))),
-        )
+        .query(&Query::new(Table::Main, keys::workspace_partition(ws)).limit(1000))
         .await
-        .unwrap()
-        .items
-        .len()
+        .unwrap();
+    assert!(page.next_cursor.is_none());
+    page.items
+        .iter()
+        .filter(|i| references::is_marked(i))
+        .count()
 }
 
 /// State ids by name of a workflow, as `token` reads them.
@@ -179,7 +180,7 @@ async fn deleting_a_label_removes_it_from_its_issues(s: TestServer) {
         .delete(&format!("/labels/{bug}"), w.admin.t())
         .await
         .expect(200);
-    // Authorization, fence, the workspace's issues, one commit of both issues (2), the
+    // Authorization, mark, the workspace's issues, one commit of both issues (2), the
     // label's commit (2).
     assert_eq!(r.storage_calls(), 7);
 
@@ -227,7 +228,7 @@ async fn deleting_a_label_removes_it_from_its_issues(s: TestServer) {
         .await
         .expect(404);
     assert_eq!(r.error_field(), Some("label_ids"));
-    assert_eq!(fences(&s, &w.ws).await, 0);
+    assert_eq!(marked(&s, &w.ws).await, 0);
 }
 
 async fn deleting_labels_in_a_batch_removes_them_from_their_issues(s: TestServer) {
@@ -254,7 +255,7 @@ async fn deleting_labels_in_a_batch_removes_them_from_their_issues(s: TestServer
     let n = counts(&events);
     assert_eq!(n.get("issue.updated"), Some(&2), "{events:?}");
     assert_eq!(n.get("label.deleted"), Some(&2), "{events:?}");
-    assert_eq!(fences(&s, &w.ws).await, 0);
+    assert_eq!(marked(&s, &w.ws).await, 0);
 }
 
 async fn deleting_a_project_clears_it_on_its_issues(s: TestServer) {
@@ -278,7 +279,7 @@ async fn deleting_a_project_clears_it_on_its_issues(s: TestServer) {
         .delete(&format!("/projects/{p}"), w.member.t())
         .await
         .expect(200);
-    // Authorization, fence, the project's issues, their commit (2), the project's (2).
+    // Authorization, mark, the project's issues, their commit (2), the project's (2).
     assert_eq!(r.storage_calls(), 7);
 
     assert_eq!(issue(&s, &w, &a).await["project_id"], Value::Null);
@@ -309,7 +310,7 @@ async fn deleting_a_project_clears_it_on_its_issues(s: TestServer) {
         .await
         .expect(404);
     assert_eq!(r.error_field(), Some("project_id"));
-    assert_eq!(fences(&s, &w.ws).await, 0);
+    assert_eq!(marked(&s, &w.ws).await, 0);
 }
 
 async fn deleting_a_state_with_issues_needs_a_replacement(s: TestServer) {
@@ -335,7 +336,7 @@ async fn deleting_a_state_with_issues_needs_a_replacement(s: TestServer) {
             .contains_key("In Progress")
     );
     assert_eq!(issue(&s, &w, &a).await["state_id"], json!(doing));
-    // The refusal left no fence: issues may still move into the state.
+    // The refusal removed its mark: issues may still move into the state.
     s.post(
         &format!("/issues/{c}/transitions"),
         w.owner.t(),
@@ -371,7 +372,7 @@ async fn deleting_a_state_with_issues_needs_a_replacement(s: TestServer) {
         .delete(&format!("{path}?replacement_state_id={done}"), w.admin.t())
         .await
         .expect(200);
-    // Authorization, states, fence, the workspace's issues, their commit (2), the state's
+    // Authorization, states, mark, the workspace's issues, their commit (2), the state's
     // commit (2).
     assert_eq!(r.storage_calls(), 8);
 
@@ -422,7 +423,7 @@ async fn deleting_a_state_with_issues_needs_a_replacement(s: TestServer) {
     )
     .await
     .expect(200);
-    assert_eq!(fences(&s, &w.ws).await, 0);
+    assert_eq!(marked(&s, &w.ws).await, 0);
 }
 
 async fn removing_a_member_unassigns_them(s: TestServer) {
@@ -443,7 +444,7 @@ async fn removing_a_member_unassigns_them(s: TestServer) {
         .delete(&format!("/workspaces/{}/members/{m}", w.ws), w.admin.t())
         .await
         .expect(200);
-    // Authorization, team memberships, fence, the member's issues, their commit (2), the
+    // Authorization, team memberships, mark, the member's issues, their commit (2), the
     // projects, the owned one's commit (2), the removal's commit (2).
     assert_eq!(r.storage_calls(), 11);
 
@@ -514,7 +515,7 @@ async fn removing_a_member_unassigns_them(s: TestServer) {
             .await
             .is_empty()
     );
-    assert_eq!(fences(&s, &w.ws).await, 0);
+    assert_eq!(marked(&s, &w.ws).await, 0);
 }
 
 on_every_store!(
@@ -615,7 +616,7 @@ async fn fan_outs_larger_than_a_transaction_reach_every_issue() {
         assert_eq!(i["state_id"], json!(states["Done"]));
     }
     const { assert!(N < MAX_REWRITES_PER_REQUEST, "one request each") };
-    assert_eq!(fences(&s, &w.ws).await, 0);
+    assert_eq!(marked(&s, &w.ws).await, 0);
 }
 
 /// A delete interrupted part-way (the store fails for good after two of its transactions)
@@ -639,7 +640,7 @@ async fn an_interrupted_delete_is_finished_by_repeating_it() {
     }
     let before = w.last_seq(&s).await;
 
-    // The fence and the first chunk of 10 commit; then every attempt fails.
+    // The mark and the first chunk of 10 commit; then every attempt fails.
     faulty.script(
         OpKind::Transact,
         [None, None]
@@ -669,8 +670,14 @@ async fn an_interrupted_delete_is_finished_by_repeating_it() {
             &json!({"team_id": w.team_id, "title": "late", "label_ids": [label]}),
         )
         .await
-        .expect(409);
+        .expect(400);
     assert_eq!(r.error_field(), Some("label_ids"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("being deleted")
+    );
     let first = all.iter().next().unwrap();
     s.put(
         &format!("/issues/{first}"),
@@ -678,7 +685,8 @@ async fn an_interrupted_delete_is_finished_by_repeating_it() {
         &json!({"label_ids": [label]}),
     )
     .await
-    .expect(409);
+    .expect(400);
+    assert_eq!(marked(&s, &w.ws).await, 1);
 
     s.delete(&format!("/labels/{label}"), w.admin.t())
         .await
@@ -703,5 +711,5 @@ async fn an_interrupted_delete_is_finished_by_repeating_it() {
         events.last().unwrap(),
         &("label.deleted".to_owned(), label.clone())
     );
-    assert_eq!(fences(&s, &w.ws).await, 0);
+    assert_eq!(marked(&s, &w.ws).await, 0);
 }

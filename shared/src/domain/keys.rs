@@ -141,11 +141,3 @@ pub fn invitation(workspace_id: &str, invitation_id: &str) -> Key {
 pub fn team_issue_counter(workspace_id: &str, team_id: &str) -> Key {
     scoped(workspace_id, "TEAMSEQ", team_id)
 }
-
-pub const DELETION_FENCE: &str = "DELETING";
-
-/// The fence of an entity (label, project, state, member) whose delete is detaching what
-/// refers to it (`services::references`).
-pub fn deletion_fence(workspace_id: &str, entity_id: &str) -> Key {
-    scoped(workspace_id, DELETION_FENCE, entity_id)
-}

@@ -46,7 +46,7 @@ use crate::services::context::{
     ServiceContext, check_version, expected_version, found, required_text,
 };
 use crate::services::pagination::{PageParams, Paged};
-use crate::services::references::unfenced;
+use crate::services::references::exists_unmarked;
 use crate::storage::cursor::Position;
 use crate::storage::{Condition, Index, Item, Key, Query, SortKey, Table, WriteOp};
 
@@ -607,16 +607,13 @@ fn exists_check(key: Key, error: AppError) -> (WriteOp, AppError) {
     )
 }
 
-/// The guards of a move into a state: it still exists and is not being deleted (else the
+/// The guard of a move into a state: it still exists and is not being deleted (else the
 /// issue could land in a state deleted meanwhile).
-fn state_guards(ws: &str, workflow_id: &str, state_id: &str) -> [(WriteOp, AppError); 2] {
-    [
-        exists_check(
-            keys::state(ws, workflow_id, state_id),
-            AppError::validation("state_id", "the state was deleted"),
-        ),
-        unfenced(ws, state_id, "state_id", "the state"),
-    ]
+fn state_guards(ws: &str, workflow_id: &str, state_id: &str) -> [(WriteOp, AppError); 1] {
+    [exists_unmarked(
+        keys::state(ws, workflow_id, state_id),
+        AppError::validation("state_id", "the state was deleted or is being deleted"),
+    )]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -736,15 +733,12 @@ impl RefSlots {
                     "is not a member of this workspace",
                 ));
             }
-            guards.push(exists_check(
+            guards.push(exists_unmarked(
                 keys::member(ws, user),
-                AppError::validation("assignee_id", "is no longer a member of this workspace"),
-            ));
-            guards.push(unfenced(
-                ws,
-                user,
-                "assignee_id",
-                "the assignee's membership",
+                AppError::validation(
+                    "assignee_id",
+                    "is no longer a member of this workspace (or is being removed)",
+                ),
             ));
         }
         for (&i, label) in self.labels.iter().zip(&req.labels) {
@@ -754,11 +748,13 @@ impl RefSlots {
                     format!("label {label} not found in this workspace"),
                 ));
             }
-            guards.push(exists_check(
+            guards.push(exists_unmarked(
                 keys::label(ws, label),
-                AppError::validation("label_ids", format!("label {label} was deleted")),
+                AppError::validation(
+                    "label_ids",
+                    format!("label {label} was deleted or is being deleted"),
+                ),
             ));
-            guards.push(unfenced(ws, label, "label_ids", &format!("label {label}")));
         }
         if let (Some(i), Some(project)) = (self.project, &req.project) {
             if items[i].is_none() {
@@ -767,11 +763,10 @@ impl RefSlots {
                     "project not found in this workspace",
                 ));
             }
-            guards.push(exists_check(
+            guards.push(exists_unmarked(
                 keys::project(ws, project),
-                AppError::validation("project_id", "the project was deleted"),
+                AppError::validation("project_id", "the project was deleted or is being deleted"),
             ));
-            guards.push(unfenced(ws, project, "project_id", "the project"));
         }
         if let (Some(i), Some(cycle)) = (self.cycle, &req.cycle) {
             let item = items[i]

@@ -23,11 +23,11 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, claim, color, delete_existing, found, put_new, put_versioned,
-    required_text, version_conflict,
+    ServiceContext, check_version, claim, color, found, put_new, put_versioned, required_text,
+    version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
-use crate::services::references::{self, Fence};
+use crate::services::references::{self, Mark};
 use crate::storage::cursor::Position;
 use crate::storage::{Condition, Item, Key, Query, SortKey, Table, WriteOp};
 
@@ -650,28 +650,42 @@ impl LabelService {
                 &[keys::label(&ws, label_id)],
             )
             .await?;
-        let label: Label = found(got.pop().flatten(), "label")?;
-        let ids = std::slice::from_ref(&label.id);
-        let fences = references::fence(&self.ctx, &ws, ids).await?;
-        let done = async {
-            references::detach_labels(&self.ctx, &ws, &who.user_id, ids).await?;
-            self.ctx
-                .changes
-                .commit(&ws, &who.user_id, &[], |_| {
-                    let plan = Plan::new(())
-                        .guarded(
-                            delete_existing(keys::label(&ws, &label.id)),
-                            AppError::not_found("label"),
-                        )
-                        .op(delete_op(label_name_key(&ws, &label.name)))
-                        .change(Change::new("label", &label.id, ChangeKind::Deleted, &label));
-                    Ok(fences[0].release(plan, &ws))
-                })
-                .await
+        let mut label: Label = found(got.pop().flatten(), "label")?;
+        let key = keys::label(&ws, &label.id);
+        let changed = references::changed_while_deleting("label");
+        for round in 0.. {
+            let marks = references::mark(&self.ctx, std::slice::from_ref(&key), |_| {
+                AppError::not_found("label")
+            })
+            .await?;
+            let done = async {
+                references::detach_labels(
+                    &self.ctx,
+                    &ws,
+                    &who.user_id,
+                    std::slice::from_ref(&label.id),
+                )
+                .await?;
+                self.ctx
+                    .changes
+                    .commit(&ws, &who.user_id, &[], |_| {
+                        Ok(Plan::new(())
+                            .guarded(marks[0].delete_op(), changed.clone())
+                            .op(delete_op(label_name_key(&ws, &label.name)))
+                            .change(Change::new("label", &label.id, ChangeKind::Deleted, &label)))
+                    })
+                    .await
+            }
+            .await;
+            match references::settle(&self.ctx, &marks, done).await {
+                // Edited meanwhile (a rename moves the name marker): again, as it is now.
+                Err(e) if e == changed && round < 2 => {
+                    label = found(self.ctx.store.get(Table::Main, &key).await?, "label")?;
+                }
+                other => return other.map(|_| label),
+            }
         }
-        .await;
-        references::settle(&self.ctx, &ws, &fences, done).await?;
-        Ok(label)
+        unreachable!("the loop returns")
     }
 
     /// Creates up to 100 labels, all or none.
@@ -1106,31 +1120,41 @@ impl LabelService {
         if !errors.is_empty() {
             return Err(reject("ids", total, errors));
         }
+        let label_keys: Vec<Key> = labels
+            .iter()
+            .map(|(_, l)| keys::label(&ws, &l.id))
+            .collect();
+        let marks = references::mark(&self.ctx, &label_keys, |i| {
+            AppError::unknown_reference("id", format!("item {}: label not found", labels[i].0))
+                .with_code(ErrorCode::NotFound)
+        })
+        .await
+        .map_err(|e| chunk_failure(e, labels.iter().map(|(i, l)| (*i, &l.id)), true))?;
         let label_ids: Vec<String> = labels.iter().map(|(_, l)| l.id.clone()).collect();
-        let fences = references::fence(&self.ctx, &ws, &label_ids).await?;
         let detached = references::detach_labels(&self.ctx, &ws, &who.user_id, &label_ids).await;
-        references::settle(&self.ctx, &ws, &fences, detached).await?;
-        let fence_of: HashMap<&str, &Fence> =
-            fences.iter().map(|f| (f.entity_id.as_str(), f)).collect();
+        references::settle(&self.ctx, &marks, detached).await?;
+        let mark_of: HashMap<String, Mark> = label_ids.into_iter().zip(marks.clone()).collect();
         let run = self
             .run_chunks(
                 &ws,
                 who,
-                // Label, name marker, change record, fence.
-                chunks_by_ops(labels, |_| 4),
+                chunks_by_ops(labels, |_| 3),
                 |plan, (index, label)| {
-                    let plan = plan
-                        .guarded(
-                            delete_existing(keys::label(&ws, &label.id)),
-                            AppError::unknown_reference(
-                                "id",
-                                format!("item {index}: label not found"),
-                            )
-                            .with_code(ErrorCode::NotFound),
+                    plan.guarded(
+                        mark_of[&label.id].delete_op(),
+                        AppError::unknown_reference(
+                            "id",
+                            format!("item {index}: label not found or changed meanwhile"),
                         )
-                        .op(delete_op(label_name_key(&ws, &label.name)))
-                        .change(Change::new("label", &label.id, ChangeKind::Deleted, label));
-                    fence_of[label.id.as_str()].release(plan, &ws)
+                        .with_code(ErrorCode::NotFound),
+                    )
+                    .op(delete_op(label_name_key(&ws, &label.name)))
+                    .change(Change::new(
+                        "label",
+                        &label.id,
+                        ChangeKind::Deleted,
+                        label,
+                    ))
                 },
                 // Applied when every label of the chunk is gone.
                 |chunk| chunk.iter().map(|(_, l)| keys::label(&ws, &l.id)).collect(),
@@ -1142,7 +1166,7 @@ impl LabelService {
             Err(failed) => {
                 let undo: Vec<Label> = failed.done.into_iter().map(|(_, l)| l).collect();
                 let undone = self.undo_deletes(&ws, who, &undo).await;
-                references::release_all(&self.ctx, &ws, &fences).await;
+                references::unmark_all(&self.ctx, &marks).await;
                 Err(chunk_failure(
                     failed.error,
                     failed.chunk.iter().map(|(i, l)| (*i, &l.id)),
@@ -1235,6 +1259,7 @@ mod tests {
     use crate::domain::access::Role;
     use crate::domain::record_item;
     use crate::domain::workspace::Member;
+    use crate::services::context::delete_existing;
     use crate::storage::embedded::EmbeddedStore;
     use crate::storage::{Page, Store, StoreResult};
 
@@ -1507,7 +1532,7 @@ mod tests {
         let s = setup(40).await;
         let before = s.labels().await;
         let gone = before[35].clone();
-        // Transaction 1 puts the deletion fences, 2 is the first chunk.
+        // Transaction 1 marks the labels, 2 is the first chunk.
         let s = s.interfere(
             3,
             vec![
@@ -1534,17 +1559,17 @@ mod tests {
             "all but the concurrently deleted label are back"
         );
         assert_eq!(s.markers().await.len(), 39);
-        let fences = s
+        let stored = s
             .store
             .query(
                 &Query::new(Table::Main, keys::workspace_partition(&s.ws))
-                    .sort(SortKey::BeginsWith(format!("{}#", keys::DELETION_FENCE))),
+                    .sort(SortKey::BeginsWith(format!("{}#", keys::LABEL))),
             )
             .await
             .unwrap();
         assert!(
-            fences.items.is_empty(),
-            "the refused batch released its fences"
+            !stored.items.iter().any(references::is_marked),
+            "the refused batch removed its deletion marks"
         );
     }
 }

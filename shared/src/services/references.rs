@@ -5,27 +5,28 @@
 //! project or a state, or removing a member, rewrites what refers to it and removes the
 //! entity **last**:
 //!
-//! 1. A *fence* (`WS#{ws}` / `DELETING#{id}`, with a random `token`) is put. Every write that
-//!    newly refers to an entity carries `ConditionCheck attribute_not_exists` on its fence
-//!    ([`unfenced`]), so from the fence's commit on no new reference can appear: a writer that
-//!    read before the fence fails at commit (409, the entity "is being deleted").
-//! 2. The referrers are found with strongly consistent reads (the fence is committed first, so
+//! 1. The entity is *marked*: its item gets a `deleting` attribute holding a random token.
+//!    Every write that newly refers to an entity checks, in its transaction, that the item
+//!    exists *without* that attribute ([`exists_unmarked`], in place of a plain existence
+//!    check), so from the mark's commit on no new reference can appear: a writer that read
+//!    before it fails at commit.
+//! 2. The referrers are found with strongly consistent reads (the mark is committed first, so
 //!    every reference written before it is seen) and rewritten, at most 10 issues per
 //!    transaction, each with its activity and its `issue.updated` record
 //!    (`issues::rewrite_issues_guarded`). Writers that keep an existing reference are
 //!    serialised with this by the issue's `version`.
-//! 3. One transaction removes the entity, its change record and the fence, conditioned on the
-//!    fence still holding the token read in step 1 ([`Fence::release`]): the fence then existed
-//!    the whole time, so nothing can refer to the entity once it is gone.
+//! 3. One transaction deletes the entity, conditioned on it still carrying the token of step 1
+//!    ([`Mark::delete_op`]), with its change record. A whole-item write of the entity in
+//!    between (an edit) drops the mark; the last step then fails (409) instead of deleting
+//!    something that may have been referred to again.
 //!
 //! Until step 3 the entity exists, so nothing ever names an entity that is gone. A delete
 //! interrupted in step 2 (a timeout, a crash, the per-request bound below) leaves a
 //! consistent state: some referrers rewritten, the entity still there and refusing new
-//! references. Repeating the request finds the fence, takes it over and continues, so the
-//! delete is idempotent and resumable. Each request rewrites at most
-//! [`MAX_REWRITES_PER_REQUEST`] issues and answers 503 with `Retry-After` when more remain,
-//! so a fan-out over thousands of issues fits API Gateway's 29 s in as many requests as it
-//! takes.
+//! references. Repeating the request finds the mark, adopts it and continues, so the delete is
+//! idempotent and resumable. Each request rewrites at most [`MAX_REWRITES_PER_REQUEST`]
+//! issues and answers 503 with `Retry-After` when more remain, so a fan-out over thousands of
+//! issues fits API Gateway's 29 s in as many requests as it takes.
 
 use std::collections::HashSet;
 
@@ -38,8 +39,12 @@ use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{ServiceContext, put_versioned, version_conflict};
 use crate::services::issues::{self, Issue};
 use crate::services::projects::Project;
-use crate::storage::{Condition, Item, Key, MAX_TRANSACTION_OPS, Query, SortKey, Table, WriteOp};
+use crate::storage::{
+    Condition, Item, Key, MAX_TRANSACTION_OPS, Query, SortKey, Table, Update, WriteOp,
+};
 
+/// The attribute that marks an entity being deleted; its value is the delete's token.
+pub const MARK: &str = "deleting";
 /// Issues one request rewrites before it answers 503 (about 200 storage calls: a commit of
 /// 10 issues is a counter read and a transaction).
 pub const MAX_REWRITES_PER_REQUEST: usize = 1000;
@@ -47,85 +52,80 @@ pub const MAX_REWRITES_PER_REQUEST: usize = 1000;
 const PROJECTS_PER_COMMIT: usize = 40;
 /// Rounds of re-reading when concurrent writers keep winning.
 const MAX_ROUNDS: usize = 5;
-const TOKEN: &str = "token";
 
-/// A fence this request put or found (see the module docs).
+/// The mark this request put on an entity, or found there (see the module docs).
 #[derive(Clone, Debug)]
-pub struct Fence {
-    pub entity_id: String,
+pub struct Mark {
+    pub key: Key,
     token: String,
 }
 
-impl Fence {
-    /// Removes the fence in the entity's last transaction, only if it is the one this request
-    /// worked under (else another request released and re-fenced it meanwhile: retry).
-    pub fn release<T>(&self, plan: Plan<T>, workspace_id: &str) -> Plan<T> {
-        plan.guarded(
-            WriteOp::Delete {
-                table: Table::Main,
-                key: keys::deletion_fence(workspace_id, &self.entity_id),
-                condition: Some(Condition::AttrEquals(TOKEN.into(), json!(self.token))),
-            },
-            AppError::conflict("a concurrent request interfered with this delete; retry"),
-        )
+impl Mark {
+    /// Deletes the entity, only if it still carries this mark: the mark then held from
+    /// before its referrers were read until now.
+    pub fn delete_op(&self) -> WriteOp {
+        WriteOp::Delete {
+            table: Table::Main,
+            key: self.key.clone(),
+            condition: Some(Condition::AttrEquals(MARK.into(), json!(self.token))),
+        }
+    }
+
+    fn unmark_op(&self) -> WriteOp {
+        WriteOp::Update {
+            table: Table::Main,
+            key: self.key.clone(),
+            update: Update::default().remove(MARK),
+            condition: Some(Condition::AttrEquals(MARK.into(), json!(self.token))),
+        }
     }
 }
 
-/// The guard of a write that newly refers to `entity_id`: fails while it is being deleted.
-pub fn unfenced(
-    workspace_id: &str,
-    entity_id: &str,
-    field: &str,
-    what: &str,
-) -> (WriteOp, AppError) {
+/// The guard of a write that newly refers to the entity at `key`: it exists and is not
+/// being deleted.
+pub fn exists_unmarked(key: Key, error: AppError) -> (WriteOp, AppError) {
     (
         WriteOp::ConditionCheck {
             table: Table::Main,
-            key: keys::deletion_fence(workspace_id, entity_id),
-            condition: Condition::NotExists,
+            key,
+            condition: Condition::ExistsWithout(MARK.into()),
         },
-        AppError {
-            field: Some(field.into()),
-            ..AppError::conflict(format!("{what} is being deleted"))
-        },
+        error,
     )
 }
 
-fn fence_item(workspace_id: &str, entity_id: &str, token: &str, now: &str) -> Item {
-    let mut item = Item::new();
-    let key = keys::deletion_fence(workspace_id, entity_id);
-    item.insert("pk".into(), json!(key.pk));
-    item.insert("sk".into(), json!(key.sk));
-    item.insert("entity".into(), json!("deletion_fence"));
-    item.insert("entity_id".into(), json!(entity_id));
-    item.insert(TOKEN.into(), json!(token));
-    item.insert("fenced_at".into(), json!(now));
-    item
+/// The answer when the last step of a delete found the entity changed since it was marked.
+pub fn changed_while_deleting(what: &str) -> AppError {
+    AppError::conflict(format!(
+        "the {what} was changed while it was being deleted; retry the delete"
+    ))
 }
 
-/// Fences `entity_ids` (at most 100): puts the missing fences, adopts the existing ones (a
-/// delete being repeated, or running concurrently). Usually one storage call.
-pub async fn fence(
+/// Marks the entities at `keys` (at most 100, each existing), adopting marks already there
+/// (a delete being repeated, or running twice). Usually one storage call. A key whose item
+/// is gone is `not_found`.
+pub async fn mark(
     ctx: &ServiceContext,
-    workspace_id: &str,
-    entity_ids: &[String],
-) -> AppResult<Vec<Fence>> {
-    debug_assert!(entity_ids.len() <= MAX_TRANSACTION_OPS);
-    let mut found: Vec<Option<String>> = vec![None; entity_ids.len()];
+    keys: &[Key],
+    not_found: impl Fn(usize) -> AppError,
+) -> AppResult<Vec<Mark>> {
+    debug_assert!(keys.len() <= MAX_TRANSACTION_OPS);
+    let mut found: Vec<Option<String>> = vec![None; keys.len()];
     for _ in 0..MAX_ROUNDS {
-        let now = ctx.now();
         let mut ops = Vec::new();
         let tokens: Vec<String> = found
             .iter()
-            .zip(entity_ids)
-            .map(|(token, id)| match token {
+            .zip(keys)
+            .map(|(token, key)| match token {
                 Some(t) => t.clone(),
                 None => {
                     let t = uuid::Uuid::new_v4().simple().to_string();
-                    ops.push(WriteOp::put_new(
-                        Table::Main,
-                        fence_item(workspace_id, id, &t, &now),
-                    ));
+                    ops.push(WriteOp::Update {
+                        table: Table::Main,
+                        key: key.clone(),
+                        update: Update::default().set(MARK, t.clone()),
+                        condition: Some(Condition::ExistsWithout(MARK.into())),
+                    });
                     t
                 }
             })
@@ -138,46 +138,43 @@ pub async fn fence(
             }
         };
         if done {
-            return Ok(entity_ids
+            return Ok(keys
                 .iter()
                 .zip(tokens)
-                .map(|(id, token)| Fence {
-                    entity_id: id.clone(),
+                .map(|(key, token)| Mark {
+                    key: key.clone(),
                     token,
                 })
                 .collect());
         }
-        // Some fences exist already: adopt them and put the others.
-        let fence_keys: Vec<Key> = entity_ids
-            .iter()
-            .map(|id| keys::deletion_fence(workspace_id, id))
-            .collect();
-        let stored = ctx.store.batch_get(Table::Main, &fence_keys).await?;
-        found = stored
-            .into_iter()
-            .map(|item| item.and_then(|i| i.get(TOKEN).and_then(Value::as_str).map(str::to_owned)))
-            .collect();
+        // Marked already (adopt it) or gone.
+        let stored = ctx.store.batch_get(Table::Main, keys).await?;
+        for (i, item) in stored.into_iter().enumerate() {
+            let Some(item) = item else {
+                return Err(not_found(i));
+            };
+            found[i] = item.get(MARK).and_then(Value::as_str).map(str::to_owned);
+        }
     }
     Err(AppError::unavailable(
         "concurrent deletes of the same records kept interfering; retry",
     ))
 }
 
-/// Removes fences of a delete that was refused (best effort: a fence left behind only makes
-/// the entity refuse new references until a delete of it is repeated). Fences already
-/// released or taken over are left alone.
-pub async fn release_all(ctx: &ServiceContext, workspace_id: &str, fences: &[Fence]) {
-    let op = |f: &Fence| WriteOp::Delete {
-        table: Table::Main,
-        key: keys::deletion_fence(workspace_id, &f.entity_id),
-        condition: Some(Condition::AttrEquals(TOKEN.into(), json!(f.token))),
-    };
-    for chunk in fences.chunks(MAX_TRANSACTION_OPS) {
-        let result = match ctx.store.transact(chunk.iter().map(op).collect()).await {
-            // One of them is gone: release the others one by one.
+/// Removes marks of a delete that was refused (best effort: a mark left behind only makes
+/// the entity refuse new references until a delete of it is repeated or it is edited).
+/// Marks already gone or replaced are left alone.
+pub async fn unmark_all(ctx: &ServiceContext, marks: &[Mark]) {
+    for chunk in marks.chunks(MAX_TRANSACTION_OPS) {
+        let result = match ctx
+            .store
+            .transact(chunk.iter().map(Mark::unmark_op).collect())
+            .await
+        {
+            // One of them is gone: the others one by one.
             Err(e) if e.is_condition_failure() && chunk.len() > 1 => {
-                for f in chunk {
-                    let _ = ctx.store.transact(vec![op(f)]).await;
+                for m in chunk {
+                    let _ = ctx.store.transact(vec![m.unmark_op()]).await;
                 }
                 Ok(())
             }
@@ -185,29 +182,24 @@ pub async fn release_all(ctx: &ServiceContext, workspace_id: &str, fences: &[Fen
             other => other,
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e, workspace_id, "could not release deletion fences");
+            tracing::warn!(error = %e, "could not remove deletion marks");
         }
     }
 }
 
-/// Ends the work a delete did under `fences`. A refusal releases them: the entity stays and
-/// may be referred to again. Success needs nothing (the last transaction released them), and
-/// a 503 keeps them: the client is told to repeat the request, which continues under them.
-pub async fn settle<T>(
-    ctx: &ServiceContext,
-    workspace_id: &str,
-    fences: &[Fence],
-    result: AppResult<T>,
-) -> AppResult<T> {
+/// Ends the work a delete did under `marks`. A refusal removes them: the entity stays and
+/// may be referred to again. Success needs nothing (the entity is gone), and a 503 keeps
+/// them: the client is told to repeat the request, which continues under them.
+pub async fn settle<T>(ctx: &ServiceContext, marks: &[Mark], result: AppResult<T>) -> AppResult<T> {
     if let Err(e) = &result
         && e.code != ErrorCode::ServiceUnavailable
     {
-        release_all(ctx, workspace_id, fences).await;
+        unmark_all(ctx, marks).await;
     }
     result
 }
 
-/// Rewrites `issues` with `mutate` (each issue: activity + `issue.updated`), at most
+/// Rewrites `pending` with `mutate` (each issue: activity + `issue.updated`), at most
 /// `MAX_REWRITES_PER_REQUEST` of them; 503 when more remain or writers kept interfering,
 /// so that the client repeats the request, which continues where this one stopped.
 async fn rewrite<F>(
@@ -287,8 +279,8 @@ pub async fn issues_in_state(
 }
 
 /// Moves issues from state `from` to `to` (a state of the same workflow, which must still
-/// exist and not be being deleted in every transaction). `transitions_to` does not apply:
-/// the old state is going away.
+/// exist, unmarked, in every transaction). `transitions_to` does not apply: the old state is
+/// going away.
 pub async fn move_to_state(
     ctx: &ServiceContext,
     workspace_id: &str,
@@ -298,22 +290,13 @@ pub async fn move_to_state(
     to: &str,
     pending: Vec<Issue>,
 ) -> AppResult<()> {
-    let guards = [
-        (
-            WriteOp::ConditionCheck {
-                table: Table::Main,
-                key: keys::state(workspace_id, workflow_id, to),
-                condition: Condition::Exists,
-            },
-            AppError::unprocessable("replacement_state_id", "the replacement state was deleted"),
-        ),
-        unfenced(
-            workspace_id,
-            to,
+    let guards = [exists_unmarked(
+        keys::state(workspace_id, workflow_id, to),
+        AppError::unprocessable(
             "replacement_state_id",
-            "the replacement state",
+            "the replacement state was deleted or is being deleted",
         ),
-    ];
+    )];
     rewrite(ctx, workspace_id, actor, pending, &guards, |issue| {
         (issue.state_id == from).then(|| {
             let mut next = issue.clone();
@@ -324,16 +307,19 @@ pub async fn move_to_state(
     .await
 }
 
-/// Before a member leaves a workspace: fences them (no new assignment or ownership), unassigns
-/// their issues and clears them as project owner. The removal's own transaction must release
-/// the returned fence (`Fence::release`).
+/// Before a member leaves a workspace: marks their member item (no new assignment or
+/// ownership), unassigns their issues and clears them as project owner. The removal's own
+/// transaction must delete the member item with [`Mark::delete_op`].
 pub async fn unassign_member(
     ctx: &ServiceContext,
     workspace_id: &str,
     actor: &str,
     user_id: &str,
-) -> AppResult<Fence> {
-    let fences = fence(ctx, workspace_id, &[user_id.to_owned()]).await?;
+) -> AppResult<Mark> {
+    let marks = mark(ctx, &[keys::member(workspace_id, user_id)], |_| {
+        AppError::not_found("member")
+    })
+    .await?;
     let done = async {
         let pk = issues::assignee_partition(workspace_id, Some(user_id));
         let pending = issues::relation_issues(ctx, &pk, MAX_REWRITES_PER_REQUEST + 1).await?;
@@ -348,8 +334,8 @@ pub async fn unassign_member(
         clear_project_owner(ctx, workspace_id, actor, user_id).await
     }
     .await;
-    settle(ctx, workspace_id, &fences, done).await?;
-    Ok(fences.into_iter().next().expect("one fence per id"))
+    settle(ctx, &marks, done).await?;
+    Ok(marks.into_iter().next().expect("one mark per key"))
 }
 
 /// Every project of the workspace owned by `user_id`.
@@ -438,4 +424,9 @@ async fn clear_project_owner(
     Err(AppError::unavailable(
         "projects kept changing while their owner was being removed; repeat the request",
     ))
+}
+
+/// Whether a stored item carries a deletion mark (for tests and diagnostics).
+pub fn is_marked(item: &Item) -> bool {
+    item.contains_key(MARK)
 }

@@ -24,8 +24,7 @@ use crate::error::{AppError, AppResult};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, color, delete_existing, found, put_new, put_versioned,
-    required_text,
+    ServiceContext, check_version, color, found, put_new, put_versioned, required_text,
 };
 use crate::services::references;
 use crate::services::workspaces::MAX_NAME_CHARS;
@@ -779,9 +778,13 @@ impl WorkflowService {
                 }
             },
         };
-        // Its issues move first and the state goes last, under a fence that keeps issues
-        // from moving in meanwhile (`services::references`).
-        let fences = references::fence(&self.ctx, &ws, &[state_id.to_owned()]).await?;
+        // Its issues move first and the state goes last, marked so that no issue moves in
+        // meanwhile (`services::references`).
+        let key = keys::state(&ws, workflow_id, state_id);
+        let marks = references::mark(&self.ctx, std::slice::from_ref(&key), |_| {
+            AppError::not_found(Kind::State.noun())
+        })
+        .await?;
         let done = async {
             let in_state = references::issues_in_state(&self.ctx, &ws, state_id).await?;
             match (&replacement, in_state.len()) {
@@ -808,22 +811,22 @@ impl WorkflowService {
                     .await?;
                 }
             }
-            self.commit_state_delete(who, &workflow, &target, &states, &fences[0])
+            self.commit_state_delete(who, &workflow, &target, &states, &marks[0])
                 .await
         }
         .await;
-        references::settle(&self.ctx, &ws, &fences, done).await
+        references::settle(&self.ctx, &marks, done).await
     }
 
-    /// The last step of a state delete: the state, the workflow's new version, states that
-    /// listed it in `transitions_to`, and its fence.
+    /// The last step of a state delete: the state (if still marked by this delete), the
+    /// workflow's new version and the states that listed it in `transitions_to`.
     async fn commit_state_delete(
         &self,
         who: &Principal,
         workflow: &Workflow,
         target: &WorkflowState,
         states: &[WorkflowState],
-        fence: &references::Fence,
+        mark: &references::Mark,
     ) -> AppResult<()> {
         let ws = workflow.workspace_id.as_str();
         let (workflow_id, state_id) = (workflow.id.as_str(), target.id.as_str());
@@ -860,8 +863,8 @@ impl WorkflowService {
                         workflow_changed(),
                     )
                     .guarded(
-                        delete_existing(keys::state(ws, workflow_id, state_id)),
-                        AppError::not_found(Kind::State.noun()),
+                        mark.delete_op(),
+                        references::changed_while_deleting(Kind::State.noun()),
                     )
                     .change(
                         Change::new("workflow_state", state_id, ChangeKind::Deleted, target)
@@ -883,11 +886,10 @@ impl WorkflowService {
                                 .topic(topic.clone()),
                         );
                 }
-                let plan = plan.change(
+                Ok(plan.change(
                     Change::new("workflow", workflow_id, ChangeKind::Updated, &next_workflow)
                         .topic(topic.clone()),
-                );
-                Ok(fence.release(plan, ws))
+                ))
             })
             .await?;
         Ok(())

@@ -781,14 +781,14 @@ impl WorkspaceService {
             self.ensure_other_owner(&ws, user_id).await?;
         }
         let team_links = self.team_memberships_of(&ws, user_id).await?;
-        let fence = self.unassign_member(&ws, who, user_id).await?;
+        let mark = self.unassign_member(&ws, who, user_id).await?;
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
                 let mut plan = Plan::new(())
                     .guarded(
-                        delete_existing(keys::member(&ws, user_id)),
-                        AppError::not_found("member"),
+                        mark.delete_op(),
+                        references::changed_while_deleting("membership"),
                     )
                     .op(WriteOp::Delete {
                         table: Table::Main,
@@ -802,27 +802,27 @@ impl WorkspaceService {
                         condition: None,
                     });
                 }
-                let plan = plan.change(Change::new(
+                Ok(plan.change(Change::new(
                     "workspace_member",
                     user_id,
                     ChangeKind::Deleted,
                     &target,
-                ));
-                Ok(fence.release(plan, &ws))
+                )))
             })
             .await?;
         Ok(())
     }
 
-    /// Before a removal: unassigns the member's issues and clears them as project owner, under
-    /// a fence that the removal's transaction releases (`services::references`), so a repeat
-    /// of an interrupted removal continues it.
+    /// Before a removal: unassigns the member's issues and clears them as project owner, with
+    /// the member item marked so that nothing new is given to them meanwhile; the removal
+    /// deletes the member item only while it carries that mark (`services::references`), so
+    /// a repeat of an interrupted removal continues it.
     async fn unassign_member(
         &self,
         ws: &str,
         who: &Principal,
         user_id: &str,
-    ) -> AppResult<references::Fence> {
+    ) -> AppResult<references::Mark> {
         references::unassign_member(&self.ctx, ws, &who.user_id, user_id).await
     }
 
