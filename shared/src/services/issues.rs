@@ -609,11 +609,11 @@ fn exists_check(key: Key, error: AppError) -> (WriteOp, AppError) {
 
 /// The guard of a move into a state: it still exists and is not being deleted (else the
 /// issue could land in a state deleted meanwhile).
-fn state_guards(ws: &str, workflow_id: &str, state_id: &str) -> [(WriteOp, AppError); 1] {
-    [exists_unmarked(
+fn state_guard(ws: &str, workflow_id: &str, state_id: &str) -> (WriteOp, AppError) {
+    exists_unmarked(
         keys::state(ws, workflow_id, state_id),
         AppError::validation("state_id", "the state was deleted or is being deleted"),
-    )]
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1253,7 +1253,7 @@ impl IssueService {
             }
         };
         if explicit_state {
-            guards.extend(state_guards(&ws, &team.workflow_id, &state_id));
+            guards.push(state_guard(&ws, &team.workflow_id, &state_id));
         }
 
         let now = self.ctx.now();
@@ -1610,7 +1610,7 @@ impl IssueService {
         }
         if next.state_id != current.state_id {
             self.check_transition(&current, &next.state_id).await?;
-            guards.extend(state_guards(&ws, &current.workflow_id, &next.state_id));
+            guards.push(state_guard(&ws, &current.workflow_id, &next.state_id));
         }
         self.commit_update(&who.user_id, &current, next, guards)
             .await
@@ -1907,7 +1907,11 @@ impl IssueService {
         if target == current.state_id {
             return Ok(current);
         }
-        let guards = state_guards(&current.workspace_id, &current.workflow_id, &target).into();
+        let guards = vec![state_guard(
+            &current.workspace_id,
+            &current.workflow_id,
+            &target,
+        )];
         let mut next = current.clone();
         next.state_id = target;
         self.commit_update(&who.user_id, &current, next, guards)
