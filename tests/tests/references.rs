@@ -621,8 +621,8 @@ async fn fan_outs_larger_than_a_transaction_reach_every_issue() {
 
 /// A delete interrupted part-way (the store fails for good after two of its transactions)
 /// leaves the label in place and every issue either cleaned or still naming an existing
-/// label; new references are refused meanwhile; repeating the request finishes the job, with
-/// exactly one record per issue.
+/// label; new references are refused while it is marked (an edit of the label drops the mark);
+/// repeating the request finishes the job, with exactly one record per issue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_delete_is_finished_by_repeating_it() {
     const N: usize = 30;
@@ -687,6 +687,18 @@ async fn an_interrupted_delete_is_finished_by_repeating_it() {
     .await
     .expect(400);
     assert_eq!(marked(&s, &w.ws).await, 1);
+    // An edit of the label drops the mark (the delete is no longer in progress): it may be
+    // used again, and the repeated delete, marking it anew, finds that use too.
+    s.put(
+        &format!("/labels/{label}"),
+        w.admin.t(),
+        &json!({"name": "doomed, renamed"}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(marked(&s, &w.ws).await, 0);
+    let late = new_issue(&s, &w, json!({"title": "late", "label_ids": [label]})).await;
+    all.insert(late);
 
     s.delete(&format!("/labels/{label}"), w.admin.t())
         .await
@@ -703,7 +715,7 @@ async fn an_interrupted_delete_is_finished_by_repeating_it() {
     let changed = updated_issues(&events);
     assert_eq!(
         changed.len(),
-        N,
+        N + 1,
         "exactly one issue.updated per issue: {events:?}"
     );
     assert_eq!(changed.into_iter().collect::<BTreeSet<_>>(), all);
