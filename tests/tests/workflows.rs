@@ -634,7 +634,8 @@ async fn delete_states(s: TestServer) {
         .delete(&state_path(&id("Canceled")), w.admin.t())
         .await
         .expect(200);
-    assert_eq!(r.storage_calls(), 4);
+    // Authorization batch, states, deletion mark, the issues in it, commit (2).
+    assert_eq!(r.storage_calls(), 6);
     let log = w.changes_since(&s, before).await;
     let got: Vec<&str> = log.iter().map(|c| c["event"].as_str().unwrap()).collect();
     assert_eq!(

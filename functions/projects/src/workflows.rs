@@ -133,17 +133,31 @@ async fn update_state(
     ))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteStateParams {
+    /// Another state of the same workflow to move the state's issues to (required when the
+    /// state holds issues).
+    pub replacement_state_id: Option<String>,
+}
+
 /// Remove a state (admins and owners); not the workflow's default state nor its last one
-/// (409).
+/// (409). Its issues move to `replacement_state_id`; without one, a state that holds issues
+/// is refused (409, saying how many).
 #[utoipa::path(delete, path = "/workflows/{id}/states/{state_id}", tag = "workflows",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "workflow id"), ("state_id" = String, Path)),
+    params(("id" = String, Path, description = "workflow id"), ("state_id" = String, Path),
+        DeleteStateParams),
     responses((status = 200, body = Envelope<Deleted>), CommonErrors))]
 async fn delete_state(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path((id, state_id)): Path<(String, String)>,
+    Query(p): Query<DeleteStateParams>,
 ) -> ApiResult<Deleted> {
-    s.workflows.delete_state(&who, &id, &state_id).await?;
+    s.workflows
+        .delete_state(&who, &id, &state_id, p.replacement_state_id.as_deref())
+        .await?;
     Ok(ApiResponse::ok(Deleted { deleted: true }))
 }

@@ -48,6 +48,7 @@ use crate::services::context::{
     ServiceContext, check_version, expected_version, found, required_text, retry_unversioned,
 };
 use crate::services::pagination::{PageParams, Paged};
+use crate::services::references::exists_unmarked;
 use crate::storage::cursor::Position;
 use crate::storage::{Condition, Index, Item, Key, Query, SortKey, Table, WriteOp};
 
@@ -85,11 +86,13 @@ fn activity_partition(ws: &str, issue_id: &str) -> String {
     format!("WS#{ws}#ISSUE#{issue_id}#ACTIVITY")
 }
 
-fn assignee_partition(ws: &str, assignee: Option<&str>) -> String {
+/// The issues assigned to a user (or to no one), main table, by creation.
+pub fn assignee_partition(ws: &str, assignee: Option<&str>) -> String {
     format!("WS#{ws}#ISSUES#ASSIGNEE#{}", assignee.unwrap_or("none"))
 }
 
-fn project_partition(ws: &str, project: Option<&str>) -> String {
+/// The issues of a project (or of none), main table, by creation.
+pub fn project_partition(ws: &str, project: Option<&str>) -> String {
     format!("WS#{ws}#ISSUES#PROJECT#{}", project.unwrap_or("none"))
 }
 
@@ -606,6 +609,15 @@ fn exists_check(key: Key, error: AppError) -> (WriteOp, AppError) {
     )
 }
 
+/// The guard of a move into a state: it still exists and is not being deleted (else the
+/// issue could land in a state deleted meanwhile).
+fn state_guard(ws: &str, workflow_id: &str, state_id: &str) -> (WriteOp, AppError) {
+    exists_unmarked(
+        keys::state(ws, workflow_id, state_id),
+        AppError::validation("state_id", "the state was deleted or is being deleted"),
+    )
+}
+
 // ---------------------------------------------------------------------------------------
 // Input checks
 
@@ -723,9 +735,12 @@ impl RefSlots {
                     "is not a member of this workspace",
                 ));
             }
-            guards.push(exists_check(
+            guards.push(exists_unmarked(
                 keys::member(ws, user),
-                AppError::validation("assignee_id", "is no longer a member of this workspace"),
+                AppError::validation(
+                    "assignee_id",
+                    "is no longer a member of this workspace (or is being removed)",
+                ),
             ));
         }
         for (&i, label) in self.labels.iter().zip(&req.labels) {
@@ -735,9 +750,12 @@ impl RefSlots {
                     format!("label {label} not found in this workspace"),
                 ));
             }
-            guards.push(exists_check(
+            guards.push(exists_unmarked(
                 keys::label(ws, label),
-                AppError::validation("label_ids", format!("label {label} was deleted")),
+                AppError::validation(
+                    "label_ids",
+                    format!("label {label} was deleted or is being deleted"),
+                ),
             ));
         }
         if let (Some(i), Some(project)) = (self.project, &req.project) {
@@ -747,9 +765,9 @@ impl RefSlots {
                     "project not found in this workspace",
                 ));
             }
-            guards.push(exists_check(
+            guards.push(exists_unmarked(
                 keys::project(ws, project),
-                AppError::validation("project_id", "the project was deleted"),
+                AppError::validation("project_id", "the project was deleted or is being deleted"),
             ));
         }
         if let (Some(i), Some(cycle)) = (self.cycle, &req.cycle) {
@@ -875,6 +893,25 @@ pub async fn rewrite_issues<F>(
 where
     F: Fn(&Issue) -> Option<Issue>,
 {
+    let guards: Vec<(WriteOp, AppError)> = guard
+        .into_iter()
+        .map(|(key, err)| exists_check(key, err))
+        .collect();
+    rewrite_issues_guarded(ctx, ws, actor, issues, &guards, mutate).await
+}
+
+/// `rewrite_issues` with any guards (conditions every transaction must meet).
+pub async fn rewrite_issues_guarded<F>(
+    ctx: &ServiceContext,
+    ws: &str,
+    actor: &str,
+    issues: Vec<Issue>,
+    guards: &[(WriteOp, AppError)],
+    mutate: F,
+) -> AppResult<Vec<Issue>>
+where
+    F: Fn(&Issue) -> Option<Issue>,
+{
     let mut out = Vec::with_capacity(issues.len());
     for chunk in issues.chunks(BULK_CHUNK) {
         let mut chunk = chunk.to_vec();
@@ -901,9 +938,8 @@ where
                 .changes
                 .commit(ws, actor, &[], |_| {
                     let mut plan = Plan::new(());
-                    if let Some((key, err)) = &guard {
-                        let (op, err) = exists_check(key.clone(), err.clone());
-                        plan = plan.guarded(op, err);
+                    for (op, err) in guards {
+                        plan = plan.guarded(op.clone(), err.clone());
                     }
                     for (current, next) in &pairs {
                         plan = plan_update(plan, current, next, actor);
@@ -940,6 +976,39 @@ where
         }
     }
     Ok(out)
+}
+
+/// Every issue of the workspace that `keep` accepts, from the canonical items (strongly
+/// consistent, every page): for the rare write that must find issues by a field that no copy
+/// is keyed by (a label, a state).
+pub async fn workspace_issues(
+    ctx: &ServiceContext,
+    ws: &str,
+    keep: impl Fn(&Issue) -> bool,
+) -> AppResult<Vec<Issue>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = ctx
+            .store
+            .query(
+                &Query::new(Table::Main, keys::workspace_partition(ws))
+                    .sort(SortKey::BeginsWith(format!("{}#", keys::ISSUE)))
+                    .limit(MAX_SORTED_SET)
+                    .cursor(cursor.take()),
+            )
+            .await?;
+        for item in page.items {
+            let issue: Issue = from_item(item)?;
+            if keep(&issue) {
+                out.push(issue);
+            }
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1171,6 +1240,7 @@ impl IssueService {
         }
 
         // The state: the one asked for (of the team's workflow) or the workflow's default.
+        let explicit_state = state_input.is_some();
         let state_id = match state_input {
             Some(state_id) => {
                 let key = keys::state(&ws, &team.workflow_id, &state_id);
@@ -1191,6 +1261,9 @@ impl IssueService {
                 workflow.default_state_id
             }
         };
+        if explicit_state {
+            guards.push(state_guard(&ws, &team.workflow_id, &state_id));
+        }
 
         let now = self.ctx.now();
         let template = Issue {
@@ -1556,6 +1629,7 @@ impl IssueService {
         }
         if next.state_id != current.state_id {
             self.check_transition(&current, &next.state_id).await?;
+            guards.push(state_guard(&ws, &current.workflow_id, &next.state_id));
         }
         self.commit_update(&who.user_id, &current, next, guards)
             .await
@@ -1861,9 +1935,14 @@ impl IssueService {
             if target == current.state_id {
                 return Ok(current);
             }
+            let guards = vec![state_guard(
+                &current.workspace_id,
+                &current.workflow_id,
+                &target,
+            )];
             let mut next = current.clone();
             next.state_id = target.clone();
-            self.commit_update(&who.user_id, &current, next, Vec::new())
+            self.commit_update(&who.user_id, &current, next, guards)
                 .await
         })
         .await

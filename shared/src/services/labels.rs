@@ -24,10 +24,11 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, claim, color, delete_existing, expected_version, found, put_new,
-    put_versioned, required_text, retry_unversioned, version_conflict,
+    ServiceContext, check_version, claim, color, expected_version, found, put_new, put_versioned,
+    required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
+use crate::services::references::{self, Mark};
 use crate::storage::cursor::Position;
 use crate::storage::{Condition, Item, Key, Query, SortKey, Table, WriteOp};
 
@@ -656,7 +657,8 @@ impl LabelService {
         Ok(next)
     }
 
-    /// Deletes a label and frees its name (`Manage`).
+    /// Deletes a label and frees its name (`Manage`), after removing it from every issue
+    /// (`services::references`: a repeat of an interrupted delete continues it).
     pub async fn delete(&self, who: &Principal, label_id: &str) -> AppResult<Label> {
         let ws = ids::workspace_of(Kind::Label, label_id)?;
         let (_, mut got) = self
@@ -670,25 +672,47 @@ impl LabelService {
                 &[keys::label(&ws, label_id)],
             )
             .await?;
-        let label: Label = found(got.pop().flatten(), "label")?;
-        self.ctx
-            .changes
-            .commit(&ws, &who.user_id, &[], |_| {
-                Ok(Plan::new(())
-                    .guarded(
-                        delete_existing(keys::label(&ws, &label.id)),
-                        AppError::not_found("label"),
-                    )
-                    .op(delete_op(label_name_key(&ws, &label.name)))
-                    .change(Change::new(
-                        EntityType::Label,
-                        &label.id,
-                        ChangeKind::Deleted,
-                        &label,
-                    )))
+        let mut label: Label = found(got.pop().flatten(), "label")?;
+        let key = keys::label(&ws, &label.id);
+        let changed = references::changed_while_deleting("label");
+        for round in 0.. {
+            let marks = references::mark(&self.ctx, std::slice::from_ref(&key), |_| {
+                AppError::not_found("label")
             })
             .await?;
-        Ok(label)
+            let done = async {
+                references::detach_labels(
+                    &self.ctx,
+                    &ws,
+                    &who.user_id,
+                    std::slice::from_ref(&label.id),
+                )
+                .await?;
+                self.ctx
+                    .changes
+                    .commit(&ws, &who.user_id, &[], |_| {
+                        Ok(Plan::new(())
+                            .guarded(marks[0].delete_op(), changed.clone())
+                            .op(delete_op(label_name_key(&ws, &label.name)))
+                            .change(Change::new(
+                                EntityType::Label,
+                                &label.id,
+                                ChangeKind::Deleted,
+                                &label,
+                            )))
+                    })
+                    .await
+            }
+            .await;
+            match references::settle(&self.ctx, &marks, done).await {
+                // Edited meanwhile (a rename moves the name marker): again, as it is now.
+                Err(e) if e == changed && round < 2 => {
+                    label = found(self.ctx.store.get(Table::Main, &key).await?, "label")?;
+                }
+                other => return other.map(|_| label),
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// Creates up to 100 labels, all or none.
@@ -1099,7 +1123,9 @@ impl LabelService {
         ok
     }
 
-    /// Deletes up to 100 labels of one workspace, all or none.
+    /// Deletes up to 100 labels of one workspace, all or none, after removing them from every
+    /// issue. Issues keep losing the labels even when the batch is then undone: an issue
+    /// without a label is consistent, and a repeat of the batch finishes the job.
     pub async fn batch_delete(&self, who: &Principal, req: BatchDeleteLabels) -> BatchOutcome {
         let total = req.ids.len();
         check_count("ids", total)?;
@@ -1146,6 +1172,20 @@ impl LabelService {
         if !errors.is_empty() {
             return Err(reject("ids", total, errors));
         }
+        let label_keys: Vec<Key> = labels
+            .iter()
+            .map(|(_, l)| keys::label(&ws, &l.id))
+            .collect();
+        let marks = references::mark(&self.ctx, &label_keys, |i| {
+            AppError::unknown_reference("id", format!("item {}: label not found", labels[i].0))
+                .with_code(ErrorCode::NotFound)
+        })
+        .await
+        .map_err(|e| chunk_failure(e, labels.iter().map(|(i, l)| (*i, &l.id)), true))?;
+        let label_ids: Vec<String> = labels.iter().map(|(_, l)| l.id.clone()).collect();
+        let detached = references::detach_labels(&self.ctx, &ws, &who.user_id, &label_ids).await;
+        references::settle(&self.ctx, &marks, detached).await?;
+        let mark_of: HashMap<String, Mark> = label_ids.into_iter().zip(marks.clone()).collect();
         let run = self
             .run_chunks(
                 &ws,
@@ -1153,9 +1193,12 @@ impl LabelService {
                 chunks_by_ops(labels, |_| 3),
                 |plan, (index, label)| {
                     plan.guarded(
-                        delete_existing(keys::label(&ws, &label.id)),
-                        AppError::unknown_reference("id", format!("item {index}: label not found"))
-                            .with_code(ErrorCode::NotFound),
+                        mark_of[&label.id].delete_op(),
+                        AppError::unknown_reference(
+                            "id",
+                            format!("item {index}: label not found or changed meanwhile"),
+                        )
+                        .with_code(ErrorCode::NotFound),
                     )
                     .op(delete_op(label_name_key(&ws, &label.name)))
                     .change(Change::new(
@@ -1175,6 +1218,7 @@ impl LabelService {
             Err(failed) => {
                 let undo: Vec<Label> = failed.done.into_iter().map(|(_, l)| l).collect();
                 let undone = self.undo_deletes(&ws, who, &undo).await;
+                references::unmark_all(&self.ctx, &marks).await;
                 Err(chunk_failure(
                     failed.error,
                     failed.chunk.iter().map(|(i, l)| (*i, &l.id)),
@@ -1272,6 +1316,7 @@ mod tests {
     use crate::domain::access::Role;
     use crate::domain::record_item;
     use crate::domain::workspace::Member;
+    use crate::services::context::delete_existing;
     use crate::storage::embedded::EmbeddedStore;
     use crate::storage::{Page, Store, StoreResult};
 
@@ -1598,8 +1643,9 @@ mod tests {
         let s = setup(40).await;
         let before = s.labels().await;
         let gone = before[35].clone();
+        // Transaction 1 marks the labels, 2 is the first chunk.
         let s = s.interfere(
-            2,
+            3,
             vec![
                 delete_existing(keys::label(&gone.workspace_id, &gone.id)),
                 delete_op(label_name_key(&gone.workspace_id, &gone.name)),
@@ -1624,5 +1670,17 @@ mod tests {
             "all but the concurrently deleted label are back"
         );
         assert_eq!(s.markers().await.len(), 39);
+        let stored = s
+            .store
+            .query(
+                &Query::new(Table::Main, keys::workspace_partition(&s.ws))
+                    .sort(SortKey::BeginsWith(format!("{}#", keys::LABEL))),
+            )
+            .await
+            .unwrap();
+        assert!(
+            !stored.items.iter().any(references::is_marked),
+            "the refused batch removed its deletion marks"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod issues;
 pub mod labels;
 pub mod pagination;
 pub mod projects;
+pub mod references;
 pub mod teams;
 pub mod workflows;
 pub mod workspaces;

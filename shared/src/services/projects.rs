@@ -23,6 +23,7 @@ use crate::services::context::{
     required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
+use crate::services::references::{self, exists_unmarked};
 use crate::storage::cursor::Position;
 use crate::storage::{Condition, Item, Key, Query, SortKey, Table, WriteOp};
 
@@ -866,11 +867,11 @@ impl ProjectService {
                         claim(project_key_marker(&ws, &project.project_key), &id),
                         key_taken(),
                     );
-                if !owner_is_caller && let Some(owner) = &project.owner_id {
-                    plan = plan.guarded(
-                        exists_check(keys::member(&ws, owner)),
-                        not_a_member("owner_id"),
-                    );
+                // The caller too: a member being removed cannot take a project on.
+                if let Some(owner) = &project.owner_id {
+                    let (op, err) =
+                        exists_unmarked(keys::member(&ws, owner), not_a_member("owner_id"));
+                    plan = plan.guarded(op, err);
                 }
                 if let Some(s) = &project.status_id {
                     plan = plan.guarded(
@@ -1073,10 +1074,9 @@ impl ProjectService {
                 }
                 if let Some(o) = &next.owner_id
                     && next.owner_id != current.owner_id
-                    && *o != who.user_id
                 {
-                    plan =
-                        plan.guarded(exists_check(keys::member(&ws, o)), not_a_member("owner_id"));
+                    let (op, err) = exists_unmarked(keys::member(&ws, o), not_a_member("owner_id"));
+                    plan = plan.guarded(op, err);
                 }
                 if let Some(s) = &next.status_id
                     && next.status_id != current.status_id
@@ -1095,34 +1095,52 @@ impl ProjectService {
         self.view(next, status_item).await
     }
 
+    /// Deletes a project after clearing `project_id` on its issues
+    /// (`services::references`: a repeat of an interrupted delete continues it).
     pub async fn delete(&self, who: &Principal, id: &str, if_match: Option<i64>) -> AppResult<()> {
-        let (scope, current, _) = self
+        let (scope, mut current, _) = self
             .authorize_project(who, id, Action::Contribute, &[])
             .await?;
         check_version(if_match, current.version)?;
         let ws = scope.workspace_id;
-        self.ctx
-            .changes
-            .commit(&ws, &who.user_id, &[], |_| {
-                Ok(Plan::new(())
-                    .guarded(
-                        delete_op(
-                            keys::project(&ws, id),
-                            Some(Condition::VersionEquals(current.version)),
-                        ),
-                        version_conflict(),
-                    )
-                    .op(delete_op(
-                        project_key_marker(&ws, &current.project_key),
-                        None,
-                    ))
-                    .change(
-                        Change::new(EntityType::Project, id, ChangeKind::Deleted, &current)
-                            .topic(Topic::Project(id.to_string())),
-                    ))
+        let key = keys::project(&ws, id);
+        let changed = references::changed_while_deleting("project");
+        for round in 0.. {
+            let marks = references::mark(&self.ctx, std::slice::from_ref(&key), |_| {
+                AppError::not_found(Kind::Project.noun())
             })
             .await?;
-        Ok(())
+            let done = async {
+                references::detach_project(&self.ctx, &ws, &who.user_id, id).await?;
+                self.ctx
+                    .changes
+                    .commit(&ws, &who.user_id, &[], |_| {
+                        Ok(Plan::new(())
+                            .guarded(marks[0].delete_op(), changed.clone())
+                            .op(delete_op(
+                                project_key_marker(&ws, &current.project_key),
+                                None,
+                            ))
+                            .change(
+                                Change::new(EntityType::Project, id, ChangeKind::Deleted, &current)
+                                    .topic(Topic::Project(id.to_string())),
+                            ))
+                    })
+                    .await
+            }
+            .await;
+            match references::settle(&self.ctx, &marks, done).await {
+                // Edited while its issues were detached (a whole-record write drops the mark):
+                // a stated version no longer matches; without one, again at the latest.
+                Err(e) if e == changed && if_match.is_some() => return Err(version_conflict()),
+                Err(e) if e == changed && round < 2 => {
+                    let fresh = self.ctx.store.get(Table::Main, &key).await?;
+                    current = found(fresh, Kind::Project.noun())?;
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+        unreachable!("the loop returns")
     }
 }
 

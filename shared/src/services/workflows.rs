@@ -26,9 +26,10 @@ use crate::kernel::topic::Topic;
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
-    ServiceContext, check_version, color, delete_existing, expected_version, found, put_new,
-    put_versioned, required_text, retry_unversioned, version_conflict,
+    ServiceContext, check_version, color, expected_version, found, put_new, put_versioned,
+    required_text, retry_unversioned, version_conflict,
 };
+use crate::services::references;
 use crate::services::workspaces::MAX_NAME_CHARS;
 use crate::storage::{Condition, Item, Query, SortKey, Table, WriteOp};
 
@@ -798,13 +799,15 @@ impl WorkflowService {
     }
 
     /// Removes a state (not the default one, not the last one). States that listed it in
-    /// `transitions_to` stop listing it. Issues still in it are not looked for (there is no
-    /// index by state); `allowed_targets` lets them move to any state.
+    /// `transitions_to` stop listing it. Issues in it move to `replacement_state_id` (another
+    /// state of the workflow, whatever the transition rules say); without one, a state that
+    /// holds issues is refused (409, saying how many).
     pub async fn delete_state(
         &self,
         who: &Principal,
         workflow_id: &str,
         state_id: &str,
+        replacement_state_id: Option<&str>,
     ) -> AppResult<()> {
         let ws = ids::workspace_of(Kind::Workflow, workflow_id)?;
         state_in(&ws, state_id)?;
@@ -834,6 +837,70 @@ impl WorkflowService {
         if states.iter().all(|s| s.id == state_id) {
             return Err(AppError::conflict("a workflow keeps at least one state"));
         }
+        let replacement = match replacement_state_id {
+            None => None,
+            Some(r) => match states.iter().find(|s| s.id == r.trim()) {
+                Some(s) if s.id != state_id => Some(s.id.clone()),
+                _ => {
+                    return Err(AppError::unprocessable(
+                        "replacement_state_id",
+                        "must be another state of this workflow",
+                    ));
+                }
+            },
+        };
+        // Its issues move first and the state goes last, marked so that no issue moves in
+        // meanwhile (`services::references`).
+        let key = keys::state(&ws, workflow_id, state_id);
+        let marks = references::mark(&self.ctx, std::slice::from_ref(&key), |_| {
+            AppError::not_found(Kind::State.noun())
+        })
+        .await?;
+        let done = async {
+            let in_state = references::issues_in_state(&self.ctx, &ws, state_id).await?;
+            match (&replacement, in_state.len()) {
+                (_, 0) => {}
+                (None, n) => {
+                    return Err(AppError::conflict(format!(
+                        "{n} issue{} in this state: pass replacement_state_id (another state \
+                         of this workflow) to move {} there, or move {} first",
+                        if n == 1 { " is" } else { "s are" },
+                        if n == 1 { "it" } else { "them" },
+                        if n == 1 { "it" } else { "them" },
+                    )));
+                }
+                (Some(to), _) => {
+                    references::move_to_state(
+                        &self.ctx,
+                        &ws,
+                        &who.user_id,
+                        workflow_id,
+                        state_id,
+                        to,
+                        in_state,
+                    )
+                    .await?;
+                }
+            }
+            self.commit_state_delete(who, &workflow, &target, &states, &marks[0])
+                .await
+        }
+        .await;
+        references::settle(&self.ctx, &marks, done).await
+    }
+
+    /// The last step of a state delete: the state (if still marked by this delete), the
+    /// workflow's new version and the states that listed it in `transitions_to`.
+    async fn commit_state_delete(
+        &self,
+        who: &Principal,
+        workflow: &Workflow,
+        target: &WorkflowState,
+        states: &[WorkflowState],
+        mark: &references::Mark,
+    ) -> AppResult<()> {
+        let ws = workflow.workspace_id.as_str();
+        let (workflow_id, state_id) = (workflow.id.as_str(), target.id.as_str());
         let now = self.ctx.now();
         let referencing: Vec<WorkflowState> = states
             .iter()
@@ -851,15 +918,15 @@ impl WorkflowService {
                 next
             })
             .collect();
-        let next_workflow = self.touch(&workflow);
+        let next_workflow = self.touch(workflow);
         let topic = Topic::Team(workflow.team_id.clone());
         self.ctx
             .changes
-            .commit(&ws, &who.user_id, &[], |_| {
+            .commit(ws, &who.user_id, &[], |_| {
                 let mut plan = Plan::new(())
                     .guarded(
                         put_versioned(
-                            &keys::workflow(&ws, workflow_id),
+                            &keys::workflow(ws, workflow_id),
                             "workflow",
                             &next_workflow,
                             workflow.version,
@@ -867,15 +934,15 @@ impl WorkflowService {
                         workflow_changed(),
                     )
                     .guarded(
-                        delete_existing(keys::state(&ws, workflow_id, state_id)),
-                        AppError::not_found(Kind::State.noun()),
+                        mark.delete_op(),
+                        references::changed_while_deleting(Kind::State.noun()),
                     )
                     .change(
                         Change::new(
                             EntityType::WorkflowState,
                             state_id,
                             ChangeKind::Deleted,
-                            &target,
+                            target,
                         )
                         .topic(topic.clone()),
                     );
@@ -884,7 +951,7 @@ impl WorkflowService {
                         .op(WriteOp::Put {
                             table: Table::Main,
                             item: record_item(
-                                &keys::state(&ws, workflow_id, &s.id),
+                                &keys::state(ws, workflow_id, &s.id),
                                 "workflow_state",
                                 s,
                             ),

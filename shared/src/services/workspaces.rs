@@ -25,6 +25,7 @@ use crate::services::context::{
     put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::services::pagination::{PageParams, Paged};
+use crate::services::references;
 use crate::storage::{Condition, Key, Query, SortKey, Table, Update, WriteOp};
 
 pub const MAX_NAME_CHARS: usize = 100;
@@ -830,13 +831,14 @@ impl WorkspaceService {
             self.ensure_other_owner(&ws, user_id).await?;
         }
         let team_links = self.team_memberships_of(&ws, user_id).await?;
+        let mark = self.unassign_member(&ws, who, user_id).await?;
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
                 let mut plan = Plan::new(())
                     .guarded(
-                        delete_existing(keys::member(&ws, user_id)),
-                        AppError::not_found("member"),
+                        mark.delete_op(),
+                        references::changed_while_deleting("membership"),
                     )
                     .op(WriteOp::Delete {
                         table: Table::Main,
@@ -859,6 +861,19 @@ impl WorkspaceService {
             })
             .await?;
         Ok(())
+    }
+
+    /// Before a removal: unassigns the member's issues and clears them as project owner, with
+    /// the member item marked so that nothing new is given to them meanwhile; the removal
+    /// deletes the member item only while it carries that mark (`services::references`), so
+    /// a repeat of an interrupted removal continues it.
+    async fn unassign_member(
+        &self,
+        ws: &str,
+        who: &Principal,
+        user_id: &str,
+    ) -> AppResult<references::Mark> {
+        references::unassign_member(&self.ctx, ws, &who.user_id, user_id).await
     }
 
     async fn team_memberships_of(&self, ws: &str, user_id: &str) -> AppResult<Vec<Key>> {

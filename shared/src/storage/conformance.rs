@@ -75,6 +75,27 @@ pub async fn conditional_put_conflict(store: Arc<dyn Store>) {
     assert!(wrong.condition_failed_at(0));
     let stored = store.get(Table::Main, &Key::new(&pk, "A")).await.unwrap();
     assert_eq!(stored.unwrap()["v"], json!(3));
+
+    // ExistsWithout: the item is there and lacks the attribute.
+    let without = |key: &str, attr: &str| WriteOp::ConditionCheck {
+        table: Table::Main,
+        key: Key::new(&pk, key),
+        condition: Condition::ExistsWithout(attr.into()),
+    };
+    store
+        .transact(vec![without("A", "mark")])
+        .await
+        .expect("A exists without `mark`");
+    let has = store
+        .transact(vec![without("A", "v")])
+        .await
+        .expect_err("A has `v`");
+    assert!(has.condition_failed_at(0));
+    let absent = store
+        .transact(vec![without("NOPE", "mark")])
+        .await
+        .expect_err("a missing item has no attributes, but does not exist");
+    assert!(absent.condition_failed_at(0));
 }
 
 /// A transaction whose third operation fails writes nothing and names the failed operation.

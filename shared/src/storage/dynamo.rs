@@ -133,6 +133,11 @@ impl Expr {
                 let v = to_attr(v)?;
                 format!("{} = {}", self.name("ceq", attr), self.value("ceq", v))
             }
+            Condition::ExistsWithout(attr) => format!(
+                "attribute_exists({}) AND attribute_not_exists({})",
+                self.name("cpk", schema::PK),
+                self.name("cabs", attr)
+            ),
         })
     }
 

@@ -59,6 +59,8 @@ pub enum Condition {
     VersionEquals(i64),
     /// The item exists and the attribute equals the value.
     AttrEquals(String, Value),
+    /// The item exists and has no attribute of this name (e.g. no deletion mark).
+    ExistsWithout(String),
 }
 
 impl Condition {
@@ -72,6 +74,7 @@ impl Condition {
                 item.get(schema::VERSION).and_then(Value::as_i64) == Some(*v)
             }
             (Condition::AttrEquals(name, value), Some(item)) => item.get(name) == Some(value),
+            (Condition::ExistsWithout(name), Some(item)) => !item.contains_key(name),
             (_, None) => false,
         }
     }
