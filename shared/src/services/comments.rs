@@ -331,7 +331,7 @@ impl CommentService {
             .authorize(
                 who,
                 &ws,
-                Action::Read,
+                EntityType::Comment.read_action(),
                 Kind::Issue.noun(),
                 &[keys::issue(&ws, issue_id)],
             )
@@ -375,7 +375,10 @@ impl CommentService {
     }
 
     pub async fn get(&self, who: &Principal, id: &str) -> AppResult<Comment> {
-        Ok(self.authorize_comment(who, id, Action::Read).await?.1)
+        Ok(self
+            .authorize_comment(who, id, EntityType::Comment.read_action())
+            .await?
+            .1)
     }
 
     /// Changes the body (the author only); mentions are resolved again.

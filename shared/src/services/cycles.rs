@@ -332,7 +332,9 @@ impl CycleService {
     }
 
     pub async fn get(&self, who: &Principal, id: &str) -> AppResult<CycleView> {
-        let (_, cycle) = self.read(who, id, Action::Read, &[]).await?;
+        let (_, cycle) = self
+            .read(who, id, EntityType::Cycle.read_action(), &[])
+            .await?;
         Ok(self.view(cycle))
     }
 
@@ -352,7 +354,13 @@ impl CycleService {
         let (_, mut items) = self
             .ctx
             .access
-            .authorize(who, &ws, Action::Read, "team", &[keys::team(&ws, team_id)])
+            .authorize(
+                who,
+                &ws,
+                EntityType::Cycle.read_action(),
+                "team",
+                &[keys::team(&ws, team_id)],
+            )
             .await?;
         if items.pop().flatten().is_none() {
             return Err(AppError::not_found("team"));
@@ -554,7 +562,9 @@ impl CycleService {
 
     /// Counts the cycle's issues by state category.
     pub async fn stats(&self, who: &Principal, id: &str) -> AppResult<CycleStats> {
-        let (_, cycle) = self.read(who, id, Action::Read, &[]).await?;
+        let (_, cycle) = self
+            .read(who, id, EntityType::Cycle.read_action(), &[])
+            .await?;
         let ws = cycle.workspace_id.clone();
         let issues =
             relation_issues(&self.ctx, &cycle_partition(&ws, id), MAX_CYCLE_ISSUES).await?;

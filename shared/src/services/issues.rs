@@ -1360,7 +1360,7 @@ impl IssueService {
                 .authorize(
                     who,
                     &ws,
-                    Action::Read,
+                    EntityType::Issue.read_action(),
                     "issue",
                     &[identifier_key(&ws, &identifier)],
                 )
@@ -1377,7 +1377,9 @@ impl IssueService {
                 .await?;
             return found(item, "issue");
         }
-        let (_, issue) = self.read(who, id_or_identifier, Action::Read, &[]).await?;
+        let (_, issue) = self
+            .read(who, id_or_identifier, EntityType::Issue.read_action(), &[])
+            .await?;
         Ok(issue)
     }
 
@@ -1753,7 +1755,13 @@ impl IssueService {
                 let (_, mut items) = self
                     .ctx
                     .access
-                    .authorize(who, &ws, Action::Read, "team", &[keys::team(&ws, team)])
+                    .authorize(
+                        who,
+                        &ws,
+                        EntityType::Issue.read_action(),
+                        "team",
+                        &[keys::team(&ws, team)],
+                    )
                     .await?;
                 if items.pop().flatten().is_none() {
                     return Err(AppError::not_found("team"));
@@ -1763,7 +1771,11 @@ impl IssueService {
             None => {
                 self.ctx
                     .access
-                    .resolve(who, p.workspace_id.as_deref(), Action::Read)
+                    .resolve(
+                        who,
+                        p.workspace_id.as_deref(),
+                        EntityType::Issue.read_action(),
+                    )
                     .await?
                     .workspace_id
             }
@@ -1867,7 +1879,9 @@ impl IssueService {
         partition: fn(&str, &str) -> String,
     ) -> AppResult<crate::storage::Page> {
         let limit = page.limit()?;
-        let (_, issue) = self.read(who, id, Action::Read, &[]).await?;
+        let (_, issue) = self
+            .read(who, id, EntityType::Issue.read_action(), &[])
+            .await?;
         Ok(self
             .ctx
             .store
@@ -1904,7 +1918,9 @@ impl IssueService {
     }
 
     pub async fn transitions(&self, who: &Principal, id: &str) -> AppResult<Transitions> {
-        let (_, issue) = self.read(who, id, Action::Read, &[]).await?;
+        let (_, issue) = self
+            .read(who, id, EntityType::Issue.read_action(), &[])
+            .await?;
         let states = workflow_states(&self.ctx, &issue.workspace_id, &issue.workflow_id).await?;
         let current = states.iter().find(|s| s.id == issue.state_id).cloned();
         let allowed = allowed_targets(&states, current.as_ref())

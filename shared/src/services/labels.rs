@@ -493,7 +493,11 @@ impl LabelService {
         let scope = self
             .ctx
             .access
-            .resolve(who, params.workspace_id.as_deref(), Action::Read)
+            .resolve(
+                who,
+                params.workspace_id.as_deref(),
+                EntityType::Label.read_action(),
+            )
             .await?;
         let query = Query::new(Table::Main, keys::workspace_partition(&scope.workspace_id))
             .sort(SortKey::BeginsWith(format!("{}#", keys::LABEL)))
@@ -543,7 +547,7 @@ impl LabelService {
             .authorize(
                 who,
                 &ws,
-                Action::Read,
+                EntityType::Label.read_action(),
                 "label",
                 &[keys::label(&ws, label_id)],
             )

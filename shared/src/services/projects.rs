@@ -502,7 +502,7 @@ impl ProjectService {
         let scope = self
             .ctx
             .access
-            .resolve(who, workspace_id, Action::Read)
+            .resolve(who, workspace_id, EntityType::ProjectStatus.read_action())
             .await?;
         self.all_statuses(&scope.workspace_id).await
     }
@@ -579,7 +579,10 @@ impl ProjectService {
     }
 
     pub async fn get_status(&self, who: &Principal, id: &str) -> AppResult<ProjectStatus> {
-        Ok(self.authorize_status(who, id, Action::Read).await?.1)
+        Ok(self
+            .authorize_status(who, id, EntityType::ProjectStatus.read_action())
+            .await?
+            .1)
     }
 
     pub async fn update_status(
@@ -666,6 +669,15 @@ impl ProjectService {
         id: &str,
         if_match: Option<i64>,
     ) -> AppResult<()> {
+        retry_unversioned(if_match, || self.delete_status_once(who, id, if_match)).await
+    }
+
+    async fn delete_status_once(
+        &self,
+        who: &Principal,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> AppResult<()> {
         let (scope, current) = self.authorize_status(who, id, Action::Manage).await?;
         check_version(if_match, current.version)?;
         let ws = scope.workspace_id;
@@ -740,7 +752,11 @@ impl ProjectService {
         let scope = self
             .ctx
             .access
-            .resolve(who, filter.workspace_id.as_deref(), Action::Read)
+            .resolve(
+                who,
+                filter.workspace_id.as_deref(),
+                EntityType::Project.read_action(),
+            )
             .await?;
         let query = Query::new(Table::Main, keys::workspace_partition(&scope.workspace_id))
             .sort(SortKey::BeginsWith(format!("{}#", keys::PROJECT)))
@@ -934,7 +950,9 @@ impl ProjectService {
 
     /// One project with its status's category (1 call, 2 with a status).
     pub async fn get(&self, who: &Principal, id: &str) -> AppResult<ProjectView> {
-        let (_, project, _) = self.authorize_project(who, id, Action::Read, &[]).await?;
+        let (_, project, _) = self
+            .authorize_project(who, id, EntityType::Project.read_action(), &[])
+            .await?;
         self.view(project, None).await
     }
 

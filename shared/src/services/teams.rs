@@ -227,7 +227,7 @@ impl TeamService {
         let scope = self
             .ctx
             .access
-            .resolve(who, workspace_id, Action::Read)
+            .resolve(who, workspace_id, EntityType::Team.read_action())
             .await?;
         let got = self
             .ctx
@@ -244,7 +244,7 @@ impl TeamService {
 
     pub async fn get(&self, who: &Principal, team_id: &str) -> AppResult<Team> {
         Ok(self
-            .authorized_team(who, team_id, Action::Read, &[])
+            .authorized_team(who, team_id, EntityType::Team.read_action(), &[])
             .await?
             .1)
     }
@@ -460,7 +460,7 @@ impl TeamService {
     ) -> AppResult<Paged<TeamMember>> {
         let limit = page.limit()?;
         let (ws, _, _) = self
-            .authorized_team(who, team_id, Action::Read, &[])
+            .authorized_team(who, team_id, EntityType::TeamMember.read_action(), &[])
             .await?;
         let got = self
             .ctx

@@ -303,7 +303,7 @@ impl WorkflowService {
         let (_, mut got) = self
             .ctx
             .access
-            .authorize(who, &ws, Action::Read, noun, &extra)
+            .authorize(who, &ws, EntityType::Workflow.read_action(), noun, &extra)
             .await?;
         if team_id.is_some() {
             let _: Team = found(got.remove(0), Kind::Team.noun())?;
@@ -340,7 +340,7 @@ impl WorkflowService {
             .authorize(
                 who,
                 &ws,
-                Action::Read,
+                EntityType::Workflow.read_action(),
                 Kind::Workflow.noun(),
                 &[keys::workflow(&ws, workflow_id)],
             )
