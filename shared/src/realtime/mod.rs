@@ -5,5 +5,6 @@
 pub mod broadcaster;
 pub mod commands;
 pub mod connections;
+#[cfg(any(test, feature = "test-support"))]
 pub mod faults;
 pub mod resource_commands;
