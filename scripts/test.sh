@@ -76,6 +76,15 @@ if [ "${SKIP_LINT:-0}" != "1" ]; then
   cargo fmt --all -- --check
   step "cargo clippy --all-targets -- -D warnings"
   cargo clippy --workspace --all-targets --quiet -- -D warnings
+  # Test support (conformance suite, fault injectors) is for dev-dependencies only: no
+  # deployed binary's crate may build momentum-shared with it (docs/conventions.md, Tests).
+  step "no test-support feature in the Lambda and shim builds (cargo tree)"
+  for crate in auth workspaces projects labels comments realtime local; do
+    if cargo tree --quiet -p "$crate" -e features -e normal,build | grep -q '"test-support"'; then
+      echo "$crate builds momentum-shared with test-support" >&2
+      exit 1
+    fi
+  done
 fi
 
 step "cargo test --workspace (DynamoDB tests against moto at $MOMENTUM_TEST_DYNAMODB_ENDPOINT)"

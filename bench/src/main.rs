@@ -19,6 +19,12 @@ mod ws_fanout;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc, set here in the binary (a library never sets the allocator): with glibc malloc,
+/// list requests spent ~40 % of their CPU in malloc/free and per-thread arenas kept argon2's
+/// 19 MiB blocks after a burst of logins (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Momentum benchmarks")]
 struct Cli {

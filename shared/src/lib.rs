@@ -18,11 +18,5 @@ pub mod storage;
 
 pub use error::{AppError, AppResult, ErrorCode};
 
-/// Every binary that links this crate (each Lambda, the shim, tests, benchmarks) allocates
-/// with mimalloc: profiles of list requests spent ~40% in glibc malloc/free (each page is
-/// 50 parsed JSON records), and glibc's per-thread arenas kept argon2's 19 MiB blocks
-/// after a burst of logins (hundreds of MiB resident).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use state::AppState;
 pub mod realtime;

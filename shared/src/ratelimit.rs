@@ -1,6 +1,7 @@
 //! Rate limiting: token buckets per key (a client IP, an account, a WebSocket connection),
-//! the seed's algorithm. A bucket holds up to `burst` tokens and refills `per_minute` tokens
-//! a minute; each request takes one, and an empty bucket answers with the seconds to wait.
+//! the original Momentum service's algorithm. A bucket holds up to `burst` tokens and refills
+//! `per_minute` tokens a minute; each request takes one, and an empty bucket answers with the
+//! seconds to wait.
 //!
 //! Buckets live in the memory of one process: on Lambda each instance has its own, so these
 //! limits bound what one caller gets from one instance. API Gateway's stage throttling

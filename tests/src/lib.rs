@@ -19,6 +19,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+/// The test binaries that link these helpers allocate like the deployed binaries (each sets
+/// mimalloc in its main.rs; `momentum-shared` sets no allocator), so timings in the tests
+/// match the shim's. Only this crate's own tests link it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use momentum_shared::http::STORAGE_CALLS_HEADER;
 
 /// Says that a test is skipped, past libtest's output capture so it shows in every run.

@@ -1,5 +1,5 @@
 //! Comments on issues: threaded replies, `@username` mentions, author-only edits, soft
-//! deletes that keep the thread (see docs/access-patterns/projects-comments.md).
+//! deletes that keep the thread (see docs/data-model.md, "Projects and comments").
 //!
 //! Each comment is stored twice in the workspace partition, written in one transaction:
 //! the record under `COMMENT#{comment_id}` (reads by id: one batch with the access check)

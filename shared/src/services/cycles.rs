@@ -1,7 +1,7 @@
 //! Cycles: time-boxed iterations of a team, numbered per team, with a status derived from
 //! their dates, the issues assigned to them and completion stats.
 //!
-//! Storage (docs/access-patterns/issues-cycles.md): the record `WS#{ws}` / `CYCLE#{id}`, in
+//! Storage (docs/data-model.md, "Issues and cycles"): the record `WS#{ws}` / `CYCLE#{id}`, in
 //! `gsi1` under `WS#{ws}#TEAM#{team}#CYCLES` sorted by `{starts_on}#{number}`; the per-team
 //! counter `WS#{ws}` / `TEAMCYCLESEQ#{team}`; a cycle's issues are the issue copies in
 //! `WS#{ws}#ISSUES#CYCLE#{cycle}` (see `issues`).

@@ -46,7 +46,7 @@ const INVITE_EMAIL: &str = "INVITEEMAIL";
 const INVITE_CODE: &str = "INVITECODE";
 const CODE_USES: &str = "CODEUSES";
 
-// Keys of this area (documented in docs/access-patterns/invitations-labels.md).
+// Keys of this area (documented in docs/data-model.md, "Invitations and labels").
 
 /// Marker of the pending invitation of an email in a workspace.
 pub fn pending_invite_key(workspace_id: &str, email_key: &str) -> Key {

@@ -2,7 +2,7 @@
 //! concurrency, an activity history, workflow transitions, sub-issues, and lists with
 //! filters, sorts and cursor pagination.
 //!
-//! Storage layout (docs/access-patterns/issues-cycles.md has the full table):
+//! Storage layout (docs/data-model.md, "Issues and cycles", has the full table):
 //!
 //! - The canonical record `WS#{ws}` / `ISSUE#{id}` (what `GET /issues/{id}` reads in the
 //!   same batch as the caller's session and membership). Its `gsi1` serves team lists by

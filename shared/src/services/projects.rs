@@ -1,4 +1,4 @@
-//! Projects and project statuses (see docs/access-patterns/projects-comments.md).
+//! Projects and project statuses (see docs/data-model.md, "Projects and comments").
 //!
 //! Project statuses are workspace structure (admins manage them); projects are work (members
 //! create and change them). A project's key is unique per workspace through a marker item

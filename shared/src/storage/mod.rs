@@ -5,10 +5,12 @@
 //! joins a global secondary index only when it carries both of that index's key attributes
 //! (sparse indexes, as in DynamoDB). Conditions are a typed enum, never expression strings.
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod cursor;
 pub mod dynamo;
 pub mod embedded;
+#[cfg(any(test, feature = "test-support"))]
 pub mod faults;
 pub mod metered;
 pub mod retry;
