@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::http::from_json_value;
+use crate::input::json::from_json_value;
 use crate::realtime::connections::{Connection, ConnectionRegistry};
 use crate::services::pagination::PageParams;
 use crate::state::AppState;
@@ -176,9 +176,9 @@ pub async fn handle(
             connection_id,
         ));
     }
-    let parsed = match crate::http::strict_json(text.as_bytes()) {
+    let parsed = match crate::input::json::strict_json(text.as_bytes()) {
         Ok(value) => serde_json::from_value::<Incoming>(value),
-        Err(crate::http::StrictJsonError::Invalid(e)) => Err(e),
+        Err(crate::input::json::StrictJsonError::Invalid(e)) => Err(e),
         Err(duplicate) => {
             let rid = request_id_of(text);
             return Reply::open(reply(

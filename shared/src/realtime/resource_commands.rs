@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::error::{AppError, AppResult};
-use crate::http::from_json_value;
+use crate::input::json::from_json_value;
 use crate::realtime::commands::{CommandError, take_str};
 use crate::realtime::connections::Connection;
 use crate::services::auth::Principal;
