@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, ErrorBody, ErrorCode};
 use crate::input::json::{field_from_message, from_json_value, strict_json};
 use crate::services::auth::Principal;
 use crate::state::AppState;
@@ -85,17 +85,16 @@ impl<T: Serialize> IntoResponse for ApiResponse<T> {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code.as_str(), "message": self.message});
-        if let Some(field) = &self.field {
-            error["field"] = json!(field);
-        }
-        let body = json!({"success": false, "data": null, "error": error, "meta": meta()});
+/// A failed response: `{"success": false, "data": null, "error": ..., "meta": {...}}`, with
+/// the status of the error's code. `retry_after` goes to the `Retry-After` header, not the body.
+impl IntoResponse for ErrorBody {
+    fn into_response(mut self) -> Response {
         let status =
-            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after.take();
+        let body = json!({"success": false, "data": null, "error": self, "meta": meta()});
         let mut response = (status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -106,6 +105,12 @@ impl IntoResponse for AppError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        ErrorBody::from(self).into_response()
     }
 }
 
@@ -425,19 +430,12 @@ pub mod schema {
     use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     use utoipa::{IntoResponses, Modify, ToSchema};
 
+    pub use crate::error::ErrorBody;
+
     #[derive(ToSchema)]
     pub struct Meta {
         pub request_id: Option<String>,
         pub timestamp: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ErrorBody {
-        /// Stable machine-readable code, e.g. `VALIDATION_ERROR`.
-        pub code: String,
-        pub message: String,
-        /// The offending input field, for validation errors.
-        pub field: Option<String>,
     }
 
     /// A successful response.

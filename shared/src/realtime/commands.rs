@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::error::{AppError, AppResult, ErrorCode};
+use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::input::json::from_json_value;
 use crate::realtime::connections::{Connection, ConnectionRegistry};
 use crate::services::pagination::PageParams;
@@ -37,7 +37,7 @@ struct Incoming {
 #[derive(Debug)]
 pub struct CommandError {
     pub error: AppError,
-    pub items: Option<Value>,
+    pub items: Vec<ErrorBody>,
     unknown: bool,
 }
 
@@ -45,7 +45,7 @@ impl CommandError {
     pub fn unknown() -> Self {
         Self {
             error: AppError::validation("type", "unknown command type"),
-            items: None,
+            items: Vec::new(),
             unknown: true,
         }
     }
@@ -59,7 +59,7 @@ impl From<AppError> for CommandError {
     fn from(error: AppError) -> Self {
         Self {
             error,
-            items: None,
+            items: Vec::new(),
             unknown: false,
         }
     }
@@ -68,7 +68,7 @@ impl From<AppError> for CommandError {
 impl From<crate::services::labels::BatchRejected> for CommandError {
     fn from(r: crate::services::labels::BatchRejected) -> Self {
         Self {
-            items: serde_json::to_value(&r.items).ok(),
+            items: r.items,
             error: r.error,
             unknown: false,
         }
@@ -91,19 +91,11 @@ fn reply(
         Ok(data) => json!({
             "type": kind, "request_id": request_id, "success": true, "data": data, "meta": meta,
         }),
-        Err(CommandError {
-            error: e, items, ..
-        }) => {
-            let mut error = json!({"code": e.code.as_str(), "message": e.message});
-            if let Some(field) = &e.field {
-                error["field"] = json!(field);
-            }
-            if let Some(secs) = e.retry_after {
-                error["retry_after"] = json!(secs);
-            }
-            if let Some(items) = items {
-                error["items"] = items;
-            }
+        Err(CommandError { error, items, .. }) => {
+            let error = ErrorBody {
+                items,
+                ..ErrorBody::from(error)
+            };
             json!({
                 "type": "response", "request_id": request_id, "success": false,
                 "error": error, "meta": meta,
