@@ -275,6 +275,13 @@ impl From<AppError> for ErrorBody {
     }
 }
 
+/// For answers that carry the body boxed (it is large for a `Result`'s error).
+impl From<AppError> for Box<ErrorBody> {
+    fn from(e: AppError) -> Self {
+        Box::new(e.into())
+    }
+}
+
 impl Serialize for ErrorBody {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let item = self.index.is_some();

@@ -6,4 +6,4 @@ pub mod broadcaster;
 pub mod commands;
 pub mod connections;
 pub mod faults;
-pub mod resource_commands;
+pub mod protocol;
