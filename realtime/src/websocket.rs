@@ -4,7 +4,7 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use axum::http::{HeaderMap, HeaderValue};
-use momentum_shared::error::AppResult;
+use momentum_shared::error::{AppResult, ErrorBody};
 use momentum_shared::realtime::commands;
 use serde_json::{Value, json};
 
@@ -95,12 +95,13 @@ pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Ou
                 }
             }
             Err(e) => {
-                let mut body = json!({"code": e.code.as_str(), "message": e.message});
-                if let Some(field) = &e.field {
-                    body["field"] = json!(field);
-                }
+                // The handshake's answer to API Gateway: the error body without `retry_after`.
+                let body = ErrorBody {
+                    retry_after: None,
+                    ..ErrorBody::from(&e)
+                };
                 Outcome {
-                    response: response(e.status() as i64, body),
+                    response: response(e.status() as i64, json!(body)),
                     reply: None,
                     close: false,
                 }

@@ -1,7 +1,11 @@
 //! One error type for every service, mapped to one JSON envelope with stable codes:
 //! `{"success": false, "data": null, "error": {"code", "message", "field"?}, "meta": {...}}`.
+//! The `error` object is an [`ErrorBody`], whoever answers: a REST response, a WebSocket
+//! reply, or one refused item of a batch.
 
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 
 use crate::storage::StoreError;
 
@@ -78,6 +82,8 @@ pub struct AppError {
     pub field: Option<String>,
     /// Seconds a client should wait before retrying (429, 503).
     pub retry_after: Option<u64>,
+    /// The item of a batch request this error is about (its position in the request).
+    pub index: Option<usize>,
 }
 
 impl std::fmt::Display for AppError {
@@ -85,6 +91,9 @@ impl std::fmt::Display for AppError {
         write!(f, "{}: {}", self.code.as_str(), self.message)?;
         if let Some(field) = &self.field {
             write!(f, " (field {field})")?;
+        }
+        if let Some(index) = self.index {
+            write!(f, " (item {index})")?;
         }
         Ok(())
     }
@@ -99,6 +108,7 @@ impl AppError {
             message: message.into(),
             field: None,
             retry_after: None,
+            index: None,
         }
     }
 
@@ -154,6 +164,12 @@ impl AppError {
         Self::new(ErrorCode::InternalError, message)
     }
 
+    /// The same error, about item `index` of a batch request.
+    pub fn for_item(mut self, index: usize) -> Self {
+        self.index = Some(index);
+        self
+    }
+
     /// The same error under another code (e.g. a field-level CONFLICT).
     pub fn with_code(mut self, code: ErrorCode) -> Self {
         self.code = code;
@@ -190,3 +206,146 @@ impl From<StoreError> for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+// The `error` object of every failed answer, built from an `AppError` in one place: REST
+// responses (`http.rs`), WebSocket replies (`realtime::commands`), and the refused items of
+// a batch (`items`, each with its `index` and `id`).
+//
+// As JSON: `code` and `message` always; `field` and `retry_after` when set (REST moves
+// `retry_after` to the `Retry-After` header); `items` when items of a batch are to blame.
+// An item's error (one with an `index`) always writes `index`, `id` and `field`, `null`
+// when unset. The OpenAPI document describes it as `ErrorBody` (code, message, field) and,
+// for batches, `BatchErrorBody` / `BatchItemError` (functions/labels).
+//
+// (Plain comments, not `///`: the schema would take them as its description.)
+#[derive(Clone, Debug, PartialEq, Eq, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `VALIDATION_ERROR`.
+    #[schema(value_type = String)]
+    pub code: ErrorCode,
+    pub message: String,
+    /// The offending input field, for validation errors.
+    pub field: Option<String>,
+    #[schema(ignore)]
+    pub retry_after: Option<u64>,
+    #[schema(ignore)]
+    pub index: Option<usize>,
+    #[schema(ignore)]
+    pub id: Option<String>,
+    #[schema(ignore)]
+    pub items: Vec<ErrorBody>,
+}
+
+impl ErrorBody {
+    /// The error of item `index` (with `id`, when the item names one) of a batch request.
+    pub fn item(index: usize, id: Option<&str>, e: &AppError) -> Self {
+        Self {
+            index: Some(index),
+            id: id.map(str::to_owned),
+            ..Self::from(e)
+        }
+    }
+}
+
+impl From<&AppError> for ErrorBody {
+    fn from(e: &AppError) -> Self {
+        Self {
+            code: e.code,
+            message: e.message.clone(),
+            field: e.field.clone(),
+            retry_after: e.retry_after,
+            index: e.index,
+            id: None,
+            items: Vec::new(),
+        }
+    }
+}
+
+impl From<AppError> for ErrorBody {
+    fn from(e: AppError) -> Self {
+        Self {
+            code: e.code,
+            message: e.message,
+            field: e.field,
+            retry_after: e.retry_after,
+            index: e.index,
+            id: None,
+            items: Vec::new(),
+        }
+    }
+}
+
+/// For answers that carry the body boxed (it is large for a `Result`'s error).
+impl From<AppError> for Box<ErrorBody> {
+    fn from(e: AppError) -> Self {
+        Box::new(e.into())
+    }
+}
+
+impl Serialize for ErrorBody {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let item = self.index.is_some();
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("code", &self.code)?;
+        map.serialize_entry("message", &self.message)?;
+        if item || self.field.is_some() {
+            map.serialize_entry("field", &self.field)?;
+        }
+        if let Some(secs) = self.retry_after {
+            map.serialize_entry("retry_after", &secs)?;
+        }
+        if item {
+            map.serialize_entry("index", &self.index)?;
+            map.serialize_entry("id", &self.id)?;
+        }
+        if !self.items.is_empty() {
+            map.serialize_entry("items", &self.items)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn error_bodies_write_what_each_answer_wrote() {
+        let plain = ErrorBody::from(&AppError::conflict("taken"));
+        assert_eq!(
+            serde_json::to_value(&plain).unwrap(),
+            json!({"code": "CONFLICT", "message": "taken"})
+        );
+        let busy = ErrorBody::from(AppError::unavailable("later"));
+        assert_eq!(
+            serde_json::to_value(&busy).unwrap(),
+            json!({"code": "SERVICE_UNAVAILABLE", "message": "later", "retry_after": 1})
+        );
+        let bad = AppError::validation("color", "must be a hex colour");
+        let item = ErrorBody::item(3, None, &bad);
+        assert_eq!(
+            serde_json::to_value(&item).unwrap(),
+            json!({"code": "VALIDATION_ERROR", "message": "must be a hex colour",
+                "field": "color", "index": 3, "id": null})
+        );
+        let unnamed = ErrorBody::item(0, Some("lbl_1"), &AppError::not_found("label"));
+        let batch = ErrorBody {
+            items: vec![unnamed, item],
+            ..ErrorBody::from(AppError::validation("labels", "2 of 4 items refused"))
+        };
+        assert_eq!(
+            serde_json::to_value(&batch).unwrap(),
+            json!({"code": "VALIDATION_ERROR", "message": "2 of 4 items refused",
+            "field": "labels", "items": [
+                {"code": "NOT_FOUND", "message": "label not found", "field": null,
+                    "index": 0, "id": "lbl_1"},
+                {"code": "VALIDATION_ERROR", "message": "must be a hex colour",
+                    "field": "color", "index": 3, "id": null},
+            ]})
+        );
+        // An error about one item of a batch names it.
+        let of_item = ErrorBody::from(AppError::conflict("taken").for_item(7));
+        assert_eq!(of_item.index, Some(7));
+    }
+}

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod input;
 pub mod kernel;
 pub mod openapi;
 pub mod ratelimit;

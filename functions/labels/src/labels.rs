@@ -1,19 +1,17 @@
 //! Labels, including batch operations: `/labels`, `/labels/{id}`, `/labels/batch`.
 
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use momentum_shared::AppState;
-use momentum_shared::error::AppError;
+use momentum_shared::error::ErrorBody;
 use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope, Meta};
 use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use momentum_shared::services::labels::{
-    BatchCreateLabels, BatchDeleteLabels, BatchItemError, BatchOutcome, BatchRejected, BatchResult,
-    BatchUpdateLabels, CreateLabel, Label, ListLabelsParams, UpdateLabel,
+    BatchCreateLabels, BatchDeleteLabels, BatchOutcome, BatchResult, BatchUpdateLabels,
+    CreateLabel, Label, ListLabelsParams, UpdateLabel,
 };
 use momentum_shared::services::pagination::Paged;
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,6 +21,21 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(batch_create, batch_update, batch_delete))
         .routes(routes!(get_one, update, delete))
+}
+
+// The OpenAPI description of an item of `error.items`, an `ErrorBody` with `index` and `id`.
+/// Why one item of a refused batch was refused.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BatchItemError {
+    /// Position of the item in the request.
+    pub index: usize,
+    pub id: Option<String>,
+    /// `VALIDATION_ERROR`, `NOT_FOUND`, `PRECONDITION_FAILED` or `CONFLICT`.
+    pub code: String,
+    /// The offending field of the item (`name`, `color`, `id`, ...).
+    pub field: Option<String>,
+    pub message: String,
 }
 
 /// The error of a refused batch: the usual error plus one entry per refused item.
@@ -47,29 +60,12 @@ pub struct BatchErrorEnvelope {
     pub meta: Meta,
 }
 
-/// The error envelope of a refused batch, with `error.items` listing the refused items.
-async fn rejected(r: BatchRejected) -> Response {
-    let response = r.error.into_response();
-    if r.items.is_empty() {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return AppError::internal("internal error").into_response();
-    };
-    let Ok(mut envelope) = serde_json::from_slice::<Value>(&bytes) else {
-        return AppError::internal("internal error").into_response();
-    };
-    envelope["error"]["items"] = json!(r.items);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let body = serde_json::to_vec(&envelope).unwrap_or_default();
-    Response::from_parts(parts, Body::from(body))
-}
-
-async fn batch_reply(outcome: BatchOutcome, ok: StatusCode) -> Response {
+/// The batch's result, or the error envelope of a refused batch (`error.items` listing the
+/// refused items).
+fn batch_reply(outcome: BatchOutcome, ok: StatusCode) -> Response {
     match outcome {
         Ok(result) => ApiResponse::with_status(ok, result).into_response(),
-        Err(r) => rejected(r).await,
+        Err(r) => ErrorBody::from(r).into_response(),
     }
 }
 
@@ -156,7 +152,7 @@ async fn batch_create(
     Auth(who): Auth,
     Json(req): Json<BatchCreateLabels>,
 ) -> Response {
-    batch_reply(s.labels.batch_create(&who, req).await, StatusCode::CREATED).await
+    batch_reply(s.labels.batch_create(&who, req).await, StatusCode::CREATED)
 }
 
 /// Update 1–100 labels of one workspace at once, all or none (admins and owners).
@@ -173,7 +169,7 @@ async fn batch_update(
     Auth(who): Auth,
     Json(req): Json<BatchUpdateLabels>,
 ) -> Response {
-    batch_reply(s.labels.batch_update(&who, req).await, StatusCode::OK).await
+    batch_reply(s.labels.batch_update(&who, req).await, StatusCode::OK)
 }
 
 /// Delete 1–100 labels of one workspace at once, all or none (admins and owners).
@@ -187,5 +183,5 @@ async fn batch_delete(
     Auth(who): Auth,
     Json(req): Json<BatchDeleteLabels>,
 ) -> Response {
-    batch_reply(s.labels.batch_delete(&who, req).await, StatusCode::OK).await
+    batch_reply(s.labels.batch_delete(&who, req).await, StatusCode::OK)
 }

@@ -1,21 +1,28 @@
 //! The WebSocket command protocol (`$default`): `{"type", "data", "request_id"}` in,
-//! `{"type": "response", "request_id", "success", "data" | "error", "meta"}` out. Commands
-//! call the same services as REST, so validation, permissions and the change log are the
-//! same. A bad message gets an error reply; the connection stays up.
+//! `{"type": "response", "request_id", "success", "data" | "error", "meta"}` out. A message
+//! is parsed once, here, into a typed [`Command`] (`protocol.rs`), which calls the same
+//! service as the REST route, so validation, permissions and the change log are the same.
+//! A bad message gets an error reply; the connection stays up.
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::error::{AppError, AppResult, ErrorCode};
-use crate::http::from_json_value;
+use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::input::json::{StrictJsonError, strict_json};
 use crate::realtime::connections::{Connection, ConnectionRegistry};
-use crate::services::pagination::PageParams;
+use crate::realtime::protocol::{
+    AcceptInvitation, Batch, Body, Command, GetIssue, InTeam, ListTeamMembers, QueryIssues,
+    QueryProjectStatuses, QueryProjects, QueryTeams, TeamMember, Topics, UnknownCommand, WithId,
+    WorkspaceMembers, normalise,
+};
+use crate::services::pagination::{MAX_CHANGES_LIMIT, changes_limit};
 use crate::state::AppState;
 
 /// API Gateway's WebSocket message limit.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 
+/// A message's envelope. Its `type` and `data` become a [`Command`] once the connection's
+/// session is known to be live; the name shows in "not a command" errors.
 #[derive(Debug, Deserialize)]
 struct Incoming {
     #[serde(rename = "type")]
@@ -32,55 +39,10 @@ struct Incoming {
     filters: Option<Value>,
 }
 
-/// A failed command: the error, per-item details of a refused batch, or "not a command of
-/// this table" (dispatch tries the next table).
-#[derive(Debug)]
-pub struct CommandError {
-    pub error: AppError,
-    pub items: Option<Value>,
-    unknown: bool,
-}
+/// What a command answers: its data, or the error body.
+type Answer = Result<Value, Box<ErrorBody>>;
 
-impl CommandError {
-    pub fn unknown() -> Self {
-        Self {
-            error: AppError::validation("type", "unknown command type"),
-            items: None,
-            unknown: true,
-        }
-    }
-
-    pub fn is_unknown(&self) -> bool {
-        self.unknown
-    }
-}
-
-impl From<AppError> for CommandError {
-    fn from(error: AppError) -> Self {
-        Self {
-            error,
-            items: None,
-            unknown: false,
-        }
-    }
-}
-
-impl From<crate::services::labels::BatchRejected> for CommandError {
-    fn from(r: crate::services::labels::BatchRejected) -> Self {
-        Self {
-            items: serde_json::to_value(&r.items).ok(),
-            error: r.error,
-            unknown: false,
-        }
-    }
-}
-
-fn reply(
-    kind: &str,
-    request_id: &Value,
-    result: Result<Value, CommandError>,
-    connection_id: &str,
-) -> Value {
+fn reply(kind: &str, request_id: &Value, result: Answer, connection_id: &str) -> Value {
     let meta = json!({
         "timestamp": time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -91,24 +53,10 @@ fn reply(
         Ok(data) => json!({
             "type": kind, "request_id": request_id, "success": true, "data": data, "meta": meta,
         }),
-        Err(CommandError {
-            error: e, items, ..
-        }) => {
-            let mut error = json!({"code": e.code.as_str(), "message": e.message});
-            if let Some(field) = &e.field {
-                error["field"] = json!(field);
-            }
-            if let Some(secs) = e.retry_after {
-                error["retry_after"] = json!(secs);
-            }
-            if let Some(items) = items {
-                error["items"] = items;
-            }
-            json!({
+        Err(error) => json!({
                 "type": "response", "request_id": request_id, "success": false,
-                "error": error, "meta": meta,
-            })
-        }
+            "error": error, "meta": meta,
+        }),
     }
 }
 
@@ -176,9 +124,9 @@ pub async fn handle(
             connection_id,
         ));
     }
-    let parsed = match crate::http::strict_json(text.as_bytes()) {
+    let parsed = match strict_json(text.as_bytes()) {
         Ok(value) => serde_json::from_value::<Incoming>(value),
-        Err(crate::http::StrictJsonError::Invalid(e)) => Err(e),
+        Err(StrictJsonError::Invalid(e)) => Err(e),
         Err(duplicate) => {
             let rid = request_id_of(text);
             return Reply::open(reply(
@@ -205,7 +153,7 @@ pub async fn handle(
         "response"
     };
     let (result, close) = match live_connection(state, registry, connection_id).await {
-        Ok(conn) => (dispatch(state, registry, &conn, incoming).await, false),
+        Ok(conn) => (run(state, registry, &conn, incoming).await, false),
         Err(e) => (Err(e.into()), true),
     };
     Reply {
@@ -214,173 +162,195 @@ pub async fn handle(
     }
 }
 
-/// `data` with top-level `filters` merged in (`query_*` as the seed writes them).
-fn data_of(incoming: &mut Incoming) -> Value {
-    let mut data = std::mem::take(&mut incoming.data);
-    if data.is_null() {
-        data = Value::Object(Map::new());
-    }
-    if let (Some(Value::Object(filters)), Value::Object(d)) = (incoming.filters.take(), &mut data) {
-        for (k, v) in filters {
-            d.entry(k).or_insert(v);
-        }
-    }
-    data
-}
-
-fn parse<T: DeserializeOwned>(data: Value) -> AppResult<T> {
-    from_json_value(data)
-}
-
-/// Takes a required string field out of `data` (e.g. the id of an update command).
-pub fn take_str(data: &mut Value, field: &str) -> AppResult<String> {
-    match data.as_object_mut().and_then(|d| d.remove(field)) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(_) => Err(AppError::validation(field, "must be a non-empty string")),
-        None => Err(AppError::validation(field, "is required")),
-    }
-}
-
-fn opt_str(data: &mut Value, field: &str) -> AppResult<Option<String>> {
-    match data.as_object_mut().and_then(|d| d.remove(field)) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(AppError::validation(field, "must be a string")),
-    }
-}
-
-fn to_value<T: serde::Serialize>(v: T) -> AppResult<Value> {
-    serde_json::to_value(v).map_err(|_| AppError::internal("reply does not serialise"))
-}
-
-fn topics_of(incoming: &mut Incoming, data: &mut Value) -> AppResult<Vec<String>> {
-    if let Some(t) = incoming.topics.take() {
-        return Ok(t);
-    }
-    match data.as_object_mut().and_then(|d| d.remove("topics")) {
-        Some(v) => from_json_value::<Vec<String>>(v)
-            .map_err(|_| AppError::validation("topics", "must be a list of topic names")),
-        None => Err(AppError::validation("topics", "is required")),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SyncArgs {
-    workspace_id: Option<String>,
-    since: i64,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-async fn dispatch(
+/// Parses the message's command (its `data` normalised) and runs it.
+async fn run(
     state: &AppState,
     registry: &ConnectionRegistry,
     conn: &Connection,
     incoming: Incoming,
-) -> Result<Value, CommandError> {
-    let kind = incoming.kind.clone();
-    let mut data_and_rest = incoming;
-    let data = data_of(&mut data_and_rest);
-    match core_command(state, registry, conn, &kind, data_and_rest, data.clone()).await {
-        Err(e) if e.is_unknown() => {
-            match crate::realtime::resource_commands::dispatch(
-                state,
-                &conn.principal(),
-                conn,
-                &kind,
-                data,
-            )
-            .await
-            {
-                Some(result) => result,
-                None => Err(
-                    AppError::validation("type", format!("unknown command type {kind:?}")).into(),
-                ),
-            }
-        }
-        other => other,
-    }
+) -> Answer {
+    let Incoming {
+        kind,
+        data,
+        topics,
+        filters,
+        ..
+    } = incoming;
+    let command = Command::parse(kind, normalise(data, topics, filters))?;
+    execute(state, registry, conn, command).await
 }
 
-/// Connection, sync, workspace and profile commands.
-async fn core_command(
-    state: &AppState,
+fn ok<T: serde::Serialize>(v: T) -> Answer {
+    serde_json::to_value(v).map_err(|_| AppError::internal("reply does not serialise").into())
+}
+
+fn deleted(id: String) -> Answer {
+    Ok(json!({"deleted": true, "id": id}))
+}
+
+/// A workspace named by the command, else the connection's current one.
+fn workspace_or_current(named: Option<String>, conn: &Connection) -> AppResult<String> {
+    named
+        .or_else(|| conn.workspace_id.clone())
+        .ok_or_else(|| AppError::validation("workspace_id", "is required"))
+}
+
+/// Runs one command: each variant is one call of its area's service (the REST route's).
+async fn execute(
+    s: &AppState,
     registry: &ConnectionRegistry,
     conn: &Connection,
-    kind: &str,
-    mut incoming: Incoming,
-    mut data: Value,
-) -> Result<Value, CommandError> {
-    let who = conn.principal();
-    let result: AppResult<Value> = match kind {
-        "ping" => Ok(json!({"pong": true})),
-        "subscribe" => {
-            let topics = topics_of(&mut incoming, &mut data)?;
-            to_value(json!({"subscribed": registry.subscribe(conn, &topics).await?}))
+    command: Command,
+) -> Answer {
+    let who = &conn.principal();
+    match command {
+        // Connection and sync.
+        Command::Ping(_) => Ok(json!({"pong": true})),
+        Command::Subscribe(Topics { topics }) => {
+            ok(json!({"subscribed": registry.subscribe(conn, &topics).await?}))
         }
-        "unsubscribe" => {
-            let topics = topics_of(&mut incoming, &mut data)?;
-            to_value(json!({"unsubscribed": registry.unsubscribe(conn, &topics).await?}))
+        Command::Unsubscribe(Topics { topics }) => {
+            ok(json!({"unsubscribed": registry.unsubscribe(conn, &topics).await?}))
         }
-        "get_connection_info" => {
-            let subs: Vec<String> = registry
-                .subscriptions(&conn.connection_id)
-                .await?
-                .into_iter()
-                .map(|s| s.topic)
-                .collect();
-            to_value(json!({
-                "connection_id": conn.connection_id, "user_id": conn.user_id,
-                "workspace_id": conn.workspace_id, "connected_at": conn.connected_at,
-                "subscriptions": subs,
-            }))
-        }
-        "sync" => {
-            let args: SyncArgs = parse(data)?;
-            let ws = args
-                .workspace_id
-                .or_else(|| conn.workspace_id.clone())
-                .ok_or_else(|| AppError::validation("workspace_id", "is required"))?;
+        Command::GetConnectionInfo(_) => connection_info(registry, conn).await,
+        Command::Sync(Body(args)) => {
+            let ws = workspace_or_current(args.workspace_id, conn)?;
             if args.since < 0 {
                 return Err(AppError::validation("since", "must be >= 0").into());
             }
-            let limit = crate::services::pagination::changes_limit(
-                args.limit,
-                crate::services::pagination::MAX_CHANGES_LIMIT,
-            )?;
-            to_value(
-                state
-                    .workspaces
-                    .changes(&who, &ws, args.since, limit)
-                    .await?,
-            )
+            let limit = changes_limit(args.limit, MAX_CHANGES_LIMIT)?;
+            ok(s.workspaces.changes(who, &ws, args.since, limit).await?)
         }
-        "update_profile" => to_value(state.auth.update_profile(&who, parse(data)?).await?),
-        "create_workspace" => to_value(state.workspaces.create(&who, parse(data)?).await?),
-        "update_workspace" => {
-            let id = take_str(&mut data, "id")?;
-            to_value(
-                state
-                    .workspaces
-                    .update(&who, &id, parse(data)?, None)
-                    .await?,
-            )
+        // Profile and workspaces.
+        Command::UpdateProfile(Body(req)) => ok(s.auth.update_profile(who, req).await?),
+        Command::CreateWorkspace(Body(req)) => ok(s.workspaces.create(who, req).await?),
+        Command::UpdateWorkspace(WithId { id, body }) => {
+            ok(s.workspaces.update(who, &id, body, None).await?)
         }
-        "delete_workspace" => {
-            let id = take_str(&mut data, "id")?;
-            state.workspaces.delete(&who, &id).await?;
-            Ok(json!({"deleted": true, "id": id}))
+        Command::DeleteWorkspace(WithId { id, .. }) => {
+            s.workspaces.delete(who, &id).await?;
+            deleted(id)
         }
-        "get_current_workspace" => to_value(state.workspaces.current(&who).await?),
-        "query_workspace_members" => {
-            let ws = opt_str(&mut data, "workspace_id")?
-                .or_else(|| conn.workspace_id.clone())
-                .ok_or_else(|| AppError::validation("workspace_id", "is required"))?;
-            let page: PageParams = parse(data)?;
-            to_value(state.workspaces.members(&who, &ws, &page).await?)
+        Command::GetCurrentWorkspace(_) => ok(s.workspaces.current(who).await?),
+        Command::QueryWorkspaceMembers(WorkspaceMembers { workspace_id, page }) => {
+            let ws = workspace_or_current(workspace_id, conn)?;
+            ok(s.workspaces.members(who, &ws, &page?).await?)
         }
-        _ => return Err(CommandError::unknown()),
-    };
-    result.map_err(CommandError::from)
+        // Labels.
+        Command::CreateLabel(Body(req)) => ok(s.labels.create(who, req).await?),
+        Command::UpdateLabel(WithId { id, body }) => {
+            ok(s.labels.update(who, &id, body, None).await?)
+        }
+        Command::DeleteLabel(WithId { id, .. }) => ok(s.labels.delete(who, &id).await?),
+        Command::QueryLabels(Body(params)) => ok(s.labels.list(who, &params).await?),
+        Command::BatchCreateLabels(Batch(req)) => ok(s
+            .labels
+            .batch_create(who, req)
+            .await
+            .map_err(ErrorBody::from)?),
+        Command::BatchUpdateLabels(Batch(req)) => ok(s
+            .labels
+            .batch_update(who, req)
+            .await
+            .map_err(ErrorBody::from)?),
+        Command::BatchDeleteLabels(Batch(req)) => ok(s
+            .labels
+            .batch_delete(who, req)
+            .await
+            .map_err(ErrorBody::from)?),
+        // Teams and team members.
+        Command::CreateTeam(Body(req)) => ok(s.teams.create(who, req).await?),
+        Command::UpdateTeam(WithId { id, body }) => {
+            ok(s.teams.update(who, &id, body, None).await?)
+        }
+        Command::DeleteTeam(WithId { id, .. }) => {
+            s.teams.delete(who, &id).await?;
+            deleted(id)
+        }
+        Command::QueryTeams(QueryTeams { page, workspace_id }) => {
+            ok(s.teams.list(who, workspace_id.as_deref(), &page).await?)
+        }
+        Command::AddTeamMember(InTeam { team_id, body }) => {
+            ok(s.teams.add_member(who, &team_id, body).await?)
+        }
+        Command::UpdateTeamMember(TeamMember {
+            team_id,
+            user_id,
+            body,
+        }) => ok(s
+            .teams
+            .change_member_role(who, &team_id, &user_id, body)
+            .await?),
+        Command::RemoveTeamMember(TeamMember {
+            team_id, user_id, ..
+        }) => {
+            s.teams.remove_member(who, &team_id, &user_id).await?;
+            ok(json!({"removed": true, "team_id": team_id, "user_id": user_id}))
+        }
+        Command::ListTeamMembers(ListTeamMembers { team_id, page }) => {
+            ok(s.teams.members(who, &team_id, &page).await?)
+        }
+        // Invitations.
+        Command::InviteWorkspaceMember(Body(req)) => ok(s.invitations.create(who, req).await?),
+        Command::AcceptInvitation(AcceptInvitation { id }) => {
+            ok(s.invitations.accept(who, &id).await?)
+        }
+        // Projects and project statuses.
+        Command::CreateProject(Body(req)) => ok(s.projects.create(who, req).await?),
+        Command::UpdateProject(WithId { id, body }) => {
+            ok(s.projects.update(who, &id, body, None).await?)
+        }
+        Command::DeleteProject(WithId { id, .. }) => {
+            s.projects.delete(who, &id, None).await?;
+            deleted(id)
+        }
+        Command::QueryProjects(QueryProjects { page, filter }) => {
+            ok(s.projects.list(who, &filter, &page).await?)
+        }
+        Command::CreateProjectStatus(Body(req)) => ok(s.projects.create_status(who, req).await?),
+        Command::UpdateProjectStatus(WithId { id, body }) => {
+            ok(s.projects.update_status(who, &id, body, None).await?)
+        }
+        Command::DeleteProjectStatus(WithId { id, .. }) => {
+            s.projects.delete_status(who, &id, None).await?;
+            deleted(id)
+        }
+        Command::QueryProjectStatuses(QueryProjectStatuses { workspace_id }) => ok(s
+            .projects
+            .list_statuses(who, workspace_id.as_deref())
+            .await?),
+        Command::GetProjectStatusById(WithId { id, .. }) => {
+            ok(s.projects.get_status(who, &id).await?)
+        }
+        // Issues.
+        Command::CreateIssue(Body(req)) => ok(s.issues.create(who, req).await?),
+        Command::UpdateIssue(WithId { id, body }) => {
+            ok(s.issues.update(who, &id, body, None).await?)
+        }
+        Command::DeleteIssue(WithId { id, .. }) => {
+            s.issues.delete(who, &id).await?;
+            deleted(id)
+        }
+        Command::QueryIssues(QueryIssues(params)) => ok(s.issues.list(who, &params).await?),
+        Command::GetIssue(GetIssue { id, workspace_id }) => {
+            ok(s.issues.get(who, &id, workspace_id.as_deref()).await?)
+        }
+        Command::Unknown(UnknownCommand { kind }) => {
+            Err(AppError::validation("type", format!("unknown command type {kind:?}")).into())
+        }
+    }
+}
+
+async fn connection_info(registry: &ConnectionRegistry, conn: &Connection) -> Answer {
+    let subs: Vec<String> = registry
+        .subscriptions(&conn.connection_id)
+        .await?
+        .into_iter()
+        .map(|s| s.topic)
+        .collect();
+    ok(json!({
+        "connection_id": conn.connection_id, "user_id": conn.user_id,
+        "workspace_id": conn.workspace_id, "connected_at": conn.connected_at,
+        "subscriptions": subs,
+    }))
 }

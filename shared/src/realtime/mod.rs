@@ -10,4 +10,4 @@ pub mod commands;
 pub mod connections;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
-pub mod resource_commands;
+pub mod protocol;

@@ -20,7 +20,7 @@ use crate::domain::ids::{self, Kind};
 use crate::domain::keys;
 use crate::domain::user::optional_text;
 use crate::domain::visibility::EntityType;
-use crate::error::{AppError, AppResult, ErrorCode};
+use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::services::auth::Principal;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{
@@ -214,25 +214,22 @@ pub struct BatchResult {
     pub items: Vec<BatchItemResult>,
 }
 
-/// Why one item of a refused batch was refused.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct BatchItemError {
-    /// Position of the item in the request.
-    pub index: usize,
-    pub id: Option<String>,
-    /// `VALIDATION_ERROR`, `NOT_FOUND`, `PRECONDITION_FAILED` or `CONFLICT`.
-    pub code: String,
-    /// The offending field of the item (`name`, `color`, `id`, ...).
-    pub field: Option<String>,
-    pub message: String,
-}
-
-/// A refused batch: the overall error and, when items are to blame, which and why. Nothing
-/// was written.
+/// A refused batch: the overall error and, when items are to blame, which and why (each an
+/// item's error: its `index`, `id`, `code`, `field`, `message`). Nothing was written.
 #[derive(Clone, Debug)]
 pub struct BatchRejected {
     pub error: AppError,
-    pub items: Vec<BatchItemError>,
+    pub items: Vec<ErrorBody>,
+}
+
+/// The answer's `error`: the overall error with the refused items.
+impl From<BatchRejected> for ErrorBody {
+    fn from(r: BatchRejected) -> Self {
+        ErrorBody {
+            items: r.items,
+            ..ErrorBody::from(r.error)
+        }
+    }
 }
 
 impl From<crate::storage::StoreError> for BatchRejected {
@@ -267,14 +264,8 @@ fn batch_result(done: Vec<(usize, Label)>, status: BatchItemStatus) -> BatchResu
     }
 }
 
-fn item_error(index: usize, id: Option<&str>, e: &AppError) -> BatchItemError {
-    BatchItemError {
-        index,
-        id: id.map(str::to_owned),
-        code: e.code.as_str().to_owned(),
-        field: e.field.clone(),
-        message: e.message.clone(),
-    }
+fn item_error(index: usize, id: Option<&str>, e: &AppError) -> ErrorBody {
+    ErrorBody::item(index, id, e)
 }
 
 fn name_conflict(message: impl Into<String>) -> AppError {
@@ -283,22 +274,20 @@ fn name_conflict(message: impl Into<String>) -> AppError {
 
 /// The overall answer to a batch with refused items: the most basic problem wins
 /// (400, then 404, 412, 409).
-fn reject(field: &str, total: usize, items: Vec<BatchItemError>) -> BatchRejected {
-    let rank = |code: &str| match code {
-        "VALIDATION_ERROR" => 0,
-        "NOT_FOUND" => 1,
-        "PRECONDITION_FAILED" => 2,
+fn reject(field: &str, total: usize, items: Vec<ErrorBody>) -> BatchRejected {
+    let rank = |code: ErrorCode| match code {
+        ErrorCode::ValidationError => 0,
+        ErrorCode::NotFound => 1,
+        ErrorCode::PreconditionFailed => 2,
         _ => 3,
     };
     let worst = items
         .iter()
-        .map(|i| i.code.as_str())
-        .min_by_key(|c| rank(c))
-        .unwrap_or("VALIDATION_ERROR");
+        .map(|i| i.code)
+        .min_by_key(|c| rank(*c))
+        .unwrap_or(ErrorCode::ValidationError);
     let code = match worst {
-        "NOT_FOUND" => ErrorCode::NotFound,
-        "PRECONDITION_FAILED" => ErrorCode::PreconditionFailed,
-        "CONFLICT" => ErrorCode::Conflict,
+        ErrorCode::NotFound | ErrorCode::PreconditionFailed | ErrorCode::Conflict => worst,
         _ => ErrorCode::ValidationError,
     };
     let mut error = AppError::new(
@@ -411,34 +400,28 @@ fn batch_workspace<'a>(ids: impl Iterator<Item = &'a str>) -> Option<String> {
         .next()
 }
 
-/// A refused chunk: which item the error names (its message starts `item N:`), else
-/// the chunk as a whole.
+/// A refused chunk: the item the error is about (its `index`), else the chunk as a whole.
+/// The overall message names the item too ("item 3: ...").
 fn chunk_failure<'a>(
     e: AppError,
     chunk: impl Iterator<Item = (usize, &'a String)>,
     undone: bool,
 ) -> BatchRejected {
     let chunk: Vec<(usize, &String)> = chunk.collect();
-    let blamed = e
-        .message
-        .strip_prefix("item ")
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|n| n.parse::<usize>().ok());
-    let items = match blamed {
+    let items = match e.index {
         Some(index) => {
             let id = chunk
                 .iter()
                 .find(|(i, _)| *i == index)
                 .map(|(_, id)| id.as_str());
-            let mut own = e.clone();
-            if let Some((_, rest)) = own.message.split_once(": ") {
-                own.message = rest.to_owned();
-            }
-            vec![item_error(index, id, &own)]
+            vec![item_error(index, id, &e)]
         }
         None => Vec::new(),
     };
     let mut error = e;
+    if let Some(index) = error.index.take() {
+        error.message = format!("item {index}: {}", error.message);
+    }
     error.message = if undone {
         format!("{}; nothing was written", error.message)
     } else {
@@ -787,9 +770,8 @@ impl LabelService {
                     plan.op(put_new(&keys::label(&ws, &label.id), "label", label))
                         .guarded(
                             claim(label_name_key(&ws, &label.name), &label.id),
-                            name_conflict(format!(
-                                "item {index}: a label with this name already exists in the workspace"
-                            )),
+                            name_conflict("a label with this name already exists in the workspace")
+                                .for_item(*index),
                         )
                         .change(Change::new(
                             EntityType::Label,
@@ -911,8 +893,10 @@ impl LabelService {
         let lost_race = |r: &BatchRejected| {
             r.error.code == ErrorCode::PreconditionFailed
                 && r.items.iter().all(|i| {
-                    i.code != ErrorCode::PreconditionFailed.as_str()
-                        || req.labels.get(i.index).is_some_and(|p| p.version.is_none())
+                    i.code != ErrorCode::PreconditionFailed
+                        || i.index
+                            .and_then(|index| req.labels.get(index))
+                            .is_some_and(|p| p.version.is_none())
                 })
         };
         let outcome = retry_unversioned(None, || async {
@@ -1198,11 +1182,9 @@ impl LabelService {
                 |plan, (index, label)| {
                     plan.guarded(
                         mark_of[&label.id].delete_op(),
-                        AppError::unknown_reference(
-                            "id",
-                            format!("item {index}: label not found or changed meanwhile"),
-                        )
-                        .with_code(ErrorCode::NotFound),
+                        AppError::unknown_reference("id", "label not found or changed meanwhile")
+                            .with_code(ErrorCode::NotFound)
+                            .for_item(*index),
                     )
                     .op(delete_op(label_name_key(&ws, &label.name)))
                     .change(Change::new(
@@ -1277,20 +1259,21 @@ fn update_ops_indexed<T>(
     index: Option<usize>,
 ) -> Plan<T> {
     let ws = &current.workspace_id;
-    let prefix = index.map(|i| format!("item {i}: ")).unwrap_or_default();
-    let mut stale = version_conflict();
-    stale.message = format!("{prefix}{}", stale.message);
     let mut plan = plan.guarded(
         put_versioned(&keys::label(ws, &next.id), "label", next, current.version),
-        stale,
+        AppError {
+            index,
+            ..version_conflict()
+        },
     );
     if renamed(current, next) {
         plan = plan
             .guarded(
                 claim(label_name_key(ws, &next.name), &next.id),
-                name_conflict(format!(
-                    "{prefix}a label with this name already exists in the workspace"
-                )),
+                AppError {
+                    index,
+                    ..name_conflict("a label with this name already exists in the workspace")
+                },
             )
             .op(WriteOp::Delete {
                 table: Table::Main,
@@ -1521,7 +1504,7 @@ mod tests {
         assert_eq!(refused.error.code, ErrorCode::Conflict);
         assert!(refused.error.message.contains("nothing was written"));
         assert_eq!(refused.items.len(), 1);
-        assert_eq!(refused.items[0].index, 40);
+        assert_eq!(refused.items[0].index, Some(40));
         assert_eq!(refused.items[0].field.as_deref(), Some("name"));
         assert!(s.labels().await.is_empty(), "the first chunk was undone");
         assert_eq!(
@@ -1575,7 +1558,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(refused.error.code, ErrorCode::PreconditionFailed);
-        assert_eq!(refused.items[0].index, 25);
+        assert_eq!(refused.items[0].index, Some(25));
         let after = s.labels().await;
         for (old, new) in before.iter().zip(&after) {
             assert_eq!(new.name, old.name, "names are back");
@@ -1666,7 +1649,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(refused.error.code, ErrorCode::NotFound);
-        assert_eq!(refused.items[0].index, 35);
+        assert_eq!(refused.items[0].index, Some(35));
         let after = s.labels().await;
         let expected: Vec<Label> = before.into_iter().filter(|l| l.id != gone.id).collect();
         assert_eq!(
