@@ -47,6 +47,7 @@ use crate::services::changes::{Change, ChangeKind, CounterRef, Plan};
 use crate::services::context::{
     ServiceContext, check_version, expected_version, found, required_text, retry_unversioned,
 };
+use crate::services::pagination::query_all;
 use crate::services::pagination::{PageParams, Paged};
 use crate::services::references::exists_unmarked;
 use crate::storage::cursor::Position;
@@ -986,29 +987,20 @@ pub async fn workspace_issues(
     ws: &str,
     keep: impl Fn(&Issue) -> bool,
 ) -> AppResult<Vec<Issue>> {
+    let items = query_all(
+        ctx.store.as_ref(),
+        Query::new(Table::Main, keys::workspace_partition(ws))
+            .sort(SortKey::BeginsWith(format!("{}#", keys::ISSUE))),
+    )
+    .await?;
     let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = ctx
-            .store
-            .query(
-                &Query::new(Table::Main, keys::workspace_partition(ws))
-                    .sort(SortKey::BeginsWith(format!("{}#", keys::ISSUE)))
-                    .limit(MAX_SORTED_SET)
-                    .cursor(cursor.take()),
-            )
-            .await?;
-        for item in page.items {
-            let issue: Issue = from_item(item)?;
-            if keep(&issue) {
-                out.push(issue);
-            }
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
+    for item in items {
+        let issue: Issue = from_item(item)?;
+        if keep(&issue) {
+            out.push(issue);
         }
     }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ use crate::kernel::topic::Topic;
 use crate::services::changes::{Change, ChangeKind, Plan};
 use crate::services::context::{ServiceContext, put_versioned, version_conflict};
 use crate::services::issues::{self, Issue};
+use crate::services::pagination::query_all;
 use crate::services::projects::Project;
 use crate::storage::{
     Condition, Item, Key, MAX_TRANSACTION_OPS, Query, SortKey, Table, Update, WriteOp,
@@ -346,28 +347,16 @@ async fn projects_owned_by(
     workspace_id: &str,
     user_id: &str,
 ) -> AppResult<Vec<Project>> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = ctx
-            .store
-            .query(
-                &Query::new(Table::Main, keys::workspace_partition(workspace_id))
-                    .sort(SortKey::BeginsWith(format!("{}#", keys::PROJECT)))
-                    .limit(1000)
-                    .cursor(cursor.take()),
-            )
-            .await?;
-        for item in page.items {
-            if item.get("owner_id").and_then(Value::as_str) == Some(user_id) {
-                out.push(from_item(item)?);
-            }
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
+    query_all(
+        ctx.store.as_ref(),
+        Query::new(Table::Main, keys::workspace_partition(workspace_id))
+            .sort(SortKey::BeginsWith(format!("{}#", keys::PROJECT))),
+    )
+    .await?
+    .into_iter()
+    .filter(|item| item.get("owner_id").and_then(Value::as_str) == Some(user_id))
+    .map(from_item)
+    .collect()
 }
 
 /// Sets `owner_id` to null on the member's projects (`project.updated` each). A project
