@@ -2,7 +2,7 @@
 //! (by the event source mapping) to inserted change records and revocations.
 
 use aws_lambda_events::event::dynamodb::Event;
-use momentum_shared::services::changes::{ChangeRecord, Revocation};
+use momentum_shared::kernel::changes::{ChangeRecord, Revocation};
 use serde::de::DeserializeOwned;
 
 use crate::Realtime;

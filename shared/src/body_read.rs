@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use futures::StreamExt;
 
 use crate::error::{AppError, ErrorCode};
-use crate::input::MAX_BODY_BYTES;
+use crate::kernel::input::MAX_BODY_BYTES;
 
 /// The middleware; its state is the deadline (`AppConfig::timeouts.body_read`).
 ///

@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::{AppError, ErrorBody, ErrorCode};
-use crate::input::json::{field_from_message, from_json_value, strict_json};
-use crate::services::auth::Principal;
+use crate::kernel::access::Principal;
+use crate::kernel::input::json::{field_from_message, from_json_value, strict_json};
 use crate::state::AppState;
 use crate::storage::StorageCallScope;
 
-pub use crate::input::MAX_BODY_BYTES;
+pub use crate::kernel::input::MAX_BODY_BYTES;
 
 /// HSTS on every response: browsers keep to HTTPS for two years, subdomains included.
 pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=63072000; includeSubDomains";
@@ -537,6 +537,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                 AppError::validation("If-Match", "must be the record's version, e.g. \"3\"")
             })?),
         };
-        crate::services::context::parse_if_match(raw).map(IfMatch)
+        crate::kernel::context::parse_if_match(raw).map(IfMatch)
     }
 }

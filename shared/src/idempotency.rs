@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::{AppError, ErrorCode};
-use crate::input::MAX_BODY_BYTES;
+use crate::kernel::input::MAX_BODY_BYTES;
 use crate::state::AppState;
 use crate::storage::{Condition, Item, Key, Table, WriteOp};
 

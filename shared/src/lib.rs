@@ -1,19 +1,17 @@
 //! momentum-shared: domain types and rules, services, the storage port and its adapters,
 //! auth (argon2id, JWT), the error envelope and the HTTP adapter helpers.
 
+pub mod areas;
 pub mod auth;
 pub mod body_read;
 pub mod clock;
 pub mod config;
-pub mod domain;
 pub mod error;
 pub mod http;
 pub mod idempotency;
-pub mod input;
 pub mod kernel;
 pub mod openapi;
 pub mod ratelimit;
-pub mod services;
 pub mod state;
 pub mod storage;
 

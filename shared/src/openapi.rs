@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::ids::Kind;
+use crate::kernel::ids::Kind;
 
 /// The shape of an id of `kind`: its prefix and 43 characters of the ids' base64 alphabet.
 pub fn id_pattern(kind: Kind) -> String {
@@ -285,7 +285,7 @@ mod tests {
     fn new_ids_match_their_pattern() {
         let ws = uuid::Uuid::new_v4().to_string();
         for kind in [Kind::Issue, Kind::Team, Kind::State, Kind::Label] {
-            let id = crate::domain::ids::new_id(kind, &ws);
+            let id = crate::kernel::ids::new_id(kind, &ws);
             let re = id_pattern(kind);
             assert!(re.starts_with(&format!("^{}_", kind.prefix())), "{re}");
             let rest = &id[kind.prefix().len() + 1..];

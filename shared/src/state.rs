@@ -2,20 +2,20 @@
 
 use std::sync::Arc;
 
+use crate::areas::auth::AuthService;
+use crate::areas::comments::CommentService;
+use crate::areas::cycles::CycleService;
+use crate::areas::invitations::InvitationService;
+use crate::areas::issues::IssueService;
+use crate::areas::labels::LabelService;
+use crate::areas::projects::ProjectService;
+use crate::areas::teams::TeamService;
+use crate::areas::workflows::WorkflowService;
+use crate::areas::workspaces::WorkspaceService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AppConfig, StoreKind};
+use crate::kernel::context::ServiceContext;
 use crate::ratelimit::RateLimits;
-use crate::services::auth::AuthService;
-use crate::services::comments::CommentService;
-use crate::services::context::ServiceContext;
-use crate::services::cycles::CycleService;
-use crate::services::invitations::InvitationService;
-use crate::services::issues::IssueService;
-use crate::services::labels::LabelService;
-use crate::services::projects::ProjectService;
-use crate::services::teams::TeamService;
-use crate::services::workflows::WorkflowService;
-use crate::services::workspaces::WorkspaceService;
 use crate::storage::dynamo::{DynamoSettings, DynamoStore};
 use crate::storage::embedded::EmbeddedStore;
 use crate::storage::metered::CallTotals;

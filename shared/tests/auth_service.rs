@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use argon2::Params;
+use momentum_shared::areas::auth::{AuthService, LoginRequest, RefreshRequest, RegisterRequest};
 use momentum_shared::auth::PasswordHasher;
 use momentum_shared::clock::{ManualClock, SystemClock};
 use momentum_shared::config::AppConfig;
-use momentum_shared::domain::keys;
-use momentum_shared::services::auth::{AuthService, LoginRequest, RefreshRequest, RegisterRequest};
+use momentum_shared::kernel::keys;
 use momentum_shared::storage::embedded::EmbeddedStore;
 use momentum_shared::storage::{Store, Table};
 

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use momentum_shared::AppState;
+use momentum_shared::areas::auth::{LoginRequest, RegisterRequest};
 use momentum_shared::clock::SystemClock;
 use momentum_shared::config::AppConfig;
 use momentum_shared::realtime::commands;
 use momentum_shared::realtime::connections::ConnectionRegistry;
-use momentum_shared::services::auth::{LoginRequest, RegisterRequest};
 use momentum_shared::storage::embedded::EmbeddedStore;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

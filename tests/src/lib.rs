@@ -378,7 +378,7 @@ pub async fn join(
     server: &TestServer,
     workspace_id: &str,
     user: &User,
-    role: momentum_shared::domain::access::Role,
+    role: momentum_shared::kernel::access::Role,
 ) {
     seed_named_member(
         server,
@@ -396,7 +396,7 @@ pub async fn new_member(
     server: &TestServer,
     workspace_id: &str,
     name: &str,
-    role: momentum_shared::domain::access::Role,
+    role: momentum_shared::kernel::access::Role,
 ) -> User {
     let u = user(server, name).await;
     join(server, workspace_id, &u, role).await;
@@ -421,7 +421,7 @@ pub struct World {
 
 /// Builds a [`World`] (members joined directly in storage).
 pub async fn world(server: &TestServer) -> World {
-    use momentum_shared::domain::access::Role;
+    use momentum_shared::kernel::access::Role;
     let text = |v: &Value| v.as_str().unwrap().to_owned();
     let owner = user(server, "owner").await;
     let created = server
@@ -571,7 +571,7 @@ pub async fn seed_member(
     workspace_id: &str,
     user_id: &str,
     email: &str,
-    role: momentum_shared::domain::access::Role,
+    role: momentum_shared::kernel::access::Role,
 ) {
     seed_named_member(server, workspace_id, user_id, email, "seeded", role).await;
 }
@@ -582,10 +582,10 @@ async fn seed_named_member(
     user_id: &str,
     email: &str,
     username: &str,
-    role: momentum_shared::domain::access::Role,
+    role: momentum_shared::kernel::access::Role,
 ) {
-    use momentum_shared::domain::{keys, record_item, workspace::Member};
-    use momentum_shared::services::workspaces::membership_of;
+    use momentum_shared::areas::workspaces::membership_of;
+    use momentum_shared::kernel::{access::Member, keys, record::record_item};
     use momentum_shared::storage::{Table, WriteOp};
     let member = Member {
         workspace_id: workspace_id.to_owned(),

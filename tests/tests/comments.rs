@@ -1,7 +1,7 @@
 //! Comments on issues through the shim, on the embedded store and on DynamoDB.
 
-use momentum_shared::domain::access::Role;
-use momentum_shared::domain::ids::{self, Kind};
+use momentum_shared::kernel::access::Role;
+use momentum_shared::kernel::ids::{self, Kind};
 use momentum_tests::{Reply, TestServer, User, id, join, on_every_store, user};
 use serde_json::{Value, json};
 

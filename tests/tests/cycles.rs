@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use momentum_tests::{Reply, TestServer, Ws, id, new_member, on_every_store, workspace};
 use serde_json::{Value, json};
 

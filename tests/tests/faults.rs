@@ -14,13 +14,13 @@ use async_trait::async_trait;
 use momentum_shared::AppState;
 use momentum_shared::clock::SystemClock;
 use momentum_shared::config::AppConfig;
-use momentum_shared::domain::keys;
-use momentum_shared::domain::visibility::EntityType;
+use momentum_shared::kernel::access::EntityType;
+use momentum_shared::kernel::changes::{ChangeKind, ChangeRecord};
+use momentum_shared::kernel::keys;
 use momentum_shared::kernel::topic::Topic;
 use momentum_shared::realtime::broadcaster::{Broadcaster, ConnectionGateway, GatewayError};
 use momentum_shared::realtime::connections::ConnectionRegistry;
 use momentum_shared::realtime::faults::FaultyGateway;
-use momentum_shared::services::changes::{ChangeKind, ChangeRecord};
 use momentum_shared::storage::embedded::EmbeddedStore;
 use momentum_shared::storage::faults::{Fault, FaultyStore, OpKind};
 use momentum_shared::storage::{RetryPolicy, Store, Table};
@@ -368,8 +368,8 @@ impl ConnectionGateway for RecordingGateway {
 
 /// Registers a user who creates a workspace; returns the access token and workspace id.
 async fn owner_of_workspace(state: &AppState) -> (String, String) {
-    use momentum_shared::services::auth::{LoginRequest, RegisterRequest};
-    use momentum_shared::services::workspaces::CreateWorkspace;
+    use momentum_shared::areas::auth::{LoginRequest, RegisterRequest};
+    use momentum_shared::areas::workspaces::CreateWorkspace;
     let (email, password) = ("live@example.com", "correct horse");
     state
         .auth

@@ -1,10 +1,10 @@
 //! Black-box tests of invitations and invite codes through the shim over real HTTP, on the
 //! embedded store and on DynamoDB (moto).
 
-use momentum_shared::domain::keys;
-use momentum_shared::services::invitations::{
+use momentum_shared::areas::invitations::{
     CODE_ALPHABET, invite_code_key, invite_code_lookup_key, invite_for_key, pending_invite_key,
 };
+use momentum_shared::kernel::keys;
 use momentum_shared::storage::{Condition, Key, Table, Update, WriteOp};
 use momentum_tests::{Reply, TestServer, User, change_events, on_every_store, user};
 use serde_json::{Value, json};

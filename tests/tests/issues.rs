@@ -4,10 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use momentum_shared::domain::access::Role;
-use momentum_shared::domain::ids::{self, Kind};
-use momentum_shared::domain::keys;
-use momentum_shared::domain::record_item;
+use momentum_shared::kernel::access::Role;
+use momentum_shared::kernel::ids::{self, Kind};
+use momentum_shared::kernel::keys;
+use momentum_shared::kernel::record::record_item;
 use momentum_shared::storage::{Table, WriteOp};
 use momentum_tests::{Reply, TestServer, Ws, id, new_member, on_every_store, sign_up, workspace};
 use serde_json::{Value, json};

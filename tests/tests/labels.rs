@@ -2,7 +2,7 @@
 //! DynamoDB (moto): single and batch create/update/delete, name uniqueness, levels,
 //! paging, permissions and tenancy.
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use momentum_tests::{Reply, TestServer, change_events, new_member, on_every_store, sign_up};
 use reqwest::Method;
 use serde_json::{Value, json};

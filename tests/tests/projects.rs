@@ -1,6 +1,6 @@
 //! Projects and project statuses through the shim, on the embedded store and on DynamoDB.
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use momentum_tests::{Reply, TestServer, id, join, new_member, on_every_store, sign_up, user};
 use reqwest::Method;
 use serde_json::{Value, json};

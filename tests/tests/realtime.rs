@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use momentum_shared::realtime::connections::{Connection, ConnectionRegistry};
 use momentum_shared::storage::{Query, Table};
 use momentum_tests::{TestServer, WsClient, on_every_store, seed_member, sign_up};

@@ -1,7 +1,7 @@
 //! Every resource command over the WebSocket: one success and one failure each, through the
 //! same services (and so the same validation and permissions) as REST.
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use momentum_tests::{TestServer, WsClient, on_every_store, seed_member, sign_up};
 use serde_json::{Value, json};
 

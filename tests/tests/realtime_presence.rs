@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
+use momentum_shared::kernel::changes::log_partition;
 use momentum_shared::realtime::connections::ConnectionRegistry;
-use momentum_shared::services::changes::log_partition;
 use momentum_shared::storage::{Key, Query, Table, WriteOp};
 use momentum_tests::{TestServer, WsClient, on_every_store, seed_member, sign_up};
 use serde_json::json;

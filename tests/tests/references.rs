@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use momentum_shared::AppState;
+use momentum_shared::areas::issues::references::{self, MAX_REWRITES_PER_REQUEST};
 use momentum_shared::clock::SystemClock;
 use momentum_shared::config::AppConfig;
-use momentum_shared::domain::keys;
-use momentum_shared::services::references::{self, MAX_REWRITES_PER_REQUEST};
+use momentum_shared::kernel::keys;
 use momentum_shared::storage::embedded::EmbeddedStore;
 use momentum_shared::storage::faults::{Fault, FaultyStore, OpKind};
 use momentum_shared::storage::{Query, Store, Table};

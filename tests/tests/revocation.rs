@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use momentum_shared::domain::keys;
+use momentum_shared::kernel::keys;
 use momentum_shared::storage::{Table, WriteOp};
 use momentum_tests::{PASSWORD, TestServer, User, WsClient, on_every_store, world};
 use serde_json::{Value, json};

@@ -1,8 +1,8 @@
 //! Black-box tests of teams and team members through the shim, on the embedded store and on
 //! DynamoDB (moto).
 
-use momentum_shared::domain::access::Role;
-use momentum_shared::domain::keys;
+use momentum_shared::kernel::access::Role;
+use momentum_shared::kernel::keys;
 use momentum_shared::storage::{Table, Update, WriteOp};
 use momentum_tests::{TestServer, User, World, join, on_every_store, user, world};
 use serde_json::{Value, json};
@@ -357,7 +357,7 @@ async fn other_workspace_is_not_found(s: TestServer) {
         .unwrap()
         .to_owned();
     let forged =
-        momentum_shared::domain::ids::new_id(momentum_shared::domain::ids::Kind::Team, &w.ws);
+        momentum_shared::kernel::ids::new_id(momentum_shared::kernel::ids::Kind::Team, &w.ws);
     // ... and this workspace's teams are invisible to the outsider.
     let r = s
         .get(&format!("/teams/{}", w.team_id), w.outsider.t())

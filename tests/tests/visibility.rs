@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use momentum_shared::domain::access::Role;
-use momentum_shared::domain::visibility::EntityType;
+use momentum_shared::kernel::access::EntityType;
+use momentum_shared::kernel::access::Role;
 use momentum_tests::{TestServer, User, World, WsClient, on_every_store, user, world};
 use serde_json::{Value, json};
 

@@ -121,7 +121,7 @@ async fn list_and_read(s: TestServer) {
 async fn other_workspace_is_not_found(s: TestServer) {
     let w = world(&s).await;
     let forged =
-        momentum_shared::domain::ids::new_id(momentum_shared::domain::ids::Kind::Workflow, &w.ws);
+        momentum_shared::kernel::ids::new_id(momentum_shared::kernel::ids::Kind::Workflow, &w.ws);
     for id in [
         w.other_workflow_id.as_str(),
         forged.as_str(),
@@ -585,7 +585,7 @@ async fn update_states(s: TestServer) {
         .await
         .expect(404);
     let missing =
-        momentum_shared::domain::ids::new_id(momentum_shared::domain::ids::Kind::State, &w.ws);
+        momentum_shared::kernel::ids::new_id(momentum_shared::kernel::ids::Kind::State, &w.ws);
     s.put(
         &format!("/workflows/{}/states/{missing}", w.workflow_id),
         w.admin.t(),

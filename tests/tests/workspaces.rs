@@ -1,7 +1,7 @@
 //! Workspaces, members, switching, the change feed and Idempotency-Key, through the shim on
 //! both stores.
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use momentum_tests::{TestServer, id, on_every_store, seed_member, sign_up};
 use serde_json::{Value, json};
 

@@ -1,17 +1,17 @@
 //! The auth function: routes of `/auth/*`. Handlers parse, call one `AuthService` method and
-//! map the result; the rules live in `momentum_shared::services::auth`.
+//! map the result; the rules live in `momentum_shared::areas::auth`.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use momentum_shared::AppState;
-use momentum_shared::domain::user::Profile;
-use momentum_shared::http::schema::{CommonErrors, Envelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, ClientIp, Json};
-use momentum_shared::services::auth::{
+use momentum_shared::areas::auth::Profile;
+use momentum_shared::areas::auth::{
     ChangePasswordRequest, LoginRequest, LoginResponse, RefreshRequest, RegisterAccepted,
     RegisterRequest, TokenPair, UpdateProfileRequest,
 };
+use momentum_shared::http::schema::{CommonErrors, Envelope};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, ClientIp, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;

@@ -3,12 +3,10 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use momentum_shared::AppState;
+use momentum_shared::areas::comments::{Comment, CommentListParams, CreateComment, UpdateComment};
 use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
 use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
-use momentum_shared::services::comments::{
-    Comment, CommentListParams, CreateComment, UpdateComment,
-};
-use momentum_shared::services::pagination::{PageParams, Paged};
+use momentum_shared::kernel::paging::{PageParams, Paged};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

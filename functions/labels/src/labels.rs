@@ -4,14 +4,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use momentum_shared::AppState;
-use momentum_shared::error::ErrorBody;
-use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope, Meta};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
-use momentum_shared::services::labels::{
+use momentum_shared::areas::labels::{
     BatchCreateLabels, BatchDeleteLabels, BatchOutcome, BatchResult, BatchUpdateLabels,
     CreateLabel, Label, ListLabelsParams, UpdateLabel,
 };
-use momentum_shared::services::pagination::Paged;
+use momentum_shared::error::ErrorBody;
+use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope, Meta};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
+use momentum_shared::kernel::paging::Paged;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -3,13 +3,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use momentum_shared::AppState;
-use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
-use momentum_shared::services::cycles::{
+use momentum_shared::areas::cycles::{
     AssignIssues, CreateCycle, CycleStats, CycleView, ListCyclesParams, UpdateCycle,
 };
-use momentum_shared::services::issues::Issue;
-use momentum_shared::services::pagination::Paged;
+use momentum_shared::areas::issues::Issue;
+use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
+use momentum_shared::kernel::paging::Paged;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -3,12 +3,12 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use momentum_shared::AppState;
-use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
-use momentum_shared::services::issues::{
+use momentum_shared::areas::issues::{
     Activity, CreateIssue, Issue, ListIssuesParams, TransitionIssue, Transitions, UpdateIssue,
 };
-use momentum_shared::services::pagination::{PageParams, Paged};
+use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
+use momentum_shared::kernel::paging::{PageParams, Paged};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;

@@ -3,13 +3,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use momentum_shared::AppState;
-use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
-use momentum_shared::services::pagination::{PageParams, Paged};
-use momentum_shared::services::projects::{
+use momentum_shared::areas::projects::{
     CreateProject, CreateProjectStatus, Project, ProjectFilter, ProjectStatus, ProjectView,
     StatusListParams, UpdateProject, UpdateProjectStatus,
 };
+use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
+use momentum_shared::kernel::paging::{PageParams, Paged};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;

@@ -3,12 +3,12 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use momentum_shared::AppState;
-use momentum_shared::domain::workspace::{Workflow, WorkflowState};
-use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
-use momentum_shared::services::workflows::{
+use momentum_shared::areas::workflows::{
     CreateState, CreateWorkflow, UpdateState, UpdateWorkflow, WorkflowView,
 };
+use momentum_shared::areas::workflows::{Workflow, WorkflowState};
+use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;

@@ -4,13 +4,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use momentum_shared::AppState;
-use momentum_shared::domain::workspace::Member;
-use momentum_shared::http::schema::{CommonErrors, Envelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
-use momentum_shared::services::invitations::{
+use momentum_shared::areas::invitations::{
     AcceptedInvitation, CreateInvitation, CreateInviteCode, Invitation, InviteCode,
 };
-use momentum_shared::services::pagination::{PageParams, Paged};
+use momentum_shared::http::schema::{CommonErrors, Envelope};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
+use momentum_shared::kernel::access::Member;
+use momentum_shared::kernel::paging::{PageParams, Paged};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

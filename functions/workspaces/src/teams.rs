@@ -3,13 +3,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use momentum_shared::AppState;
-use momentum_shared::domain::workspace::{Team, TeamMember};
-use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
-use momentum_shared::services::pagination::{PageParams, Paged};
-use momentum_shared::services::teams::{
+use momentum_shared::areas::teams::{
     AddTeamMember, ChangeTeamMemberRole, CreateTeam, CreatedTeam, UpdateTeam,
 };
+use momentum_shared::areas::teams::{Team, TeamMember};
+use momentum_shared::http::schema::{CommonErrors, Envelope, ErrorEnvelope};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
+use momentum_shared::kernel::paging::{PageParams, Paged};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;

@@ -3,14 +3,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use momentum_shared::AppState;
-use momentum_shared::domain::workspace::Member;
-use momentum_shared::http::schema::{CommonErrors, Envelope};
-use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
-use momentum_shared::services::pagination::{PageParams, Paged};
-use momentum_shared::services::workspaces::{
+use momentum_shared::areas::workspaces::{
     ChangeMemberRole, ChangesPage, CreateWorkspace, CreatedWorkspace, SwitchWorkspace,
     UpdateWorkspace, WorkspaceView,
 };
+use momentum_shared::http::schema::{CommonErrors, Envelope};
+use momentum_shared::http::{ApiResponse, ApiResult, Auth, IfMatch, Json, Query};
+use momentum_shared::kernel::access::Member;
+use momentum_shared::kernel::paging::{PageParams, Paged};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -194,7 +194,7 @@ async fn changes(
             "must be >= 0",
         ));
     }
-    let limit = momentum_shared::services::pagination::changes_limit(p.limit, 100)?;
+    let limit = momentum_shared::kernel::paging::changes_limit(p.limit, 100)?;
     Ok(ApiResponse::ok(
         s.workspaces.changes(&who, &id, since, limit).await?,
     ))

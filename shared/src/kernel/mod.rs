@@ -1,3 +1,12 @@
 //! The kernel: rules every area uses and no area owns. It never imports an area.
 
+pub mod access;
+pub mod changes;
+pub mod context;
+pub mod ids;
+pub mod input;
+pub mod keys;
+pub mod limits;
+pub mod paging;
+pub mod record;
 pub mod topic;

@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::domain::ids::{self, Kind};
 use crate::error::{AppError, AppResult};
+use crate::kernel::ids::{self, Kind};
 
 /// A topic. Its text form (`workspace:{id}`, `team:{id}`, ...) is what clients send and
 /// what change records and subscriptions store.

@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::domain::visibility::EntityType;
 use crate::error::AppResult;
+use crate::kernel::access::EntityType;
+use crate::kernel::changes::{ChangeKind, ChangeRecord, Revocation};
 use crate::kernel::topic::Topic;
 use crate::realtime::connections::{ConnectionRegistry, Subscription, derived_topics};
-use crate::services::changes::{ChangeKind, ChangeRecord, Revocation};
 use crate::storage::RetryPolicy;
 
 /// Why a post failed.

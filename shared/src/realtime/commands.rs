@@ -8,14 +8,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
-use crate::input::json::{StrictJsonError, strict_json};
+use crate::kernel::input::json::{StrictJsonError, strict_json};
+use crate::kernel::paging::{MAX_CHANGES_LIMIT, changes_limit};
 use crate::realtime::connections::{Connection, ConnectionRegistry};
 use crate::realtime::protocol::{
     AcceptInvitation, Batch, Body, Command, GetIssue, InTeam, ListTeamMembers, QueryIssues,
     QueryProjectStatuses, QueryProjects, QueryTeams, TeamMember, Topics, UnknownCommand, WithId,
     WorkspaceMembers, normalise,
 };
-use crate::services::pagination::{MAX_CHANGES_LIMIT, changes_limit};
 use crate::state::AppState;
 
 /// API Gateway's WebSocket message limit.

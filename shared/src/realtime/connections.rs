@@ -12,17 +12,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::domain::access::{Action, Role};
-use crate::domain::keys;
-use crate::domain::visibility::EntityType;
-use crate::domain::workspace::Member;
-use crate::domain::{from_item, record_item};
+use crate::areas::auth::AuthService;
 use crate::error::{AppError, AppResult};
+use crate::kernel::access::EntityType;
+use crate::kernel::access::Member;
+use crate::kernel::access::Principal;
+use crate::kernel::access::{Access, check_session};
+use crate::kernel::access::{Action, Role};
+use crate::kernel::context::ServiceContext;
+use crate::kernel::keys;
+use crate::kernel::paging::query_all;
+use crate::kernel::record::{from_item, record_item};
 pub use crate::kernel::topic::Topic;
-use crate::services::access::{Access, check_session};
-use crate::services::auth::{AuthService, Principal};
-use crate::services::context::ServiceContext;
-use crate::services::pagination::query_all;
 use crate::storage::{Index, Item, Key, Query, SortKey, Store, Table, WriteOp};
 
 /// Connections outlive API Gateway's 2 h maximum by an hour before TTL may remove them.

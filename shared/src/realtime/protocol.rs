@@ -20,21 +20,21 @@ use serde::de::{Error as _, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
-use crate::error::{AppError, AppResult};
-use crate::input::json::from_json_value;
-use crate::services::auth::UpdateProfileRequest;
-use crate::services::invitations::CreateInvitation;
-use crate::services::issues::{CreateIssue, ListIssuesParams, UpdateIssue};
-use crate::services::labels::{
+use crate::areas::auth::UpdateProfileRequest;
+use crate::areas::invitations::CreateInvitation;
+use crate::areas::issues::{CreateIssue, ListIssuesParams, UpdateIssue};
+use crate::areas::labels::{
     BatchCreateLabels, BatchDeleteLabels, BatchUpdateLabels, CreateLabel, ListLabelsParams,
     UpdateLabel,
 };
-use crate::services::pagination::PageParams;
-use crate::services::projects::{
+use crate::areas::projects::{
     CreateProject, CreateProjectStatus, ProjectFilter, UpdateProject, UpdateProjectStatus,
 };
-use crate::services::teams::{AddTeamMember, ChangeTeamMemberRole, CreateTeam, UpdateTeam};
-use crate::services::workspaces::{CreateWorkspace, UpdateWorkspace};
+use crate::areas::teams::{AddTeamMember, ChangeTeamMemberRole, CreateTeam, UpdateTeam};
+use crate::areas::workspaces::{CreateWorkspace, UpdateWorkspace};
+use crate::error::{AppError, AppResult};
+use crate::kernel::input::json::from_json_value;
+use crate::kernel::paging::PageParams;
 
 /// One command of the WebSocket protocol. Variants are grouped by the area whose service
 /// runs them; each payload is what that service takes.

@@ -1,6 +1,6 @@
 //! Matrix rows of comments (one per route; see matrix/mod.rs).
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,7 +1,7 @@
 //! Matrix rows of cycles (one per route; see matrix/mod.rs). Routes that change a cycle get
 //! a fresh one per caller.
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use reqwest::Method;
 use serde_json::json;
 

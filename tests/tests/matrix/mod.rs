@@ -23,8 +23,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use momentum_shared::domain::access::Role;
-use momentum_shared::services::changes::counter_key;
+use momentum_shared::kernel::access::Role;
+use momentum_shared::kernel::changes::counter_key;
 use momentum_shared::storage::Table;
 use momentum_tests::{Backend, PASSWORD, Reply, TestServer, new_member, seed_member, sign_up};
 use reqwest::Method;

@@ -1,7 +1,7 @@
 //! Matrix rows of teams and team members (one per route, plus the self-service variants of
 //! joining and leaving; see matrix/mod.rs).
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,6 +1,6 @@
 //! Matrix rows of workspaces, members and the change feed.
 
-use momentum_shared::domain::access::Role;
+use momentum_shared::kernel::access::Role;
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,0 +1,4 @@
+pub mod references;
+mod service;
+
+pub use service::*;

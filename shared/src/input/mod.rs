@@ -1,8 +1,0 @@
-//! What the API accepts as input, whichever way it arrives (an HTTP request, a WebSocket
-//! command): size limits and the JSON rules. Below `http`, `idempotency`, `body_read` and
-//! `realtime`, which all read input through it; it imports none of them.
-
-pub mod json;
-
-/// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;

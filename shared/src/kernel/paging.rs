@@ -1,0 +1,89 @@
+//! List parameters and pages, the same for every list endpoint.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{AppError, AppResult};
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 100;
+
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1..=100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> AppResult<u32> {
+        match self.limit {
+            None => Ok(DEFAULT_LIMIT),
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            Some(_) => Err(AppError::validation(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            )),
+        }
+    }
+}
+
+/// Largest page of the change feed (REST `GET /workspaces/{id}/changes`, WebSocket `sync`).
+pub const MAX_CHANGES_LIMIT: u32 = 1000;
+
+/// The change feed's page size: `default` when absent, else 1..=1000 or 400 naming `limit`.
+pub fn changes_limit(limit: Option<u32>, default: u32) -> AppResult<u32> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=MAX_CHANGES_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::validation(
+            "limit",
+            format!("must be between 1 and {MAX_CHANGES_LIMIT}"),
+        )),
+    }
+}
+
+/// One page of a list.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// Present exactly when more items follow.
+    pub next_cursor: Option<String>,
+}
+
+impl<T: serde::de::DeserializeOwned> Paged<T> {
+    /// A storage page read as records of `T`.
+    pub fn of(page: crate::storage::Page) -> AppResult<Self> {
+        Ok(Self {
+            items: page
+                .items
+                .into_iter()
+                .map(crate::kernel::record::from_item)
+                .collect::<AppResult<_>>()?,
+            next_cursor: page.next_cursor,
+        })
+    }
+}
+
+/// Every item a query matches, page after page (for bounded sets: a connection's items, a
+/// topic's subscribers, a user's sessions).
+pub async fn query_all(
+    store: &dyn crate::storage::Store,
+    query: crate::storage::Query,
+) -> AppResult<Vec<crate::storage::Item>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query(&query.clone().limit(1000).cursor(cursor.take()))
+            .await?;
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
