@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use momentum_shared::error::AppError;
-use momentum_shared::kernel::changes::{ChangeRecord, ChangeSink, Revocation};
+use momentum_shared::kernel::changes::{ChangeRecord, ChangeSink, CommitTurn, Revocation};
 use momentum_shared::realtime::broadcaster::{ConnectionGateway, GatewayError};
 use momentum_shared::realtime::commands;
 use realtime::{Realtime, handshake};
@@ -338,6 +338,9 @@ enum Outgoing {
 /// the same queue, so a session's sockets close after the events committed before it.
 pub struct LocalSink {
     tx: mpsc::UnboundedSender<Outgoing>,
+    /// One lock per workspace, held by a commit from reading the sequence to handing over its
+    /// records: the queue then receives each workspace's records in seq order.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl LocalSink {
@@ -356,11 +359,23 @@ impl LocalSink {
                 }
             }
         });
-        Self { tx }
+        Self {
+            tx,
+            turns: Default::default(),
+        }
     }
 }
 
+#[async_trait::async_trait]
 impl ChangeSink for LocalSink {
+    async fn commit_turn(&self, workspace_id: &str) -> Option<CommitTurn> {
+        let lock = {
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+            turns.entry(workspace_id.to_owned()).or_default().clone()
+        };
+        Some(lock.lock_owned().await)
+    }
+
     fn committed(&self, records: Vec<ChangeRecord>) {
         let _ = self.tx.send(Outgoing::Records(records));
     }

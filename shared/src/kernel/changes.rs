@@ -218,19 +218,24 @@ pub struct ChangeLog {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     sink: Arc<std::sync::OnceLock<Arc<dyn ChangeSink>>>,
-    /// With a sink, commits of one workspace are serialised in-process so the sink sees
-    /// records in seq order (the shim's broadcaster then delivers them in order).
-    ordering: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Where committed change records go besides the table. In the cloud nothing is needed (the
 /// DynamoDB Stream carries them to the broadcaster); the local shim installs a sink that
 /// feeds its in-process broadcaster.
+#[async_trait::async_trait]
 pub trait ChangeSink: Send + Sync + 'static {
+    /// Taken before a commit of `workspace_id` reads the sequence and held until its records
+    /// are handed over, so a sink that needs records in seq order can serialise the commits
+    /// of a workspace (the shim does; its broadcaster then delivers them in order).
+    async fn commit_turn(&self, workspace_id: &str) -> Option<CommitTurn>;
     fn committed(&self, records: Vec<ChangeRecord>);
     /// Sessions ended: their realtime connections must close.
     fn revoked(&self, revocation: Revocation);
 }
+
+/// Proof of holding a workspace's commit turn (see `ChangeSink::commit_turn`).
+pub type CommitTurn = tokio::sync::OwnedMutexGuard<()>;
 
 /// How long revocation items stay in the table: long enough for the stream to carry them.
 const REVOCATION_TTL_SECS: u64 = 24 * 3600;
@@ -282,13 +287,7 @@ impl ChangeLog {
             store,
             clock,
             sink: Arc::default(),
-            ordering: Arc::default(),
         }
-    }
-
-    fn ordering_lock(&self, workspace_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.ordering.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(workspace_id.to_owned()).or_default().clone()
     }
 
     /// Hands a committed revocation to the sink (the shim closes the sockets at once).
@@ -322,8 +321,8 @@ impl ChangeLog {
         };
         let mut all = vec![seq_counter.clone()];
         all.extend(counters.iter().cloned());
-        let _in_order = match self.sink.get() {
-            Some(_) => Some(self.ordering_lock(workspace_id).lock_owned().await),
+        let _turn = match self.sink.get() {
+            Some(sink) => sink.commit_turn(workspace_id).await,
             None => None,
         };
         for attempt in 0..MAX_ATTEMPTS {
