@@ -87,3 +87,32 @@ pub async fn query_all(
         }
     }
 }
+
+/// Every item of a workspace partition whose sort key starts with `prefix`.
+pub async fn workspace_items(
+    store: &dyn crate::storage::Store,
+    workspace_id: &str,
+    prefix: &str,
+) -> AppResult<Vec<crate::storage::Item>> {
+    query_all(
+        store,
+        crate::storage::Query::new(
+            crate::storage::Table::Main,
+            crate::kernel::keys::workspace_partition(workspace_id),
+        )
+        .sort(crate::storage::SortKey::BeginsWith(prefix.to_owned())),
+    )
+    .await
+}
+
+/// Every member of a workspace (bounded by the workspace's member limit).
+pub async fn workspace_members(
+    store: &dyn crate::storage::Store,
+    workspace_id: &str,
+) -> AppResult<Vec<crate::kernel::access::Member>> {
+    workspace_items(store, workspace_id, crate::kernel::keys::MEMBER_PREFIX)
+        .await?
+        .into_iter()
+        .map(crate::kernel::record::from_item)
+        .collect()
+}

@@ -23,6 +23,7 @@ use crate::kernel::context::{retry_unversioned, version_conflict};
 use crate::kernel::input::text::{normalize_email, optional_text, optional_url, validate_username};
 use crate::kernel::keys;
 use crate::kernel::limits::{MAX_BIO_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_EMAIL_CHARS};
+use crate::kernel::paging::query_all;
 use crate::kernel::record::{from_item, to_item};
 use crate::ratelimit::{AuthAction, RateLimits};
 use crate::storage::{
@@ -620,28 +621,15 @@ impl AuthService {
         }
         let new_hash = self.hasher.hash(req.new_password).await?;
 
-        let mut sessions = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    &Query::new(Table::Main, keys::user_partition(&user.id))
-                        .sort(SortKey::BeginsWith(keys::SESSION_PREFIX.into()))
-                        .limit(100)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            sessions.extend(
-                page.items
-                    .into_iter()
-                    .filter_map(|i| crate::storage::Key::of(&i)),
-            );
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let sessions: Vec<crate::storage::Key> = query_all(
+            self.store.as_ref(),
+            Query::new(Table::Main, keys::user_partition(&user.id))
+                .sort(SortKey::BeginsWith(keys::SESSION_PREFIX.into())),
+        )
+        .await?
+        .iter()
+        .filter_map(crate::storage::Key::of)
+        .collect();
         let ended: Vec<String> = sessions
             .iter()
             .filter_map(|k| k.sk.strip_prefix(keys::SESSION_PREFIX).map(str::to_owned))

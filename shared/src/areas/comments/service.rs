@@ -17,11 +17,12 @@ use crate::kernel::access::Scope;
 use crate::kernel::access::{Action, Role};
 use crate::kernel::changes::{Change, ChangeKind, Plan};
 use crate::kernel::context::{
-    ServiceContext, check_version, found, put_new, put_versioned, version_conflict,
+    ServiceContext, check_version, put_new, put_versioned, version_conflict,
 };
 use crate::kernel::context::{expected_version, retry_unversioned};
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::keys;
+use crate::kernel::paging::workspace_members;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::from_item;
 use crate::kernel::topic::Topic;
@@ -201,27 +202,7 @@ impl CommentService {
         if tokens.is_empty() {
             return Ok(Vec::new());
         }
-        let mut members: Vec<Member> = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .ctx
-                .store
-                .query(
-                    &Query::new(Table::Main, keys::workspace_partition(ws))
-                        .sort(SortKey::BeginsWith(keys::MEMBER_PREFIX.into()))
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            for item in page.items {
-                members.push(from_item(item)?);
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let members = workspace_members(self.ctx.store.as_ref(), ws).await?;
         Ok(resolve_mentions(&tokens, &members))
     }
 
@@ -358,20 +339,12 @@ impl CommentService {
         id: &str,
         action: Action,
     ) -> AppResult<(Scope, Comment)> {
-        let ws = ids::workspace_of(Kind::Comment, id)?;
-        let (scope, mut got) = self
+        let got = self
             .ctx
             .access
-            .authorize(
-                who,
-                &ws,
-                action,
-                Kind::Comment.noun(),
-                &[keys::comment(&ws, id)],
-            )
+            .load(who, Kind::Comment, id, keys::comment, action, &[])
             .await?;
-        let comment = found(got.pop().flatten(), Kind::Comment.noun())?;
-        Ok((scope, comment))
+        Ok((got.scope, got.record))
     }
 
     pub async fn get(&self, who: &Principal, id: &str) -> AppResult<Comment> {

@@ -240,7 +240,8 @@ impl CycleService {
         CycleView { cycle, status }
     }
 
-    /// Authorizes and reads a cycle by id with `extra` keys in the same batch.
+    /// Authorizes and reads a cycle by id with `extra` keys in the same batch (returned
+    /// aligned with `extra`).
     async fn read(
         &self,
         who: &Principal,
@@ -248,16 +249,12 @@ impl CycleService {
         action: Action,
         extra: &[Key],
     ) -> AppResult<(Vec<Option<crate::storage::Item>>, Cycle)> {
-        let ws = ids::workspace_of(Kind::Cycle, id)?;
-        let mut wanted = vec![keys::cycle(&ws, id)];
-        wanted.extend_from_slice(extra);
-        let (_, mut items) = self
+        let got = self
             .ctx
             .access
-            .authorize(who, &ws, action, "cycle", &wanted)
+            .load(who, Kind::Cycle, id, keys::cycle, action, extra)
             .await?;
-        let cycle: Cycle = found(items[0].take(), "cycle")?;
-        Ok((items, cycle))
+        Ok((got.extra, got.record))
     }
 
     pub async fn create(&self, who: &Principal, req: CreateCycle) -> AppResult<CycleView> {
@@ -506,7 +503,7 @@ impl CycleService {
         let extra: Vec<Key> = issue_ids.iter().map(|i| keys::issue(&ws, i)).collect();
         let (items, cycle) = self.read(who, id, Action::Contribute, &extra).await?;
         let mut issues = Vec::with_capacity(issue_ids.len());
-        for (issue_id, item) in issue_ids.iter().zip(items.into_iter().skip(1)) {
+        for (issue_id, item) in issue_ids.iter().zip(items) {
             let issue: Issue = item.map(from_item).transpose()?.ok_or_else(|| {
                 AppError::unknown_reference("issue_ids", format!("issue {issue_id} not found"))
             })?;
@@ -545,7 +542,7 @@ impl CycleService {
         let (mut items, cycle) = self
             .read(who, id, Action::Contribute, &[keys::issue(&ws, issue_id)])
             .await?;
-        let issue: Issue = found(items[1].take(), "issue")?;
+        let issue: Issue = found(items[0].take(), "issue")?;
         if issue.cycle_id.as_deref() != Some(cycle.id.as_str()) {
             return Err(AppError::not_found("issue in this cycle"));
         }

@@ -23,6 +23,7 @@ use crate::kernel::context::{
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::input::text::optional_text;
 use crate::kernel::keys;
+use crate::kernel::paging::workspace_items;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::{from_item, record_item};
 use crate::kernel::topic::Topic;
@@ -133,25 +134,7 @@ impl TeamService {
     }
 
     async fn query_all(&self, ws: &str, prefix: String) -> AppResult<Vec<Item>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .ctx
-                .store
-                .query(
-                    &Query::new(Table::Main, keys::workspace_partition(ws))
-                        .sort(SortKey::BeginsWith(prefix.clone()))
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            out.extend(page.items);
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        workspace_items(self.ctx.store.as_ref(), ws, &prefix).await
     }
 
     /// Reads a team with the caller's authorization and `more` keys (aligned after it).
@@ -162,17 +145,12 @@ impl TeamService {
         action: Action,
         more: &[Key],
     ) -> AppResult<(String, Team, Vec<Option<Item>>)> {
-        let ws = ids::workspace_of(Kind::Team, team_id)?;
-        let mut extra = vec![keys::team(&ws, team_id)];
-        extra.extend_from_slice(more);
-        let (_, mut got) = self
+        let got = self
             .ctx
             .access
-            .authorize(who, &ws, action, Kind::Team.noun(), &extra)
+            .load(who, Kind::Team, team_id, keys::team, action, more)
             .await?;
-        let rest = got.split_off(1);
-        let team: Team = found(got.pop().flatten(), Kind::Team.noun())?;
-        Ok((ws, team, rest))
+        Ok((got.scope.workspace_id, got.record, got.extra))
     }
 
     pub async fn create(&self, who: &Principal, req: CreateTeam) -> AppResult<CreatedTeam> {

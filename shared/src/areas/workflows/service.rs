@@ -28,9 +28,10 @@ use crate::kernel::context::{
 };
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::keys;
+use crate::kernel::paging::workspace_items;
 use crate::kernel::record::{from_item, record_item};
 use crate::kernel::topic::Topic;
-use crate::storage::{Condition, Item, Query, SortKey, Table, WriteOp};
+use crate::storage::{Condition, Item, Table, WriteOp};
 
 /// Most states one workflow holds.
 pub const MAX_STATES: usize = 50;
@@ -220,25 +221,7 @@ impl WorkflowService {
     }
 
     async fn query_all(&self, ws: &str, prefix: &str) -> AppResult<Vec<Item>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .ctx
-                .store
-                .query(
-                    &Query::new(Table::Main, keys::workspace_partition(ws))
-                        .sort(SortKey::BeginsWith(prefix.to_owned()))
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            out.extend(page.items);
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        workspace_items(self.ctx.store.as_ref(), ws, prefix).await
     }
 
     /// The workflows of a team (`team_id`) or of a workspace (`workspace_id`, default: the

@@ -24,6 +24,7 @@ use crate::kernel::context::{
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::input::text::optional_text;
 use crate::kernel::keys;
+use crate::kernel::paging::workspace_members;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::{from_item, record_item};
 use crate::kernel::topic::Topic;
@@ -604,7 +605,7 @@ impl WorkspaceService {
             .authorize(who, &ws, Action::Own, "workspace", &[keys::workspace(&ws)])
             .await?;
         let workspace: Workspace = found(got.pop().flatten(), "workspace")?;
-        let members = self.all_members(&ws).await?;
+        let members = workspace_members(self.ctx.store.as_ref(), &ws).await?;
         // Members other than the caller first (in chunks), then the workspace itself with
         // the caller's membership, so a failure part-way leaves the owner in control.
         let others: Vec<&Member> = members
@@ -659,30 +660,6 @@ impl WorkspaceService {
             })
             .await?;
         Ok(())
-    }
-
-    async fn all_members(&self, ws: &str) -> AppResult<Vec<Member>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .ctx
-                .store
-                .query(
-                    &Query::new(Table::Main, keys::workspace_partition(ws))
-                        .sort(SortKey::BeginsWith(keys::MEMBER_PREFIX.into()))
-                        .limit(100)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            for item in page.items {
-                out.push(from_item(item)?);
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
     }
 
     pub async fn members(
@@ -789,8 +766,7 @@ impl WorkspaceService {
     }
 
     async fn ensure_other_owner(&self, ws: &str, except: &str) -> AppResult<()> {
-        let others = self
-            .all_members(ws)
+        let others = workspace_members(self.ctx.store.as_ref(), ws)
             .await?
             .into_iter()
             .filter(|m| m.role == Role::Owner && m.user_id != except)

@@ -17,6 +17,9 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::error::{AppError, AppResult};
 use crate::kernel::keys;
+use serde::de::DeserializeOwned;
+
+use crate::kernel::ids::Kind;
 use crate::kernel::record::from_item;
 use crate::storage::{Item, Key, Store, Table};
 
@@ -33,6 +36,14 @@ impl Scope {
     pub fn require(&self, action: Action) -> AppResult<()> {
         self.role.require(action)
     }
+}
+
+/// What `Access::load` read: the caller's scope, the record, and the extra items.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub scope: Scope,
+    pub record: T,
+    pub extra: Vec<Option<Item>>,
 }
 
 pub const SESSION_REVOKED: &str = "session expired or revoked; log in again";
@@ -91,6 +102,40 @@ impl Access {
         };
         scope.require(action)?;
         Ok((scope, rest))
+    }
+
+    /// One record by its id, authorized: the workspace comes from the id, the record's key
+    /// from `key`, and `extra` keys ride in the same batch (returned aligned with `extra`).
+    /// A malformed id, a caller who is not a member and a missing record all read as
+    /// "{noun} not found", so an outsider learns nothing about what exists.
+    pub async fn load<T: DeserializeOwned>(
+        &self,
+        who: &Principal,
+        kind: Kind,
+        id: &str,
+        key: fn(&str, &str) -> Key,
+        action: Action,
+        extra: &[Key],
+    ) -> AppResult<Loaded<T>> {
+        let ws = crate::kernel::ids::workspace_of(kind, id)?;
+        let mut wanted = Vec::with_capacity(extra.len() + 1);
+        wanted.push(key(&ws, id));
+        wanted.extend_from_slice(extra);
+        let (scope, mut items) = self
+            .authorize(who, &ws, action, kind.noun(), &wanted)
+            .await?;
+        let extra = items.split_off(1);
+        let record = items
+            .pop()
+            .flatten()
+            .map(from_item)
+            .transpose()?
+            .ok_or_else(|| AppError::not_found(kind.noun()))?;
+        Ok(Loaded {
+            scope,
+            record,
+            extra,
+        })
     }
 
     /// Authorizes `who` in a workspace given by a client-supplied id (404 if malformed).
