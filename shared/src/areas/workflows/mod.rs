@@ -1,5 +1,6 @@
 mod model;
 mod service;
+mod states;
 
 pub use model::*;
 pub use service::*;
