@@ -22,9 +22,9 @@ use crate::storage::{Condition, Item, Key, Table, WriteOp};
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 const TTL_SECS: u64 = 24 * 3600;
-const MAX_KEY_LEN: usize = 255;
+use crate::kernel::limits::MAX_IDEMPOTENCY_KEY_LEN as MAX_KEY_LEN;
 /// Responses larger than this are not stored (the key is released instead).
-const MAX_STORED_BODY: usize = 256 * 1024;
+use crate::kernel::limits::MAX_IDEMPOTENT_BODY as MAX_STORED_BODY;
 
 fn record_key(user_id: &str, key: &str) -> Key {
     Key::new(format!("IDEMP#{user_id}#{key}"), "IDEMP")

@@ -17,8 +17,7 @@ pub const MEMORY_KIB: u32 = 19_456;
 pub const ITERATIONS: u32 = 2;
 pub const PARALLELISM: u32 = 1;
 
-pub const MIN_PASSWORD_CHARS: usize = 8;
-pub const MAX_PASSWORD_CHARS: usize = 128;
+pub use crate::kernel::limits::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 
 /// The outcome of checking a password against a stored hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,8 +1,58 @@
-//! Every size limit the API enforces, in one place (the OpenAPI document states them from here).
+//! Every size limit the API enforces, in one place. Areas and adapters import them from
+//! here; the OpenAPI document states them (`maxLength`, `maxItems`, `maximum`) from the same
+//! constants, and docs/ quotes them.
 
+// Identity (the seed's user rules).
 pub const MAX_EMAIL_CHARS: usize = 254;
 pub const MIN_USERNAME_CHARS: usize = 3;
 pub const MAX_USERNAME_CHARS: usize = 32;
 pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 pub const MAX_BIO_CHARS: usize = 500;
 pub const MAX_URL_CHARS: usize = 2048;
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+/// A login password longer than this is refused before hashing (argon2 cost is per byte).
+pub const MAX_LOGIN_PASSWORD_BYTES: usize = 1024;
+
+// Names and free text of workspaces, teams, workflows, states and cycles.
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+pub const MIN_URL_KEY: usize = 3;
+pub const MAX_URL_KEY: usize = 48;
+/// Team keys: 1-10 ASCII letters or digits, starting with a letter; they prefix issue
+/// identifiers (`ENG-42`).
+pub const MAX_TEAM_KEY: usize = 10;
+pub const MAX_COMMENT_BODY_CHARS: usize = 10_000;
+
+// Workflows.
+/// Most states one workflow holds.
+pub const MAX_STATES: usize = 50;
+pub const MAX_POSITION: i64 = 1_000_000;
+
+// Cycles.
+/// Issues one `POST /cycles/{id}/issues` may assign (one transaction with their change records).
+pub const MAX_CYCLE_ASSIGN: usize = 50;
+/// Issues of one cycle that stats and deletes consider.
+pub const MAX_CYCLE_ISSUES: usize = 5000;
+
+// Invite codes.
+pub const DEFAULT_CODE_HOURS: i64 = 168;
+pub const MAX_CODE_HOURS: i64 = 720;
+pub const MAX_CODE_USES: i64 = 1000;
+
+// Pages.
+pub const DEFAULT_PAGE_LIMIT: u32 = 50;
+pub const MAX_PAGE_LIMIT: u32 = 100;
+pub const MAX_CHANGES_LIMIT: u32 = 1000;
+
+// Requests and messages.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// API Gateway's WebSocket message limit.
+pub const MAX_WS_MESSAGE_BYTES: usize = 128 * 1024;
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Responses larger than this are not stored for replay (the key is released instead).
+pub const MAX_IDEMPOTENT_BODY: usize = 256 * 1024;
+
+/// Items in one DynamoDB transaction (a DynamoDB limit, defined with the storage port).
+pub use crate::storage::MAX_TRANSACTION_OPS;

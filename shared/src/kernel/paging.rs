@@ -5,8 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{AppError, AppResult};
 
-pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 100;
+pub use crate::kernel::limits::{DEFAULT_PAGE_LIMIT as DEFAULT_LIMIT, MAX_PAGE_LIMIT as MAX_LIMIT};
 
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -32,7 +31,7 @@ impl PageParams {
 }
 
 /// Largest page of the change feed (REST `GET /workspaces/{id}/changes`, WebSocket `sync`).
-pub const MAX_CHANGES_LIMIT: u32 = 1000;
+pub use crate::kernel::limits::MAX_CHANGES_LIMIT;
 
 /// The change feed's page size: `default` when absent, else 1..=1000 or 400 naming `limit`.
 pub fn changes_limit(limit: Option<u32>, default: u32) -> AppResult<u32> {

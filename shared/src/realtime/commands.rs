@@ -19,7 +19,7 @@ use crate::realtime::protocol::{
 use crate::state::AppState;
 
 /// API Gateway's WebSocket message limit.
-pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+pub use crate::kernel::limits::MAX_WS_MESSAGE_BYTES as MAX_MESSAGE_BYTES;
 
 /// A message's envelope. Its `type` and `data` become a [`Command`] once the connection's
 /// session is known to be live; the name shows in "not a command" errors.

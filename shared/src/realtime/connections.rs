@@ -28,7 +28,7 @@ use crate::storage::{Index, Item, Key, Query, SortKey, Store, Table, WriteOp};
 
 /// Connections outlive API Gateway's 2 h maximum by an hour before TTL may remove them.
 pub const CONNECTION_TTL_SECS: u64 = 3 * 3600;
-pub const MAX_SUBSCRIPTIONS: usize = 100;
+pub use crate::kernel::limits::MAX_SUBSCRIPTIONS;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Connection {

@@ -120,7 +120,7 @@ pub struct LoginResponse {
 
 const INVALID_CREDENTIALS: &str = "invalid email or password";
 const SESSION_REVOKED: &str = "session expired or revoked; log in again";
-const MAX_LOGIN_PASSWORD_BYTES: usize = 1024;
+use crate::kernel::limits::MAX_LOGIN_PASSWORD_BYTES;
 
 pub struct AuthService {
     store: Arc<dyn Store>,

@@ -28,7 +28,7 @@ use crate::kernel::record::from_item;
 use crate::kernel::topic::Topic;
 use crate::storage::{Condition, Key, Query, SortKey, Table, WriteOp};
 
-pub const MAX_BODY_CHARS: usize = 10_000;
+pub use crate::kernel::limits::MAX_COMMENT_BODY_CHARS as MAX_BODY_CHARS;
 /// Sort-key prefix of the per-issue listing copies.
 pub const COMMENT_LIST: &str = "CMTLIST";
 

@@ -32,12 +32,11 @@ use crate::kernel::record::{from_item, record_item};
 use crate::kernel::topic::Topic;
 use crate::storage::{Condition, Index, Key, Query, Table, WriteOp};
 
-pub const MAX_NAME_CHARS: usize = 100;
-pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 /// Issues one `POST /cycles/{id}/issues` may assign.
-pub const MAX_ASSIGN: usize = 50;
+pub use crate::kernel::limits::MAX_CYCLE_ASSIGN as MAX_ASSIGN;
 /// Issues of one cycle that stats and deletes consider.
-pub const MAX_CYCLE_ISSUES: usize = 5000;
+pub use crate::kernel::limits::MAX_CYCLE_ISSUES;
+pub use crate::kernel::limits::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
 
 fn team_cycles_partition(ws: &str, team: &str) -> String {
     format!("WS#{ws}#TEAM#{team}#CYCLES")

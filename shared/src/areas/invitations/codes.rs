@@ -18,11 +18,7 @@ use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::{from_item, record_item};
 use crate::storage::{Condition, Query, SortKey, Table, Update, WriteOp};
 
-pub const DEFAULT_CODE_HOURS: i64 = 168;
-
-pub const MAX_CODE_HOURS: i64 = 720;
-
-pub const MAX_CODE_USES: i64 = 1000;
+pub use crate::kernel::limits::{DEFAULT_CODE_HOURS, MAX_CODE_HOURS, MAX_CODE_USES};
 
 /// Invite codes: 12 characters without look-alikes (no 0/O, 1/I/L).
 pub const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::layout::NewTeam;
 use super::model::{Team, TeamMember, TeamRole};
 use crate::areas::workflows::{Workflow, WorkflowState};
 use crate::areas::workflows::{WorkflowView, sort_states};
-use crate::areas::workspaces::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, NewTeam};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::kernel::access::Action;
 use crate::kernel::access::EntityType;
@@ -23,13 +23,14 @@ use crate::kernel::context::{
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::input::text::optional_text;
 use crate::kernel::keys;
+use crate::kernel::limits::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
 use crate::kernel::paging::workspace_items;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::{from_item, record_item};
 use crate::kernel::topic::Topic;
 use crate::storage::{Condition, Item, Key, Query, SortKey, Table, WriteOp};
 
-pub const MAX_TEAM_KEY: usize = 10;
+pub use crate::kernel::limits::MAX_TEAM_KEY;
 
 /// Team keys: 1-10 ASCII letters or digits, starting with a letter; stored upper-case.
 pub fn validate_team_key(field: &str, raw: &str) -> AppResult<String> {

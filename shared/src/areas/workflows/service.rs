@@ -13,7 +13,6 @@ use serde_json::json;
 
 use super::model::*;
 use crate::areas::teams::Team;
-use crate::areas::workspaces::MAX_NAME_CHARS;
 use crate::error::{AppError, AppResult};
 use crate::kernel::access::Action;
 use crate::kernel::access::EntityType;
@@ -25,15 +24,16 @@ use crate::kernel::context::{
 };
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::keys;
+use crate::kernel::limits::MAX_NAME_CHARS;
 use crate::kernel::paging::workspace_items;
 use crate::kernel::record::from_item;
 use crate::kernel::topic::Topic;
 use crate::storage::Item;
 
-/// Most states one workflow holds.
-pub const MAX_STATES: usize = 50;
 /// Largest accepted `position`.
-pub const MAX_POSITION: i64 = 1_000_000;
+pub use crate::kernel::limits::MAX_POSITION;
+/// Most states one workflow holds.
+pub use crate::kernel::limits::MAX_STATES;
 
 /// The states an issue in `from_state_id` may move to: with `transitions_to` unset, every
 /// other state of the workflow; otherwise the listed ones that exist. Order follows `states`.

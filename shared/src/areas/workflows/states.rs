@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use super::model::*;
 use super::service::*;
 use crate::areas::issues::references;
-use crate::areas::workspaces::MAX_NAME_CHARS;
 use crate::error::{AppError, AppResult};
 use crate::kernel::access::Action;
 use crate::kernel::access::EntityType;
@@ -17,6 +16,7 @@ use crate::kernel::context::{
 };
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::keys;
+use crate::kernel::limits::MAX_NAME_CHARS;
 use crate::kernel::record::record_item;
 use crate::kernel::topic::Topic;
 use crate::storage::{Condition, Table, WriteOp};

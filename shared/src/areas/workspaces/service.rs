@@ -1,112 +1,32 @@
 //! Workspaces and their members: create (with a default team and workflow), read, list,
 //! current/switch, update, delete, member roles and removal, and the change feed.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
 
-use super::model::Workspace;
+use super::model::*;
 use crate::areas::auth::UserRecord;
 use crate::areas::issues::references;
-use crate::areas::teams::{Team, TeamMember, TeamRole};
-use crate::areas::workflows::{DEFAULT_STATE_INDEX, DEFAULT_STATES, Workflow, WorkflowState};
+use crate::areas::teams::NewTeam;
 use crate::error::{AppError, AppResult};
 use crate::kernel::access::EntityType;
 use crate::kernel::access::Principal;
 use crate::kernel::access::Scope;
 use crate::kernel::access::{Action, Role};
 use crate::kernel::access::{Member, Membership};
-use crate::kernel::changes::{Change, ChangeKind, ChangeRecord, Plan};
+use crate::kernel::changes::{Change, ChangeKind, Plan};
 use crate::kernel::context::{
     ServiceContext, check_version, claim, delete_existing, expected_version, found, put_new,
     put_versioned, required_text, retry_unversioned, version_conflict,
 };
-use crate::kernel::ids::{self, Kind};
+use crate::kernel::ids::{self};
 use crate::kernel::input::text::optional_text;
 use crate::kernel::keys;
 use crate::kernel::paging::workspace_members;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::{from_item, record_item};
-use crate::kernel::topic::Topic;
 use crate::storage::{Condition, Key, Query, SortKey, Table, Update, WriteOp};
 
-pub const MAX_NAME_CHARS: usize = 100;
-pub const MAX_DESCRIPTION_CHARS: usize = 2000;
-pub const MIN_URL_KEY: usize = 3;
-pub const MAX_URL_KEY: usize = 48;
-
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateWorkspace {
-    #[schema(min_length = 1, max_length = 100)]
-    pub name: String,
-    /// Lower-case letters, digits and dashes, 3–48; derived from the name when absent.
-    #[serde(default)]
-    #[schema(pattern = "^\\s*[a-z0-9]([a-z0-9-]{1,46})[a-z0-9]\\s*$")]
-    pub url_key: Option<String>,
-    #[serde(default)]
-    #[schema(max_length = 2000)]
-    pub description: Option<String>,
-}
-
-/// Absent fields stay; `description: null` clears it. `version`, when given, must match.
-#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateWorkspace {
-    #[serde(default)]
-    #[schema(max_length = 100)]
-    pub name: Option<String>,
-    #[serde(default)]
-    #[schema(pattern = "^\\s*[a-z0-9]([a-z0-9-]{1,46})[a-z0-9]\\s*$")]
-    pub url_key: Option<String>,
-    #[serde(default, deserialize_with = "crate::kernel::context::present")]
-    #[schema(value_type = Option<String>)]
-    #[schema(max_length = 2000)]
-    pub description: Option<Option<String>>,
-    #[serde(default)]
-    pub version: Option<i64>,
-}
-
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SwitchWorkspace {
-    pub workspace_id: String,
-}
-
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeMemberRole {
-    pub role: Role,
-}
-
-/// A workspace with the caller's role in it.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct WorkspaceView {
-    #[serde(flatten)]
-    pub workspace: Workspace,
-    pub role: Role,
-}
-
-/// What creating a workspace made.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct CreatedWorkspace {
-    #[serde(flatten)]
-    pub workspace: Workspace,
-    pub role: Role,
-    pub default_team: Team,
-    pub default_workflow: Workflow,
-    pub states: Vec<WorkflowState>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct ChangesPage {
-    /// The records the caller may see now (docs/permissions.md, "Visibility"); others are
-    /// left out without a gap in `last_seq`.
-    pub changes: Vec<ChangeRecord>,
-    /// The `seq` to pass as `since` next time.
-    pub last_seq: i64,
-    pub has_more: bool,
-}
+pub use crate::kernel::limits::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_URL_KEY, MIN_URL_KEY};
 
 pub fn validate_url_key(field: &str, raw: &str) -> AppResult<String> {
     let key = raw.trim().to_owned();
@@ -158,128 +78,6 @@ fn default_team_key(name: &str) -> String {
         .collect::<String>()
         .to_ascii_uppercase();
     if key.len() < 2 { "TEAM".into() } else { key }
-}
-
-/// A new team's records: the team, its creator as lead, its workflow and default states.
-pub struct NewTeam {
-    pub team: Team,
-    pub lead: TeamMember,
-    pub workflow: Workflow,
-    pub states: Vec<WorkflowState>,
-}
-
-impl NewTeam {
-    pub fn build(
-        workspace_id: &str,
-        key: String,
-        name: String,
-        description: Option<String>,
-        creator: &str,
-        now: &str,
-    ) -> Self {
-        let team_id = ids::new_id(Kind::Team, workspace_id);
-        let workflow_id = ids::new_id(Kind::Workflow, workspace_id);
-        let states: Vec<WorkflowState> = DEFAULT_STATES
-            .iter()
-            .enumerate()
-            .map(|(i, (state_name, category, color))| WorkflowState {
-                id: ids::new_id(Kind::State, workspace_id),
-                workspace_id: workspace_id.to_owned(),
-                workflow_id: workflow_id.clone(),
-                name: (*state_name).to_owned(),
-                category: *category,
-                position: i as i64,
-                color: (*color).to_owned(),
-                transitions_to: None,
-                created_at: now.to_owned(),
-                updated_at: now.to_owned(),
-            })
-            .collect();
-        let workflow = Workflow {
-            id: workflow_id.clone(),
-            workspace_id: workspace_id.to_owned(),
-            team_id: team_id.clone(),
-            name: format!("{name} workflow"),
-            default_state_id: states[DEFAULT_STATE_INDEX].id.clone(),
-            version: 1,
-            created_at: now.to_owned(),
-            updated_at: now.to_owned(),
-        };
-        let team = Team {
-            id: team_id.clone(),
-            workspace_id: workspace_id.to_owned(),
-            key,
-            name,
-            description,
-            workflow_id,
-            created_by: creator.to_owned(),
-            version: 1,
-            created_at: now.to_owned(),
-            updated_at: now.to_owned(),
-        };
-        let lead = TeamMember {
-            workspace_id: workspace_id.to_owned(),
-            team_id,
-            user_id: creator.to_owned(),
-            role: TeamRole::Lead,
-            joined_at: now.to_owned(),
-        };
-        Self {
-            team,
-            lead,
-            workflow,
-            states,
-        }
-    }
-
-    /// Adds the writes and change records of the new team to a plan. The team key is
-    /// claimed (CONFLICT on `key_field` when taken).
-    pub fn plan<T>(&self, plan: Plan<T>, key_field: &str) -> Plan<T> {
-        let ws = &self.team.workspace_id;
-        let mut plan = plan
-            .op(put_new(&keys::team(ws, &self.team.id), "team", &self.team))
-            .guarded(
-                claim(keys::team_key(ws, &self.team.key), &self.team.id),
-                AppError::validation(key_field, "this team key is already used in the workspace")
-                    .with_code(crate::error::ErrorCode::Conflict),
-            )
-            .op(put_new(
-                &keys::team_member(ws, &self.team.id, &self.lead.user_id),
-                "team_member",
-                &self.lead,
-            ))
-            .op(put_new(
-                &keys::workflow(ws, &self.workflow.id),
-                "workflow",
-                &self.workflow,
-            ));
-        for s in &self.states {
-            plan = plan.op(put_new(
-                &keys::state(ws, &self.workflow.id, &s.id),
-                "workflow_state",
-                s,
-            ));
-        }
-        let team_topic = Topic::Team(self.team.id.clone());
-        plan.change(
-            Change::new(
-                EntityType::Team,
-                &self.team.id,
-                ChangeKind::Created,
-                &self.team,
-            )
-            .topic(team_topic.clone()),
-        )
-        .change(
-            Change::new(
-                EntityType::Workflow,
-                &self.workflow.id,
-                ChangeKind::Created,
-                json!({"workflow": self.workflow, "states": self.states}),
-            )
-            .topic(team_topic),
-        )
-    }
 }
 
 pub struct WorkspaceService {

@@ -6,4 +6,4 @@ pub mod json;
 pub mod text;
 
 /// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub use crate::kernel::limits::MAX_BODY_BYTES;
