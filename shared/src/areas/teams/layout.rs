@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::model::{Team, TeamMember, TeamRole};
-use crate::areas::workflows::{DEFAULT_STATE_INDEX, DEFAULT_STATES, Workflow, WorkflowState};
+use crate::areas::workflows::{Workflow, WorkflowState, default_states};
 use crate::error::AppError;
 use crate::kernel::access::EntityType;
 use crate::kernel::changes::{Change, ChangeKind, Plan};
@@ -35,28 +35,13 @@ impl NewTeam {
     ) -> Self {
         let team_id = ids::new_id(Kind::Team, workspace_id);
         let workflow_id = ids::new_id(Kind::Workflow, workspace_id);
-        let states: Vec<WorkflowState> = DEFAULT_STATES
-            .iter()
-            .enumerate()
-            .map(|(i, (state_name, category, color))| WorkflowState {
-                id: ids::new_id(Kind::State, workspace_id),
-                workspace_id: workspace_id.to_owned(),
-                workflow_id: workflow_id.clone(),
-                name: (*state_name).to_owned(),
-                category: *category,
-                position: i as i64,
-                color: (*color).to_owned(),
-                transitions_to: None,
-                created_at: now.to_owned(),
-                updated_at: now.to_owned(),
-            })
-            .collect();
+        let (states, default_state_id) = default_states(workspace_id, &workflow_id, now);
         let workflow = Workflow {
             id: workflow_id.clone(),
             workspace_id: workspace_id.to_owned(),
             team_id: team_id.clone(),
             name: format!("{name} workflow"),
-            default_state_id: states[DEFAULT_STATE_INDEX].id.clone(),
+            default_state_id,
             version: 1,
             created_at: now.to_owned(),
             updated_at: now.to_owned(),
