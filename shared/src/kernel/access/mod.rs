@@ -126,6 +126,25 @@ impl Access {
         }
     }
 
+    /// The workspace a request means, not yet authorized: the given id (404 if malformed),
+    /// else the caller's current workspace (400 on `workspace_id` when there is none). For
+    /// requests that read their other keys in the authorization batch.
+    pub async fn target_workspace(
+        &self,
+        who: &Principal,
+        workspace_id: Option<&str>,
+    ) -> AppResult<String> {
+        match workspace_id {
+            Some(id) => crate::kernel::ids::parse_workspace_id(id),
+            None => self.current_workspace(who).await?.ok_or_else(|| {
+                AppError::validation(
+                    "workspace_id",
+                    "no current workspace: pass workspace_id or switch to a workspace first",
+                )
+            }),
+        }
+    }
+
     /// The caller's current workspace id, if any (checks the session too).
     pub async fn current_workspace(&self, who: &Principal) -> AppResult<Option<String>> {
         let user = self
