@@ -1,7 +1,12 @@
 //! Limits and checks of what a project or status request names, and the errors they answer.
 
+use super::model::{Priority, Project, UpdateProject};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::kernel::context::required_text;
 use crate::kernel::ids::{self, Kind};
+use crate::kernel::input::text::optional_text;
+use crate::kernel::keys;
+use crate::storage::{Item, Key};
 
 pub const MAX_PROJECT_NAME_CHARS: usize = 100;
 pub const MAX_PROJECT_DESCRIPTION_CHARS: usize = 10_000;
@@ -85,6 +90,123 @@ pub(super) fn key_taken() -> AppError {
         "this project key is already used in the workspace",
     )
     .with_code(ErrorCode::Conflict)
+}
+
+/// A clearable field of an update, checked: absent stays absent, `null` stays `null`.
+fn patch<T>(
+    raw: &Option<Option<String>>,
+    check: impl Fn(&str) -> AppResult<T>,
+) -> AppResult<Option<Option<T>>> {
+    raw.as_ref()
+        .map(|v| v.as_deref().map(&check).transpose())
+        .transpose()
+}
+
+/// The fields of a project update, checked (`None`: keep; `Some(None)`: clear).
+pub(super) struct ProjectPatch {
+    name: Option<String>,
+    project_key: Option<String>,
+    description: Option<Option<String>>,
+    target_date: Option<Option<String>>,
+    pub(super) owner_id: Option<Option<String>>,
+    pub(super) status_id: Option<Option<String>>,
+    priority: Option<Priority>,
+}
+
+impl ProjectPatch {
+    /// Checks the fields in the order their errors are reported.
+    pub(super) fn parse(req: &UpdateProject, ws: &str) -> AppResult<Self> {
+        Ok(Self {
+            name: req
+                .name
+                .as_deref()
+                .map(|n| required_text("name", n, MAX_PROJECT_NAME_CHARS))
+                .transpose()?,
+            project_key: req
+                .project_key
+                .as_deref()
+                .map(|k| validate_project_key("project_key", k))
+                .transpose()?,
+            description: req
+                .description
+                .as_ref()
+                .map(|d| optional_text("description", d.as_deref(), MAX_PROJECT_DESCRIPTION_CHARS))
+                .transpose()?,
+            target_date: patch(&req.target_date, |d| validate_date("target_date", d))?,
+            owner_id: patch(&req.owner_id, |o| validate_user_id("owner_id", o))?,
+            status_id: patch(&req.status_id, |s| validate_status_id("status_id", s, ws))?,
+            priority: req.priority,
+        })
+    }
+
+    pub(super) fn apply(self, current: &Project) -> Project {
+        let mut next = current.clone();
+        if let Some(name) = self.name {
+            next.name = name;
+        }
+        if let Some(key) = self.project_key {
+            next.project_key = key;
+        }
+        if let Some(d) = self.description {
+            next.description = d;
+        }
+        if let Some(d) = self.target_date {
+            next.target_date = d;
+        }
+        if let Some(o) = self.owner_id {
+            next.owner_id = o;
+        }
+        if let Some(s) = self.status_id {
+            next.status_id = s;
+        }
+        if let Some(p) = self.priority {
+            next.priority = p;
+        }
+        next
+    }
+}
+
+/// The owner and status a create or update names, read in its authorization batch.
+pub(super) struct Named {
+    owner: Option<String>,
+    status: Option<String>,
+}
+
+impl Named {
+    /// The caller as owner needs no read: authorization reads their membership anyway.
+    pub(super) fn new(caller: &str, owner: Option<String>, status: Option<String>) -> Self {
+        Self {
+            owner: owner.filter(|o| o != caller),
+            status,
+        }
+    }
+
+    pub(super) fn keys(&self, ws: &str) -> Vec<Key> {
+        let mut out = Vec::new();
+        if let Some(o) = &self.owner {
+            out.push(keys::member(ws, o));
+        }
+        if let Some(s) = &self.status {
+            out.push(keys::project_status(ws, s));
+        }
+        out
+    }
+
+    /// Checks what was read for `keys` (in their order); returns the status's item.
+    pub(super) fn check(&self, got: Vec<Option<Item>>) -> AppResult<Option<Item>> {
+        let mut got = got.into_iter();
+        if self.owner.is_some() && got.next().flatten().is_none() {
+            return Err(not_a_member("owner_id"));
+        }
+        match self.status {
+            Some(_) => got
+                .next()
+                .flatten()
+                .map(Some)
+                .ok_or_else(|| not_a_status("status_id")),
+            None => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,14 @@
 //! `GET /projects`: the workspace's projects in id order, filtered within a bounded window.
 
+use super::layout::projects_query;
 use super::model::{Project, ProjectFilter};
 use crate::error::{AppError, AppResult};
 use crate::kernel::access::{EntityType, Principal};
 use crate::kernel::context::ServiceContext;
-use crate::kernel::keys;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::from_item;
 use crate::storage::cursor::Position;
-use crate::storage::{Key, Query, SortKey, Table};
+use crate::storage::{Key, Page};
 
 /// How many projects one filtered list request examines (one Query): a filtered page may
 /// hold fewer than `limit` items while `next_cursor` says more may follow.
@@ -31,9 +31,7 @@ impl ProjectFilter {
     }
 }
 
-/// A workspace's projects, filtered, in id order. Unfiltered pages are full; a filtered
-/// request examines up to `FILTER_WINDOW` projects (one Query), so its page may be short
-/// while `next_cursor` is present.
+/// A workspace's projects, filtered, in id order (see `ProjectService::list`).
 pub(super) async fn list(
     ctx: &ServiceContext,
     who: &Principal,
@@ -49,9 +47,7 @@ pub(super) async fn list(
             EntityType::Project.read_action(),
         )
         .await?;
-    let query = Query::new(Table::Main, keys::workspace_partition(&scope.workspace_id))
-        .sort(SortKey::BeginsWith(format!("{}#", keys::PROJECT)))
-        .cursor(page.cursor.clone());
+    let query = projects_query(&scope.workspace_id).cursor(page.cursor.clone());
     if filter.is_empty() {
         let got = ctx.store.query(&query.limit(limit)).await?;
         return Paged::of(got);
@@ -60,6 +56,12 @@ pub(super) async fn list(
         .store
         .query(&query.limit(FILTER_WINDOW.max(limit)))
         .await?;
+    filtered_page(got, filter, limit)
+}
+
+/// The first `limit` matches of one window. A page filled before the window's end resumes
+/// right after its last item; otherwise the window's own cursor says whether more follow.
+fn filtered_page(got: Page, filter: &ProjectFilter, limit: u32) -> AppResult<Paged<Project>> {
     let examined = got.items.len();
     let mut items = Vec::new();
     let mut cut = None;

@@ -3,19 +3,22 @@
 
 use super::input::{
     MAX_POSITION, MAX_PROJECT_DESCRIPTION_CHARS, MAX_PROJECT_NAME_CHARS, MAX_STATUS_NAME_CHARS,
-    key_taken, not_a_member, not_a_status, validate_date, validate_position, validate_project_key,
+    Named, ProjectPatch, key_taken, validate_date, validate_position, validate_project_key,
     validate_status_id, validate_user_id,
 };
-use super::layout::{delete_op, exists_check, plan_project_statuses, project_key_marker};
+use super::layout::{
+    delete_op, plan_project_statuses, project_change, project_key_marker, projects_query,
+    reference_guards, status_change, statuses_query,
+};
 use super::list;
 use super::model::{
     CreateProject, CreateProjectStatus, Project, ProjectFilter, ProjectStatus, ProjectView,
     UpdateProject, UpdateProjectStatus, sort_statuses,
 };
-use crate::areas::issues::references::{self, exists_unmarked};
+use crate::areas::issues::references;
 use crate::error::{AppError, AppResult};
 use crate::kernel::access::{Action, EntityType, Principal, Scope};
-use crate::kernel::changes::{Change, ChangeKind, Plan};
+use crate::kernel::changes::{ChangeKind, Plan};
 use crate::kernel::context::{
     ServiceContext, check_version, claim, color, expected_version, found, put_new, put_versioned,
     required_text, retry_unversioned, version_conflict,
@@ -23,10 +26,9 @@ use crate::kernel::context::{
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::input::text::optional_text;
 use crate::kernel::keys;
-use crate::kernel::paging::{PageParams, Paged};
+use crate::kernel::paging::{PageParams, Paged, query_all};
 use crate::kernel::record::from_item;
-use crate::kernel::topic::Topic;
-use crate::storage::{Condition, Item, Key, Query, SortKey, Table};
+use crate::storage::{Condition, Item, Key, Table};
 
 pub struct ProjectService {
     ctx: ServiceContext,
@@ -37,54 +39,14 @@ impl ProjectService {
         Self { ctx }
     }
 
-    /// The workspace a create means: the given id, else the caller's current workspace (the
-    /// rule of `Access::resolve`, without authorizing yet, so that authorization can read
-    /// the request's other keys in the same batch).
-    async fn target_workspace(
-        &self,
-        who: &Principal,
-        workspace_id: Option<&str>,
-    ) -> AppResult<String> {
-        match workspace_id {
-            Some(id) => ids::parse_workspace_id(id),
-            None => self
-                .ctx
-                .access
-                .current_workspace(who)
-                .await?
-                .ok_or_else(|| {
-                    AppError::validation(
-                        "workspace_id",
-                        "no current workspace: pass workspace_id or switch to a workspace first",
-                    )
-                }),
-        }
-    }
-
     // ----- project statuses --------------------------------------------------------------
 
     async fn all_statuses(&self, ws: &str) -> AppResult<Vec<ProjectStatus>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .ctx
-                .store
-                .query(
-                    &Query::new(Table::Main, keys::workspace_partition(ws))
-                        .sort(SortKey::BeginsWith(format!("{}#", keys::PROJECT_STATUS)))
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            for item in page.items {
-                out.push(from_item(item)?);
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let items = query_all(self.ctx.store.as_ref(), statuses_query(ws)).await?;
+        let mut out = items
+            .into_iter()
+            .map(from_item)
+            .collect::<AppResult<Vec<ProjectStatus>>>()?;
         sort_statuses(&mut out);
         Ok(out)
     }
@@ -247,12 +209,7 @@ impl ProjectService {
                         ),
                         version_conflict(),
                     )
-                    .change(Change::new(
-                        EntityType::ProjectStatus,
-                        id,
-                        ChangeKind::Updated,
-                        &next,
-                    )))
+                    .change(status_change(ChangeKind::Updated, &next)))
             })
             .await?;
         Ok(next)
@@ -296,12 +253,7 @@ impl ProjectService {
                         ),
                         version_conflict(),
                     )
-                    .change(Change::new(
-                        EntityType::ProjectStatus,
-                        id,
-                        ChangeKind::Deleted,
-                        &current,
-                    )))
+                    .change(status_change(ChangeKind::Deleted, &current)))
             })
             .await?;
         Ok(())
@@ -309,28 +261,12 @@ impl ProjectService {
 
     async fn count_projects(&self, ws: &str, pred: impl Fn(&Project) -> bool) -> AppResult<usize> {
         let mut n = 0;
-        let mut cursor = None;
-        loop {
-            let page = self
-                .ctx
-                .store
-                .query(
-                    &Query::new(Table::Main, keys::workspace_partition(ws))
-                        .sort(SortKey::BeginsWith(format!("{}#", keys::PROJECT)))
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            for item in page.items {
-                if pred(&from_item::<Project>(item)?) {
-                    n += 1;
-                }
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(n),
+        for item in query_all(self.ctx.store.as_ref(), projects_query(ws)).await? {
+            if pred(&from_item::<Project>(item)?) {
+                n += 1;
             }
         }
+        Ok(n)
     }
 
     // ----- projects ----------------------------------------------------------------------
@@ -365,6 +301,8 @@ impl ProjectService {
             None => who.user_id.clone(),
         };
         let ws = self
+            .ctx
+            .access
             .target_workspace(who, req.workspace_id.as_deref())
             .await?;
         let status_id = req
@@ -373,38 +311,17 @@ impl ProjectService {
             .map(|s| validate_status_id("status_id", s, &ws))
             .transpose()?;
 
-        let mut extra = Vec::new();
-        let owner_is_caller = owner_id == who.user_id;
-        if !owner_is_caller {
-            extra.push(keys::member(&ws, &owner_id));
-        }
-        if let Some(s) = &status_id {
-            extra.push(keys::project_status(&ws, s));
-        }
+        let named = Named::new(&who.user_id, Some(owner_id.clone()), status_id.clone());
         let (_, got) = self
             .ctx
             .access
-            .authorize(who, &ws, Action::Contribute, "workspace", &extra)
+            .authorize(who, &ws, Action::Contribute, "workspace", &named.keys(&ws))
             .await?;
-        let mut got = got.into_iter();
-        if !owner_is_caller && got.next().flatten().is_none() {
-            return Err(not_a_member("owner_id"));
-        }
-        let status: Option<ProjectStatus> = match &status_id {
-            Some(_) => Some(
-                got.next()
-                    .flatten()
-                    .map(from_item)
-                    .transpose()?
-                    .ok_or_else(|| not_a_status("status_id"))?,
-            ),
-            None => None,
-        };
+        let status: Option<ProjectStatus> = named.check(got)?.map(from_item).transpose()?;
 
         let now = self.ctx.now();
-        let id = ids::new_id(Kind::Project, &ws);
         let project = Project {
-            id: id.clone(),
+            id: ids::new_id(Kind::Project, &ws),
             workspace_id: ws.clone(),
             name,
             project_key,
@@ -418,37 +335,30 @@ impl ProjectService {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.ctx
-            .changes
-            .commit(&ws, &who.user_id, &[], |_| {
-                let mut plan = Plan::new(())
-                    .op(put_new(&keys::project(&ws, &id), "project", &project))
-                    .guarded(
-                        claim(project_key_marker(&ws, &project.project_key), &id),
-                        key_taken(),
-                    );
-                // The caller too: a member being removed cannot take a project on.
-                if let Some(owner) = &project.owner_id {
-                    let (op, err) =
-                        exists_unmarked(keys::member(&ws, owner), not_a_member("owner_id"));
-                    plan = plan.guarded(op, err);
-                }
-                if let Some(s) = &project.status_id {
-                    plan = plan.guarded(
-                        exists_check(keys::project_status(&ws, s)),
-                        not_a_status("status_id"),
-                    );
-                }
-                Ok(plan.change(
-                    Change::new(EntityType::Project, &id, ChangeKind::Created, &project)
-                        .topic(Topic::Project(id.to_string())),
-                ))
-            })
-            .await?;
+        self.commit_create(&who.user_id, &project).await?;
         Ok(ProjectView {
             status_category: status.map(|s| s.category),
             project,
         })
+    }
+
+    async fn commit_create(&self, actor: &str, project: &Project) -> AppResult<()> {
+        let ws = &project.workspace_id;
+        let id = &project.id;
+        self.ctx
+            .changes
+            .commit(ws, actor, &[], |_| {
+                let plan = Plan::new(())
+                    .op(put_new(&keys::project(ws, id), "project", project))
+                    .guarded(
+                        claim(project_key_marker(ws, &project.project_key), id),
+                        key_taken(),
+                    );
+                Ok(reference_guards(plan, ws, project, None)
+                    .change(project_change(ChangeKind::Created, project)))
+            })
+            .await?;
+        Ok(())
     }
 
     /// The view of a project; reads its status when `status` was not read along.
@@ -519,142 +429,62 @@ impl ProjectService {
         expected: Option<i64>,
     ) -> AppResult<ProjectView> {
         let ws = ids::workspace_of(Kind::Project, id)?;
-        let name = req
-            .name
-            .as_deref()
-            .map(|n| required_text("name", n, MAX_PROJECT_NAME_CHARS))
-            .transpose()?;
-        let project_key = req
-            .project_key
-            .as_deref()
-            .map(|k| validate_project_key("project_key", k))
-            .transpose()?;
-        let description = req
-            .description
-            .as_ref()
-            .map(|d| optional_text("description", d.as_deref(), MAX_PROJECT_DESCRIPTION_CHARS))
-            .transpose()?;
-        let target_date = req
-            .target_date
-            .as_ref()
-            .map(|d| {
-                d.as_deref()
-                    .map(|d| validate_date("target_date", d))
-                    .transpose()
-            })
-            .transpose()?;
-        let owner_id = req
-            .owner_id
-            .as_ref()
-            .map(|o| {
-                o.as_deref()
-                    .map(|o| validate_user_id("owner_id", o))
-                    .transpose()
-            })
-            .transpose()?;
-        let status_id = req
-            .status_id
-            .as_ref()
-            .map(|s| {
-                s.as_deref()
-                    .map(|s| validate_status_id("status_id", s, &ws))
-                    .transpose()
-            })
-            .transpose()?;
+        let patch = ProjectPatch::parse(req, &ws)?;
 
         // Read the named owner's membership and the named status with the project.
-        let new_owner = owner_id.clone().flatten().filter(|o| *o != who.user_id);
-        let new_status = status_id.clone().flatten();
-        let mut extra = Vec::new();
-        if let Some(o) = &new_owner {
-            extra.push(keys::member(&ws, o));
-        }
-        if let Some(s) = &new_status {
-            extra.push(keys::project_status(&ws, s));
-        }
+        let named = Named::new(
+            &who.user_id,
+            patch.owner_id.clone().flatten(),
+            patch.status_id.clone().flatten(),
+        );
         let (_, current, got) = self
-            .authorize_project(who, id, Action::Contribute, &extra)
+            .authorize_project(who, id, Action::Contribute, &named.keys(&ws))
             .await?;
-        let mut got = got.into_iter();
-        if new_owner.is_some() && got.next().flatten().is_none() {
-            return Err(not_a_member("owner_id"));
-        }
-        let status_item = match new_status {
-            Some(_) => Some(
-                got.next()
-                    .flatten()
-                    .ok_or_else(|| not_a_status("status_id"))?,
-            ),
-            None => None,
-        };
+        let status_item = named.check(got)?;
         check_version(expected, current.version)?;
 
-        let mut next = current.clone();
-        if let Some(name) = name {
-            next.name = name;
-        }
-        if let Some(key) = project_key {
-            next.project_key = key;
-        }
-        if let Some(d) = description {
-            next.description = d;
-        }
-        if let Some(d) = target_date {
-            next.target_date = d;
-        }
-        if let Some(o) = owner_id {
-            next.owner_id = o;
-        }
-        if let Some(s) = status_id {
-            next.status_id = s;
-        }
-        if let Some(p) = req.priority {
-            next.priority = p;
-        }
+        let mut next = patch.apply(&current);
         if next == current {
             return self.view(current, status_item).await;
         }
         next.version += 1;
         next.updated_at = self.ctx.now();
+        self.commit_update(&who.user_id, &ws, &current, &next)
+            .await?;
+        self.view(next, status_item).await
+    }
+
+    async fn commit_update(
+        &self,
+        actor: &str,
+        ws: &str,
+        current: &Project,
+        next: &Project,
+    ) -> AppResult<()> {
+        let id = current.id.as_str();
         self.ctx
             .changes
-            .commit(&ws, &who.user_id, &[], |_| {
+            .commit(ws, actor, &[], |_| {
                 let mut plan = Plan::new(()).guarded(
-                    put_versioned(&keys::project(&ws, id), "project", &next, current.version),
+                    put_versioned(&keys::project(ws, id), "project", next, current.version),
                     version_conflict(),
                 );
                 if next.project_key != current.project_key {
                     plan = plan
                         .guarded(
-                            claim(project_key_marker(&ws, &next.project_key), id),
+                            claim(project_key_marker(ws, &next.project_key), id),
                             key_taken(),
                         )
                         .op(delete_op(
-                            project_key_marker(&ws, &current.project_key),
+                            project_key_marker(ws, &current.project_key),
                             None,
                         ));
                 }
-                if let Some(o) = &next.owner_id
-                    && next.owner_id != current.owner_id
-                {
-                    let (op, err) = exists_unmarked(keys::member(&ws, o), not_a_member("owner_id"));
-                    plan = plan.guarded(op, err);
-                }
-                if let Some(s) = &next.status_id
-                    && next.status_id != current.status_id
-                {
-                    plan = plan.guarded(
-                        exists_check(keys::project_status(&ws, s)),
-                        not_a_status("status_id"),
-                    );
-                }
-                Ok(plan.change(
-                    Change::new(EntityType::Project, id, ChangeKind::Updated, &next)
-                        .topic(Topic::Project(id.to_string())),
-                ))
+                Ok(reference_guards(plan, ws, next, Some(current))
+                    .change(project_change(ChangeKind::Updated, next)))
             })
             .await?;
-        self.view(next, status_item).await
+        Ok(())
     }
 
     /// Deletes a project after clearing `project_id` on its issues
@@ -683,10 +513,7 @@ impl ProjectService {
                                 project_key_marker(&ws, &current.project_key),
                                 None,
                             ))
-                            .change(
-                                Change::new(EntityType::Project, id, ChangeKind::Deleted, &current)
-                                    .topic(Topic::Project(id.to_string())),
-                            ))
+                            .change(project_change(ChangeKind::Deleted, &current)))
                     })
                     .await
             }
