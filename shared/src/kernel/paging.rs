@@ -87,3 +87,25 @@ pub async fn query_all(
         }
     }
 }
+
+/// The items a query matches, page after page, until at least `enough` are read or none are
+/// left (the last page is kept whole, so there may be more than `enough`): for a set that is
+/// read whole when small, while a caller that can only handle so many stops early.
+pub async fn query_until(
+    store: &dyn crate::storage::Store,
+    query: crate::storage::Query,
+    enough: usize,
+) -> AppResult<Vec<crate::storage::Item>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query(&query.clone().limit(1000).cursor(cursor.take()))
+            .await?;
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) if out.len() < enough => cursor = Some(c),
+            _ => return Ok(out),
+        }
+    }
+}
