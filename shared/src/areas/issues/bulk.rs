@@ -1,42 +1,28 @@
 //! Reads and rewrites over many issues at once, for other areas' writes (cycles, the
 //! dangling-reference guard) and for the sub-issues of a deleted issue.
 
-use super::list::MAX_SORTED_SET;
 use super::model::Issue;
-use super::plan::{diff, exists_check, plan_update};
+use super::plan::{diff, exists_check, plan_update, with_guards};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::kernel::changes::Plan;
 use crate::kernel::context::ServiceContext;
 use crate::kernel::keys;
-use crate::kernel::paging::query_all;
+use crate::kernel::paging::{query_all, query_until};
 use crate::kernel::record::from_item;
-use crate::storage::{Key, Query, SortKey, Table, WriteOp};
+use crate::storage::{Item, Key, Query, SortKey, Table, WriteOp};
 
 /// Issues per transaction when one request changes many (cycle assignment, detaching).
-pub(super) const BULK_CHUNK: usize = 10;
+const BULK_CHUNK: usize = 10;
 
 /// Every issue of a main-table relation partition (a cycle's, a parent's sub-issues), up to
 /// `max`, oldest first.
 pub async fn relation_issues(ctx: &ServiceContext, pk: &str, max: usize) -> AppResult<Vec<Issue>> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = ctx
-            .store
-            .query(
-                &Query::new(Table::Main, pk)
-                    .limit(MAX_SORTED_SET)
-                    .cursor(cursor.take()),
-            )
-            .await?;
-        for item in page.items {
-            out.push(from_item(item)?);
-        }
-        match page.next_cursor {
-            Some(c) if out.len() < max => cursor = Some(c),
-            _ => return Ok(out),
-        }
-    }
+    let items = query_until(ctx.store.as_ref(), Query::new(Table::Main, pk), max).await?;
+    items_to_issues(items)
+}
+
+pub(super) fn items_to_issues(items: Vec<Item>) -> AppResult<Vec<Issue>> {
+    items.into_iter().map(from_item).collect()
 }
 
 /// Applies `mutate` to many issues, `BULK_CHUNK` per transaction (each atomic, with activity
@@ -74,68 +60,83 @@ where
 {
     let mut out = Vec::with_capacity(issues.len());
     for chunk in issues.chunks(BULK_CHUNK) {
-        let mut chunk = chunk.to_vec();
-        let mut attempt = 0;
-        loop {
-            let now = ctx.now();
-            let mut unchanged = Vec::new();
-            let mut pairs = Vec::new();
-            for current in &chunk {
-                match mutate(current) {
-                    Some(mut next) if !diff(current, &next).is_empty() => {
-                        next.version = current.version + 1;
-                        next.updated_at = now.clone();
-                        pairs.push((current.clone(), next));
-                    }
-                    _ => unchanged.push(current.clone()),
-                }
-            }
-            if pairs.is_empty() {
-                out.extend(unchanged);
-                break;
-            }
-            let result = ctx
-                .changes
-                .commit(ws, actor, &[], |_| {
-                    let mut plan = Plan::new(());
-                    for (op, err) in guards {
-                        plan = plan.guarded(op.clone(), err.clone());
-                    }
-                    for (current, next) in &pairs {
-                        plan = plan_update(plan, current, next, actor);
-                    }
-                    Ok(plan)
-                })
-                .await;
-            match result {
-                Ok(_) => {
-                    out.extend(unchanged);
-                    out.extend(pairs.into_iter().map(|(_, next)| next));
-                    break;
-                }
-                Err(e) if e.code == ErrorCode::PreconditionFailed && attempt < 4 => {
-                    // Someone changed one of them: re-read the chunk and decide again.
-                    attempt += 1;
-                    let keys: Vec<Key> = chunk.iter().map(|i| keys::issue(ws, &i.id)).collect();
-                    let fresh = ctx.store.batch_get(Table::Main, &keys).await?;
-                    chunk = fresh
-                        .into_iter()
-                        .flatten()
-                        .map(from_item)
-                        .collect::<AppResult<_>>()?;
-                }
-                // None of these writes states a version: losing every round is contention,
-                // not the caller's stale read.
-                Err(e) if e.code == ErrorCode::PreconditionFailed => {
-                    return Err(AppError::unavailable(
-                        "these issues are being changed by many writers at once; retry",
-                    ));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        out.extend(rewrite_chunk(ctx, ws, actor, chunk.to_vec(), guards, &mutate).await?);
     }
     Ok(out)
+}
+
+/// One transaction of `rewrite_issues_guarded`, re-read and decided again when a concurrent
+/// write wins the race (a few times: then the caller is told to retry).
+async fn rewrite_chunk<F>(
+    ctx: &ServiceContext,
+    ws: &str,
+    actor: &str,
+    mut chunk: Vec<Issue>,
+    guards: &[(WriteOp, AppError)],
+    mutate: &F,
+) -> AppResult<Vec<Issue>>
+where
+    F: Fn(&Issue) -> Option<Issue>,
+{
+    let mut attempt = 0;
+    loop {
+        let (mut out, pairs) = decide(&chunk, mutate, &ctx.now());
+        if pairs.is_empty() {
+            return Ok(out);
+        }
+        let result = ctx
+            .changes
+            .commit(ws, actor, &[], |_| {
+                let mut plan = with_guards(Plan::new(()), guards);
+                for (current, next) in &pairs {
+                    plan = plan_update(plan, current, next, actor);
+                }
+                Ok(plan)
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                out.extend(pairs.into_iter().map(|(_, next)| next));
+                return Ok(out);
+            }
+            Err(e) if e.code == ErrorCode::PreconditionFailed && attempt < 4 => {
+                // Someone changed one of them: re-read the chunk and decide again.
+                attempt += 1;
+                let keys: Vec<Key> = chunk.iter().map(|i| keys::issue(ws, &i.id)).collect();
+                let fresh = ctx.store.batch_get(Table::Main, &keys).await?;
+                chunk = items_to_issues(fresh.into_iter().flatten().collect())?;
+            }
+            // None of these writes states a version: losing every round is contention,
+            // not the caller's stale read.
+            Err(e) if e.code == ErrorCode::PreconditionFailed => {
+                return Err(AppError::unavailable(
+                    "these issues are being changed by many writers at once; retry",
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Splits a chunk into the issues `mutate` leaves as they are and (current, next) pairs for
+/// the others, with next's version and time advanced.
+fn decide<F>(chunk: &[Issue], mutate: &F, now: &str) -> (Vec<Issue>, Vec<(Issue, Issue)>)
+where
+    F: Fn(&Issue) -> Option<Issue>,
+{
+    let mut unchanged = Vec::new();
+    let mut pairs = Vec::new();
+    for current in chunk {
+        match mutate(current) {
+            Some(mut next) if !diff(current, &next).is_empty() => {
+                next.version = current.version + 1;
+                next.updated_at = now.to_owned();
+                pairs.push((current.clone(), next));
+            }
+            _ => unchanged.push(current.clone()),
+        }
+    }
+    (unchanged, pairs)
 }
 
 /// Every issue of the workspace that `keep` accepts, from the canonical items (strongly

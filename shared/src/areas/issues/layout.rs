@@ -36,6 +36,17 @@ pub fn identifier_key(ws: &str, identifier: &str) -> Key {
     keys::scoped(ws, IDENTIFIER, identifier)
 }
 
+/// The identifier lookup item of a numbered issue.
+pub(super) fn identifier_item(issue: &Issue) -> Item {
+    let key = identifier_key(&issue.workspace_id, &issue.identifier);
+    let mut lookup = Item::new();
+    lookup.insert("issue_id".into(), json!(issue.id));
+    lookup.insert("pk".into(), json!(key.pk));
+    lookup.insert("sk".into(), json!(key.sk));
+    lookup.insert("entity".into(), json!("issue_identifier"));
+    lookup
+}
+
 pub(super) fn activity_partition(ws: &str, issue_id: &str) -> String {
     format!("WS#{ws}#ISSUE#{issue_id}#ACTIVITY")
 }
@@ -131,42 +142,29 @@ pub(super) fn index_items(issue: &Issue) -> Vec<Item> {
             ),
         ]
     };
+    let copy = |pk: String, gsi: &[(Index, String, String)]| {
+        build(Key::new(pk, ck.clone()), "issue_copy", gsi)
+    };
     let mut out = vec![
         build(
             keys::issue(ws, &issue.id),
             "issue",
             &sorted(SortBy::Created),
         ),
-        build(
-            Key::new(
-                assignee_partition(ws, issue.assignee_id.as_deref()),
-                ck.clone(),
-            ),
-            "issue_copy",
+        copy(
+            assignee_partition(ws, issue.assignee_id.as_deref()),
             &sorted(SortBy::Updated),
         ),
-        build(
-            Key::new(
-                project_partition(ws, issue.project_id.as_deref()),
-                ck.clone(),
-            ),
-            "issue_copy",
+        copy(
+            project_partition(ws, issue.project_id.as_deref()),
             &sorted(SortBy::Priority),
         ),
     ];
     if let Some(parent) = &issue.parent_id {
-        out.push(build(
-            Key::new(parent_partition(ws, parent), ck.clone()),
-            "issue_copy",
-            &[],
-        ));
+        out.push(copy(parent_partition(ws, parent), &[]));
     }
     if let Some(cycle) = &issue.cycle_id {
-        out.push(build(
-            Key::new(cycle_partition(ws, cycle), ck),
-            "issue_copy",
-            &[],
-        ));
+        out.push(copy(cycle_partition(ws, cycle), &[]));
     }
     out
 }

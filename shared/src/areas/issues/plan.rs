@@ -4,12 +4,12 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::layout::{activity_partition, index_items};
+use super::layout::{activity_partition, identifier_item, index_items};
 use super::model::{Activity, Issue};
 use crate::areas::issues::references::exists_unmarked;
 use crate::error::{AppError, ErrorCode};
 use crate::kernel::access::EntityType;
-use crate::kernel::changes::{Change, ChangeKind, Plan};
+use crate::kernel::changes::{Change, ChangeKind, CounterRef, Plan};
 use crate::kernel::keys;
 use crate::kernel::record::record_item;
 use crate::kernel::topic::Topic;
@@ -79,9 +79,9 @@ pub(super) fn plan_issue_writes<T>(
 /// One field change, for the activity history.
 #[derive(Clone, Debug)]
 pub(super) struct FieldChange {
-    pub(super) field: &'static str,
-    pub(super) from: Value,
-    pub(super) to: Value,
+    field: &'static str,
+    from: Value,
+    to: Value,
 }
 
 /// The user-visible fields that differ between two versions of an issue.
@@ -108,13 +108,7 @@ pub(super) fn diff(a: &Issue, b: &Issue) -> Vec<FieldChange> {
     out
 }
 
-pub(super) fn activity_op(
-    issue: &Issue,
-    actor: &str,
-    at: &str,
-    n: usize,
-    change: FieldChange,
-) -> WriteOp {
+fn activity_op(issue: &Issue, actor: &str, at: &str, n: usize, change: FieldChange) -> WriteOp {
     let record = Activity {
         issue_id: issue.id.clone(),
         workspace_id: issue.workspace_id.clone(),
@@ -173,6 +167,38 @@ pub(super) fn exists_check(key: Key, error: AppError) -> (WriteOp, AppError) {
         },
         error,
     )
+}
+
+/// The writes of a new issue, numbered already: its items, its identifier lookup (a
+/// concurrent create that took the same number fails on it), the `created` activity entry,
+/// `guards` and the change record.
+pub(super) fn plan_create(
+    issue: Issue,
+    counter: &CounterRef,
+    actor: &str,
+    guards: &[(WriteOp, AppError)],
+) -> Plan<Issue> {
+    let created = FieldChange {
+        field: "created",
+        from: Value::Null,
+        to: json!(issue.identifier),
+    };
+    let plan = plan_issue_writes(Plan::new(issue.clone()), None, Some(&issue))
+        .bump(counter.clone(), 1)
+        .guarded(
+            WriteOp::put_new(Table::Main, identifier_item(&issue)),
+            AppError::conflict("the issue number was taken concurrently; retry"),
+        )
+        .op(activity_op(&issue, actor, &issue.created_at, 0, created));
+    with_guards(plan, guards).change(issue_change(ChangeKind::Created, &issue, None))
+}
+
+/// Adds conditions the transaction must meet, each failing with its own error.
+pub(super) fn with_guards<T>(mut plan: Plan<T>, guards: &[(WriteOp, AppError)]) -> Plan<T> {
+    for (op, err) in guards {
+        plan = plan.guarded(op.clone(), err.clone());
+    }
+    plan
 }
 
 /// The guard of a move into a state: it still exists and is not being deleted (else the

@@ -1,21 +1,21 @@
 //! The issue service: create, read, update, transition, delete, and the reads that hang
 //! off one issue (activity, sub-issues, allowed moves).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::bulk::{relation_issues, rewrite_issues};
 use super::input::{
-    MAX_DESCRIPTION_CHARS, MAX_PARENT_DEPTH, MAX_TITLE_CHARS, id_input, label_input, opt_id_input,
-    parse_identifier,
+    IssuePatch, MAX_DESCRIPTION_CHARS, MAX_PARENT_DEPTH, MAX_TITLE_CHARS, id_input, label_input,
+    opt_id_input, parse_identifier,
 };
 use super::layout::{activity_partition, identifier_key, parent_partition};
-use super::list::{self, items_to_issues};
+use super::list;
 use super::model::{
     Activity, CreateIssue, Issue, ListIssuesParams, TransitionIssue, Transitions, UpdateIssue,
 };
 use super::plan::{
-    FieldChange, activity_op, diff, exists_check, issue_change, plan_issue_writes, plan_update,
-    state_guard,
+    diff, exists_check, issue_change, plan_create, plan_issue_writes, plan_update, state_guard,
+    with_guards,
 };
 use super::slots::RefRequest;
 use super::workflow::{allowed_targets, workflow_states};
@@ -28,6 +28,7 @@ use crate::kernel::context::{
     ServiceContext, check_version, expected_version, found, required_text, retry_unversioned,
 };
 use crate::kernel::ids::{self, Kind};
+use crate::kernel::input::text::optional_text;
 use crate::kernel::keys;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::from_item;
@@ -47,7 +48,7 @@ impl IssueService {
         let ws =
             ids::workspace_of(Kind::Team, &team_id).map_err(|_| AppError::not_found("team"))?;
         let title = required_text("title", &req.title, MAX_TITLE_CHARS)?;
-        let description = crate::kernel::input::text::optional_text(
+        let description = optional_text(
             "description",
             req.description.as_deref(),
             MAX_DESCRIPTION_CHARS,
@@ -82,31 +83,8 @@ impl IssueService {
             ));
         }
 
-        // The state: the one asked for (of the team's workflow) or the workflow's default.
-        let explicit_state = state_input.is_some();
-        let state_id = match state_input {
-            Some(state_id) => {
-                let key = keys::state(&ws, &team.workflow_id, &state_id);
-                if self.ctx.store.get(Table::Main, &key).await?.is_none() {
-                    return Err(AppError::unknown_reference(
-                        "state_id",
-                        "is not a state of the team's workflow",
-                    ));
-                }
-                state_id
-            }
-            None => {
-                let key = keys::workflow(&ws, &team.workflow_id);
-                let workflow: Workflow = found(
-                    self.ctx.store.get(Table::Main, &key).await?,
-                    "team workflow",
-                )?;
-                workflow.default_state_id
-            }
-        };
-        if explicit_state {
-            guards.push(state_guard(&ws, &team.workflow_id, &state_id));
-        }
+        let (state_id, state_guard) = self.initial_state(&ws, &team, state_input).await?;
+        guards.extend(state_guard);
 
         let now = self.ctx.now();
         let template = Issue {
@@ -128,8 +106,49 @@ impl IssueService {
             created_by: who.user_id.clone(),
             version: 1,
             created_at: now.clone(),
-            updated_at: now.clone(),
+            updated_at: now,
         };
+        self.commit_create(&who.user_id, template, &team, &guards)
+            .await
+    }
+
+    /// The state of a new issue: the one asked for (a state of the team's workflow, guarded
+    /// to still exist when the issue is written) or the workflow's default.
+    async fn initial_state(
+        &self,
+        ws: &str,
+        team: &Team,
+        asked: Option<String>,
+    ) -> AppResult<(String, Option<(WriteOp, AppError)>)> {
+        let Some(state_id) = asked else {
+            let key = keys::workflow(ws, &team.workflow_id);
+            let workflow: Workflow = found(
+                self.ctx.store.get(Table::Main, &key).await?,
+                "team workflow",
+            )?;
+            return Ok((workflow.default_state_id, None));
+        };
+        let key = keys::state(ws, &team.workflow_id, &state_id);
+        if self.ctx.store.get(Table::Main, &key).await?.is_none() {
+            return Err(AppError::unknown_reference(
+                "state_id",
+                "is not a state of the team's workflow",
+            ));
+        }
+        let guard = state_guard(ws, &team.workflow_id, &state_id);
+        Ok((state_id, Some(guard)))
+    }
+
+    /// Numbers the issue from the team's counter inside the transaction that writes it, so
+    /// two creates never share a number.
+    async fn commit_create(
+        &self,
+        actor: &str,
+        template: Issue,
+        team: &Team,
+        guards: &[(WriteOp, AppError)],
+    ) -> AppResult<Issue> {
+        let ws = template.workspace_id.clone();
         let counter = CounterRef {
             key: keys::team_issue_counter(&ws, &team.id),
             attr: "seq",
@@ -137,44 +156,13 @@ impl IssueService {
         let committed = self
             .ctx
             .changes
-            .commit(
-                &ws,
-                &who.user_id,
-                std::slice::from_ref(&counter),
-                |counters| {
-                    let number = counters.get(&counter) + 1;
-                    let mut issue = template.clone();
-                    issue.number = number;
-                    issue.identifier = format!("{}-{number}", team.key);
-                    let mut lookup = Item::new();
-                    lookup.insert("issue_id".into(), json!(issue.id));
-                    let lookup_key = identifier_key(&ws, &issue.identifier);
-                    lookup.insert("pk".into(), json!(lookup_key.pk));
-                    lookup.insert("sk".into(), json!(lookup_key.sk));
-                    lookup.insert("entity".into(), json!("issue_identifier"));
-                    let mut plan = plan_issue_writes(Plan::new(issue.clone()), None, Some(&issue))
-                        .bump(counter.clone(), 1)
-                        .guarded(
-                            WriteOp::put_new(Table::Main, lookup),
-                            AppError::conflict("the issue number was taken concurrently; retry"),
-                        )
-                        .op(activity_op(
-                            &issue,
-                            &who.user_id,
-                            &now,
-                            0,
-                            FieldChange {
-                                field: "created",
-                                from: Value::Null,
-                                to: json!(issue.identifier),
-                            },
-                        ));
-                    for (op, err) in &guards {
-                        plan = plan.guarded(op.clone(), err.clone());
-                    }
-                    Ok(plan.change(issue_change(ChangeKind::Created, &issue, None)))
-                },
-            )
+            .commit(&ws, actor, std::slice::from_ref(&counter), |counters| {
+                let number = counters.get(&counter) + 1;
+                let mut issue = template.clone();
+                issue.number = number;
+                issue.identifier = format!("{}-{number}", team.key);
+                Ok(plan_create(issue, &counter, actor, guards))
+            })
             .await?;
         Ok(committed.output)
     }
@@ -188,15 +176,7 @@ impl IssueService {
         workspace_id: Option<&str>,
     ) -> AppResult<Issue> {
         if let Some(identifier) = parse_identifier(id_or_identifier) {
-            let ws = match workspace_id {
-                Some(w) => ids::parse_workspace_id(w)?,
-                None => self.ctx.access.current_workspace(who).await?.ok_or_else(|| {
-                    AppError::validation(
-                        "workspace_id",
-                        "no current workspace: pass workspace_id or switch to a workspace first",
-                    )
-                })?,
-            };
+            let ws = self.ctx.access.target_workspace(who, workspace_id).await?;
             let (_, mut items) = self
                 .ctx
                 .access
@@ -348,125 +328,20 @@ impl IssueService {
         req: &UpdateIssue,
         expected: Option<i64>,
     ) -> AppResult<Issue> {
-        // Shape checks first (they need no storage).
-        let title = match &req.title {
-            None => None,
-            Some(None) => return Err(AppError::validation("title", "cannot be null")),
-            Some(Some(t)) => Some(required_text("title", t, MAX_TITLE_CHARS)?),
-        };
-        let description = req
-            .description
-            .as_ref()
-            .map(|d| {
-                crate::kernel::input::text::optional_text(
-                    "description",
-                    d.as_deref(),
-                    MAX_DESCRIPTION_CHARS,
-                )
-            })
-            .transpose()?;
-        let state_id = match &req.state_id {
-            None => None,
-            Some(None) => return Err(AppError::validation("state_id", "cannot be null")),
-            Some(Some(s)) => Some(id_input("state_id", s)?),
-        };
-        let assignee = req
-            .assignee_id
-            .as_ref()
-            .map(|a| opt_id_input("assignee_id", a.as_deref()))
-            .transpose()?;
-        let labels = req
-            .label_ids
-            .as_ref()
-            .map(|l| label_input(l.as_deref().unwrap_or_default()))
-            .transpose()?;
-        let project = req
-            .project_id
-            .as_ref()
-            .map(|p| opt_id_input("project_id", p.as_deref()))
-            .transpose()?;
-        let cycle = req
-            .cycle_id
-            .as_ref()
-            .map(|c| opt_id_input("cycle_id", c.as_deref()))
-            .transpose()?;
-        let parent = req
-            .parent_id
-            .as_ref()
-            .map(|p| opt_id_input("parent_id", p.as_deref()))
-            .transpose()?;
-
+        let patch = IssuePatch::parse(req)?;
         let ws = ids::workspace_of(Kind::Issue, id)?;
-        // References to check: only what is newly set.
-        let refs = RefRequest {
-            assignee: assignee.clone().flatten(),
-            labels: labels.clone().unwrap_or_default(),
-            project: project.clone().flatten(),
-            cycle: cycle.clone().flatten(),
-            parent: parent.clone().flatten(),
-        };
+        let refs = patch.refs();
         let mut extra = Vec::new();
         let slots = refs.keys(&ws, &mut extra);
         let (mut items, current) = self.read(who, id, Action::Contribute, &extra).await?;
         check_version(expected, current.version)?;
         // `items` is aligned with `extra` after the issue: shift the slots by one.
         let mut aligned: Vec<Option<Item>> = items.drain(1..).collect();
-        let mut next = current.clone();
-        if let Some(t) = title {
-            next.title = t;
-        }
-        if let Some(d) = description {
-            next.description = d;
-        }
-        if let Some(p) = req.priority {
-            next.priority = p.unwrap_or_default();
-        }
-        if let Some(a) = assignee {
-            next.assignee_id = a;
-        }
-        if let Some(l) = labels {
-            next.label_ids = l;
-        }
-        if let Some(p) = project {
-            next.project_id = p;
-        }
-        if let Some(c) = cycle {
-            next.cycle_id = c;
-        }
-        if let Some(p) = parent {
-            next.parent_id = p;
-        }
-        if let Some(s) = state_id {
-            next.state_id = s;
-        }
+        let next = patch.apply(&current);
         if diff(&current, &next).is_empty() {
             return Ok(current);
         }
-        // Check only references that change (an unchanged dangling one is left alone).
-        let (mut refs, mut slots) = (refs, slots);
-        if current.assignee_id == next.assignee_id {
-            refs.assignee = None;
-            slots.assignee = None;
-        }
-        if current.project_id == next.project_id {
-            refs.project = None;
-            slots.project = None;
-        }
-        if current.cycle_id == next.cycle_id {
-            refs.cycle = None;
-            slots.cycle = None;
-        }
-        if current.parent_id == next.parent_id {
-            refs.parent = None;
-            slots.parent = None;
-        }
-        (refs.labels, slots.labels) = refs
-            .labels
-            .iter()
-            .cloned()
-            .zip(slots.labels.iter().copied())
-            .filter(|(label, _)| !current.label_ids.contains(label))
-            .unzip();
+        let (refs, slots) = refs.keep_changed(slots, &current, &next);
         let checked = slots.check(&ws, &refs, &mut aligned, &current.team_id, Some(id))?;
         let mut guards = checked.guards;
         if let Some(parent) = &checked.parent {
@@ -492,11 +367,10 @@ impl IssueService {
         self.ctx
             .changes
             .commit(&current.workspace_id, actor, &[], |_| {
-                let mut plan = plan_update(Plan::new(()), current, &next, actor);
-                for (op, err) in &guards {
-                    plan = plan.guarded(op.clone(), err.clone());
-                }
-                Ok(plan)
+                Ok(with_guards(
+                    plan_update(Plan::new(()), current, &next, actor),
+                    &guards,
+                ))
             })
             .await?;
         Ok(next)
@@ -585,11 +459,7 @@ impl IssueService {
         id: &str,
         page: &PageParams,
     ) -> AppResult<Paged<Issue>> {
-        let got = self.related(who, id, page, parent_partition).await?;
-        Ok(Paged {
-            items: items_to_issues(got.items)?,
-            next_cursor: got.next_cursor,
-        })
+        Paged::of(self.related(who, id, page, parent_partition).await?)
     }
 
     pub async fn transitions(&self, who: &Principal, id: &str) -> AppResult<Transitions> {

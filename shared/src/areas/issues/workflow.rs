@@ -13,24 +13,35 @@ pub async fn workflow_states(
     ws: &str,
     workflow_id: &str,
 ) -> AppResult<Vec<WorkflowState>> {
+    let prefix = format!("{}#{workflow_id}#", keys::STATE);
+    let mut states = states_from(ctx, ws, prefix).await?;
+    states.sort_by_key(|s| s.position);
+    Ok(states)
+}
+
+/// Every state of every workflow of the workspace.
+pub(super) async fn workspace_states(
+    ctx: &ServiceContext,
+    ws: &str,
+) -> AppResult<Vec<WorkflowState>> {
+    states_from(ctx, ws, format!("{}#", keys::STATE)).await
+}
+
+/// The states whose keys begin with `prefix` (one query of up to 1,000).
+async fn states_from(
+    ctx: &ServiceContext,
+    ws: &str,
+    prefix: String,
+) -> AppResult<Vec<WorkflowState>> {
     let page = ctx
         .store
         .query(
             &Query::new(Table::Main, keys::workspace_partition(ws))
-                .sort(SortKey::BeginsWith(format!(
-                    "{}#{workflow_id}#",
-                    keys::STATE
-                )))
+                .sort(SortKey::BeginsWith(prefix))
                 .limit(1000),
         )
         .await?;
-    let mut states: Vec<WorkflowState> = page
-        .items
-        .into_iter()
-        .map(from_item)
-        .collect::<AppResult<_>>()?;
-    states.sort_by_key(|s| s.position);
-    Ok(states)
+    page.items.into_iter().map(from_item).collect()
 }
 
 /// The states `from` may move to (`transitions_to` of `None`: any other state).
