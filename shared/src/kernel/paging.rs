@@ -73,6 +73,17 @@ pub async fn query_all(
     store: &dyn crate::storage::Store,
     query: crate::storage::Query,
 ) -> AppResult<Vec<crate::storage::Item>> {
+    query_until(store, query, usize::MAX).await
+}
+
+/// The items a query matches, page after page, until at least `enough` are read or none are
+/// left (the last page is kept whole, so there may be more than `enough`): for a set that is
+/// read whole when small, while a caller that can only handle so many stops early.
+pub async fn query_until(
+    store: &dyn crate::storage::Store,
+    query: crate::storage::Query,
+    enough: usize,
+) -> AppResult<Vec<crate::storage::Item>> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
@@ -81,8 +92,8 @@ pub async fn query_all(
             .await?;
         out.extend(page.items);
         match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
+            Some(c) if out.len() < enough => cursor = Some(c),
+            _ => return Ok(out),
         }
     }
 }

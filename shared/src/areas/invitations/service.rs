@@ -59,28 +59,13 @@ impl InvitationService {
     }
 
     /// The workspace a create means: the given id, else the caller's current workspace.
-    async fn target_workspace(&self, who: &Principal, given: Option<&str>) -> AppResult<String> {
-        match given {
-            Some(id) => ids::parse_workspace_id(id),
-            None => self
-                .ctx
-                .access
-                .current_workspace(who)
-                .await?
-                .ok_or_else(|| {
-                    AppError::validation(
-                        "workspace_id",
-                        "no current workspace: pass workspace_id or switch to a workspace first",
-                    )
-                }),
-        }
-    }
-
     /// Invites an email (`Manage`). 409 when the email has a pending invitation here or
     /// belongs to a member.
     pub async fn create(&self, who: &Principal, req: CreateInvitation) -> AppResult<Invitation> {
         let (email, email_key) = normalize_email("email", &req.email)?;
         let ws = self
+            .ctx
+            .access
             .target_workspace(who, req.workspace_id.as_deref())
             .await?;
         let marker_key = pending_invite_key(&ws, &email_key);

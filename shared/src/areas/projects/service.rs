@@ -1,19 +1,24 @@
-//! Projects and project statuses (see docs/data-model.md, "Projects and comments").
-//!
-//! Project statuses are workspace structure (admins manage them); projects are work (members
-//! create and change them). A project's key is unique per workspace through a marker item
-//! claimed in the same transaction as the project.
+//! The project service: project statuses (workspace structure, managed by admins) and
+//! projects (work, changed by members).
 
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-
-use crate::areas::issues::references::{self, exists_unmarked};
-use crate::error::{AppError, AppResult, ErrorCode};
-use crate::kernel::access::Action;
-use crate::kernel::access::EntityType;
-use crate::kernel::access::Principal;
-use crate::kernel::access::Scope;
-use crate::kernel::changes::{Change, ChangeKind, Plan};
+use super::input::{
+    MAX_POSITION, MAX_PROJECT_DESCRIPTION_CHARS, MAX_PROJECT_NAME_CHARS, MAX_STATUS_NAME_CHARS,
+    Named, ProjectPatch, key_taken, validate_date, validate_position, validate_project_key,
+    validate_status_id, validate_user_id,
+};
+use super::layout::{
+    delete_op, plan_project_statuses, project_change, project_key_marker, projects_query,
+    reference_guards, status_change, statuses_query,
+};
+use super::list;
+use super::model::{
+    CreateProject, CreateProjectStatus, Project, ProjectFilter, ProjectStatus, ProjectView,
+    UpdateProject, UpdateProjectStatus, sort_statuses,
+};
+use crate::areas::issues::references;
+use crate::error::{AppError, AppResult};
+use crate::kernel::access::{Action, EntityType, Principal, Scope};
+use crate::kernel::changes::{ChangeKind, Plan};
 use crate::kernel::context::{
     ServiceContext, check_version, claim, color, expected_version, found, put_new, put_versioned,
     required_text, retry_unversioned, version_conflict,
@@ -21,416 +26,9 @@ use crate::kernel::context::{
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::input::text::optional_text;
 use crate::kernel::keys;
-use crate::kernel::paging::{PageParams, Paged};
+use crate::kernel::paging::{PageParams, Paged, query_all};
 use crate::kernel::record::from_item;
-use crate::kernel::topic::Topic;
-use crate::storage::cursor::Position;
-use crate::storage::{Condition, Item, Key, Query, SortKey, Table, WriteOp};
-
-pub const MAX_PROJECT_NAME_CHARS: usize = 100;
-pub const MAX_PROJECT_DESCRIPTION_CHARS: usize = 10_000;
-pub const MAX_PROJECT_KEY_CHARS: usize = 10;
-pub const MAX_STATUS_NAME_CHARS: usize = 50;
-pub const MAX_POSITION: i64 = 1_000_000;
-/// How many projects one filtered list request examines (one Query): a filtered page may
-/// hold fewer than `limit` items while `next_cursor` says more may follow.
-pub const FILTER_WINDOW: u32 = 300;
-
-// ---------------------------------------------------------------------------------------
-// Records
-// ---------------------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ProjectStatusCategory {
-    Backlog,
-    Planned,
-    InProgress,
-    Completed,
-    Canceled,
-}
-
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    #[default]
-    None,
-    Low,
-    Medium,
-    High,
-    Urgent,
-}
-
-/// A project status (`WS#{ws}` / `PSTATUS#{id}`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ProjectStatus {
-    pub id: String,
-    pub workspace_id: String,
-    pub name: String,
-    pub category: ProjectStatusCategory,
-    /// `#RRGGBB` (upper-case).
-    pub color: String,
-    /// Display order (ascending).
-    pub position: i64,
-    pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// A project (`WS#{ws}` / `PROJECT#{id}`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Project {
-    pub id: String,
-    pub workspace_id: String,
-    pub name: String,
-    /// 1–10 upper-case letters/digits, unique per workspace.
-    pub project_key: String,
-    pub description: Option<String>,
-    /// A member of the workspace.
-    pub owner_id: Option<String>,
-    pub priority: Priority,
-    /// `YYYY-MM-DD`.
-    pub target_date: Option<String>,
-    /// A project status of the workspace.
-    pub status_id: Option<String>,
-    pub created_by: String,
-    pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// A project as single-project responses serve it: with its status's category, read in the
-/// same batch as the project where possible.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ProjectView {
-    #[serde(flatten)]
-    pub project: Project,
-    /// The category of `status_id` (absent without a status, or when it no longer exists).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_category: Option<ProjectStatusCategory>,
-}
-
-// ---------------------------------------------------------------------------------------
-// Inputs
-// ---------------------------------------------------------------------------------------
-
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateProjectStatus {
-    /// Defaults to the caller's current workspace.
-    #[serde(default)]
-    pub workspace_id: Option<String>,
-    #[schema(min_length = 1, max_length = 50)]
-    pub name: String,
-    pub category: ProjectStatusCategory,
-    /// `#RRGGBB`.
-    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
-    pub color: String,
-    /// 0..=1,000,000; defaults to after the last status.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 1000000)]
-    pub position: Option<i64>,
-}
-
-/// Absent fields stay. `version`, when given (or `If-Match`), must match.
-#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateProjectStatus {
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false, max_length = 50)]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    pub category: Option<ProjectStatusCategory>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false, pattern = "^#[0-9A-Fa-f]{6}$")]
-    pub color: Option<String>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false, minimum = 0, maximum = 1000000)]
-    pub position: Option<i64>,
-    #[serde(default)]
-    pub version: Option<i64>,
-}
-
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateProject {
-    /// Defaults to the caller's current workspace.
-    #[serde(default)]
-    pub workspace_id: Option<String>,
-    #[schema(min_length = 1, max_length = 100)]
-    pub name: String,
-    /// 1–10 letters/digits (stored upper-case), unique in the workspace.
-    #[schema(pattern = "^\\s*[A-Za-z0-9]{1,10}\\s*$")]
-    pub project_key: String,
-    #[serde(default)]
-    #[schema(max_length = 10000)]
-    pub description: Option<String>,
-    /// A member of the workspace; defaults to the caller.
-    #[serde(default)]
-    pub owner_id: Option<String>,
-    #[serde(default)]
-    pub priority: Priority,
-    /// `YYYY-MM-DD`.
-    #[serde(default)]
-    #[schema(format = Date)]
-    pub target_date: Option<String>,
-    /// A project status of the workspace.
-    #[serde(default)]
-    pub status_id: Option<String>,
-}
-
-/// Absent fields stay; an explicit `null` clears `description`, `owner_id`, `target_date`
-/// and `status_id`. `version`, when given (or `If-Match`), must match.
-#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateProject {
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false, max_length = 100)]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false, pattern = "^\\s*[A-Za-z0-9]{1,10}\\s*$")]
-    pub project_key: Option<String>,
-    #[serde(default, deserialize_with = "crate::kernel::context::present")]
-    #[schema(value_type = Option<String>)]
-    #[schema(max_length = 10000)]
-    pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::kernel::context::present")]
-    #[schema(value_type = Option<String>)]
-    pub owner_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "non_null")]
-    #[schema(nullable = false)]
-    pub priority: Option<Priority>,
-    #[serde(default, deserialize_with = "crate::kernel::context::present")]
-    #[schema(value_type = Option<String>)]
-    #[schema(format = Date)]
-    pub target_date: Option<Option<String>>,
-    #[serde(default, deserialize_with = "crate::kernel::context::present")]
-    #[schema(value_type = Option<String>)]
-    pub status_id: Option<Option<String>>,
-    #[serde(default)]
-    pub version: Option<i64>,
-}
-
-/// For fields that may be absent (keep) but not `null` (they cannot be cleared): `null` is a
-/// 400 naming the field. Use with `#[serde(default, deserialize_with = "non_null")]`.
-pub fn non_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
-/// Filters of `GET /projects` (all optional, combined with AND).
-#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ProjectFilter {
-    /// Defaults to the caller's current workspace.
-    pub workspace_id: Option<String>,
-    pub status_id: Option<String>,
-    pub owner_id: Option<String>,
-    #[param(value_type = Option<Priority>)]
-    pub priority: Option<Priority>,
-}
-
-impl ProjectFilter {
-    fn is_empty(&self) -> bool {
-        self.status_id.is_none() && self.owner_id.is_none() && self.priority.is_none()
-    }
-
-    fn matches(&self, p: &Project) -> bool {
-        self.status_id
-            .as_ref()
-            .is_none_or(|s| p.status_id.as_ref() == Some(s))
-            && self
-                .owner_id
-                .as_ref()
-                .is_none_or(|o| p.owner_id.as_ref() == Some(o))
-            && self.priority.is_none_or(|pr| p.priority == pr)
-    }
-}
-
-#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct StatusListParams {
-    /// Defaults to the caller's current workspace.
-    pub workspace_id: Option<String>,
-}
-
-// ---------------------------------------------------------------------------------------
-// Rules
-// ---------------------------------------------------------------------------------------
-
-/// The statuses every workspace starts with: (name, category, color).
-pub const DEFAULT_PROJECT_STATUSES: [(&str, ProjectStatusCategory, &str); 5] = [
-    ("Backlog", ProjectStatusCategory::Backlog, "#BEC2C8"),
-    ("Planned", ProjectStatusCategory::Planned, "#E2E2E2"),
-    ("In Progress", ProjectStatusCategory::InProgress, "#F2C94C"),
-    ("Completed", ProjectStatusCategory::Completed, "#5E6AD2"),
-    ("Canceled", ProjectStatusCategory::Canceled, "#95A2B3"),
-];
-
-/// New records of the default project statuses of a workspace (positions 0..5).
-pub fn default_project_statuses(workspace_id: &str, now: &str) -> Vec<ProjectStatus> {
-    DEFAULT_PROJECT_STATUSES
-        .iter()
-        .enumerate()
-        .map(|(i, (name, category, color))| ProjectStatus {
-            id: ids::new_id(Kind::ProjectStatus, workspace_id),
-            workspace_id: workspace_id.to_owned(),
-            name: (*name).to_owned(),
-            category: *category,
-            color: (*color).to_owned(),
-            position: i as i64,
-            version: 1,
-            created_at: now.to_owned(),
-            updated_at: now.to_owned(),
-        })
-        .collect()
-}
-
-/// Adds the writes and change records of new project statuses to a plan (for seeding them
-/// in the transaction that creates a workspace): one put and one change per status.
-pub fn plan_project_statuses<T>(mut plan: Plan<T>, statuses: &[ProjectStatus]) -> Plan<T> {
-    for s in statuses {
-        plan = plan
-            .op(put_new(
-                &keys::project_status(&s.workspace_id, &s.id),
-                "project_status",
-                s,
-            ))
-            .change(Change::new(
-                EntityType::ProjectStatus,
-                &s.id,
-                ChangeKind::Created,
-                s,
-            ));
-    }
-    plan
-}
-
-/// The uniqueness marker of a project key in a workspace.
-pub fn project_key_marker(workspace_id: &str, project_key: &str) -> Key {
-    keys::scoped(workspace_id, keys::PROJECT_KEY, project_key)
-}
-
-/// 1–10 ASCII letters/digits, upper-cased.
-pub fn validate_project_key(field: &str, raw: &str) -> AppResult<String> {
-    let key = raw.trim();
-    let ok = (1..=MAX_PROJECT_KEY_CHARS).contains(&key.len())
-        && key.chars().all(|c| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(key.to_ascii_uppercase())
-    } else {
-        Err(AppError::validation(
-            field,
-            "must be 1-10 letters or digits",
-        ))
-    }
-}
-
-/// A calendar date `YYYY-MM-DD` (a real day: no February 30th).
-pub fn validate_date(field: &str, raw: &str) -> AppResult<String> {
-    let bad = || AppError::validation(field, "must be a date like 2026-03-31");
-    let b = raw.as_bytes();
-    let shape = b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if !shape {
-        return Err(bad());
-    }
-    let year: i32 = raw[0..4].parse().map_err(|_| bad())?;
-    let month: u8 = raw[5..7].parse().map_err(|_| bad())?;
-    let day: u8 = raw[8..10].parse().map_err(|_| bad())?;
-    let month = time::Month::try_from(month).map_err(|_| bad())?;
-    time::Date::from_calendar_date(year, month, day).map_err(|_| bad())?;
-    Ok(raw.to_owned())
-}
-
-fn validate_position(raw: i64) -> AppResult<i64> {
-    if (0..=MAX_POSITION).contains(&raw) {
-        Ok(raw)
-    } else {
-        Err(AppError::validation(
-            "position",
-            format!("must be between 0 and {MAX_POSITION}"),
-        ))
-    }
-}
-
-/// A user id the caller names (an owner): a UUID, else it names no member.
-fn validate_user_id(field: &str, raw: &str) -> AppResult<String> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| AppError::validation(field, "is not a member of the workspace"))
-}
-
-/// A status id the caller names: one of this workspace's, else 400.
-fn validate_status_id(field: &str, raw: &str, ws: &str) -> AppResult<String> {
-    match ids::workspace_of(Kind::ProjectStatus, raw) {
-        Ok(of) if of == ws => Ok(raw.to_owned()),
-        _ => Err(not_a_status(field)),
-    }
-}
-
-fn not_a_status(field: &str) -> AppError {
-    AppError::unknown_reference(field, "is not a project status of the workspace")
-}
-
-fn not_a_member(field: &str) -> AppError {
-    AppError::unknown_reference(field, "is not a member of the workspace")
-}
-
-fn key_taken() -> AppError {
-    AppError::validation(
-        "project_key",
-        "this project key is already used in the workspace",
-    )
-    .with_code(ErrorCode::Conflict)
-}
-
-fn sort_statuses(statuses: &mut [ProjectStatus]) {
-    statuses.sort_by(|a, b| {
-        (a.position, &a.created_at, &a.id).cmp(&(b.position, &b.created_at, &b.id))
-    });
-}
-
-fn delete_op(key: Key, condition: Option<Condition>) -> WriteOp {
-    WriteOp::Delete {
-        table: Table::Main,
-        key,
-        condition,
-    }
-}
-
-fn exists_check(key: Key) -> WriteOp {
-    WriteOp::ConditionCheck {
-        table: Table::Main,
-        key,
-        condition: Condition::Exists,
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Service
-// ---------------------------------------------------------------------------------------
+use crate::storage::{Condition, Item, Key, Table};
 
 pub struct ProjectService {
     ctx: ServiceContext,
@@ -441,54 +39,14 @@ impl ProjectService {
         Self { ctx }
     }
 
-    /// The workspace a create means: the given id, else the caller's current workspace (the
-    /// rule of `Access::resolve`, without authorizing yet, so that authorization can read
-    /// the request's other keys in the same batch).
-    async fn target_workspace(
-        &self,
-        who: &Principal,
-        workspace_id: Option<&str>,
-    ) -> AppResult<String> {
-        match workspace_id {
-            Some(id) => ids::parse_workspace_id(id),
-            None => self
-                .ctx
-                .access
-                .current_workspace(who)
-                .await?
-                .ok_or_else(|| {
-                    AppError::validation(
-                        "workspace_id",
-                        "no current workspace: pass workspace_id or switch to a workspace first",
-                    )
-                }),
-        }
-    }
-
     // ----- project statuses --------------------------------------------------------------
 
     async fn all_statuses(&self, ws: &str) -> AppResult<Vec<ProjectStatus>> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .ctx
-                .store
-                .query(
-                    &Query::new(Table::Main, keys::workspace_partition(ws))
-                        .sort(SortKey::BeginsWith(format!("{}#", keys::PROJECT_STATUS)))
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            for item in page.items {
-                out.push(from_item(item)?);
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let items = query_all(self.ctx.store.as_ref(), statuses_query(ws)).await?;
+        let mut out = items
+            .into_iter()
+            .map(from_item)
+            .collect::<AppResult<Vec<ProjectStatus>>>()?;
         sort_statuses(&mut out);
         Ok(out)
     }
@@ -651,12 +209,7 @@ impl ProjectService {
                         ),
                         version_conflict(),
                     )
-                    .change(Change::new(
-                        EntityType::ProjectStatus,
-                        id,
-                        ChangeKind::Updated,
-                        &next,
-                    )))
+                    .change(status_change(ChangeKind::Updated, &next)))
             })
             .await?;
         Ok(next)
@@ -700,12 +253,7 @@ impl ProjectService {
                         ),
                         version_conflict(),
                     )
-                    .change(Change::new(
-                        EntityType::ProjectStatus,
-                        id,
-                        ChangeKind::Deleted,
-                        &current,
-                    )))
+                    .change(status_change(ChangeKind::Deleted, &current)))
             })
             .await?;
         Ok(())
@@ -713,28 +261,12 @@ impl ProjectService {
 
     async fn count_projects(&self, ws: &str, pred: impl Fn(&Project) -> bool) -> AppResult<usize> {
         let mut n = 0;
-        let mut cursor = None;
-        loop {
-            let page = self
-                .ctx
-                .store
-                .query(
-                    &Query::new(Table::Main, keys::workspace_partition(ws))
-                        .sort(SortKey::BeginsWith(format!("{}#", keys::PROJECT)))
-                        .limit(1000)
-                        .cursor(cursor.take()),
-                )
-                .await?;
-            for item in page.items {
-                if pred(&from_item::<Project>(item)?) {
-                    n += 1;
-                }
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(n),
+        for item in query_all(self.ctx.store.as_ref(), projects_query(ws)).await? {
+            if pred(&from_item::<Project>(item)?) {
+                n += 1;
             }
         }
+        Ok(n)
     }
 
     // ----- projects ----------------------------------------------------------------------
@@ -748,59 +280,7 @@ impl ProjectService {
         filter: &ProjectFilter,
         page: &PageParams,
     ) -> AppResult<Paged<Project>> {
-        let limit = page.limit()?;
-        let scope = self
-            .ctx
-            .access
-            .resolve(
-                who,
-                filter.workspace_id.as_deref(),
-                EntityType::Project.read_action(),
-            )
-            .await?;
-        let query = Query::new(Table::Main, keys::workspace_partition(&scope.workspace_id))
-            .sort(SortKey::BeginsWith(format!("{}#", keys::PROJECT)))
-            .cursor(page.cursor.clone());
-        if filter.is_empty() {
-            let got = self.ctx.store.query(&query.limit(limit)).await?;
-            return Paged::of(got);
-        }
-        let got = self
-            .ctx
-            .store
-            .query(&query.limit(FILTER_WINDOW.max(limit)))
-            .await?;
-        let examined = got.items.len();
-        let mut items = Vec::new();
-        let mut cut = None;
-        for (i, item) in got.items.into_iter().enumerate() {
-            let key = Key::of(&item);
-            let project: Project = from_item(item)?;
-            if !filter.matches(&project) {
-                continue;
-            }
-            items.push(project);
-            if items.len() as u32 == limit {
-                if i + 1 < examined {
-                    let key = key.ok_or_else(|| AppError::internal("internal error"))?;
-                    cut = Some(
-                        Position {
-                            pk: key.pk,
-                            sk: key.sk,
-                            index_key: None,
-                        }
-                        .encode(),
-                    );
-                }
-                break;
-            }
-        }
-        let next_cursor = if items.len() as u32 == limit {
-            cut.or(got.next_cursor)
-        } else {
-            got.next_cursor
-        };
-        Ok(Paged { items, next_cursor })
+        list::list(&self.ctx, who, filter, page).await
     }
 
     pub async fn create(&self, who: &Principal, req: CreateProject) -> AppResult<ProjectView> {
@@ -821,6 +301,8 @@ impl ProjectService {
             None => who.user_id.clone(),
         };
         let ws = self
+            .ctx
+            .access
             .target_workspace(who, req.workspace_id.as_deref())
             .await?;
         let status_id = req
@@ -829,38 +311,17 @@ impl ProjectService {
             .map(|s| validate_status_id("status_id", s, &ws))
             .transpose()?;
 
-        let mut extra = Vec::new();
-        let owner_is_caller = owner_id == who.user_id;
-        if !owner_is_caller {
-            extra.push(keys::member(&ws, &owner_id));
-        }
-        if let Some(s) = &status_id {
-            extra.push(keys::project_status(&ws, s));
-        }
+        let named = Named::new(&who.user_id, Some(owner_id.clone()), status_id.clone());
         let (_, got) = self
             .ctx
             .access
-            .authorize(who, &ws, Action::Contribute, "workspace", &extra)
+            .authorize(who, &ws, Action::Contribute, "workspace", &named.keys(&ws))
             .await?;
-        let mut got = got.into_iter();
-        if !owner_is_caller && got.next().flatten().is_none() {
-            return Err(not_a_member("owner_id"));
-        }
-        let status: Option<ProjectStatus> = match &status_id {
-            Some(_) => Some(
-                got.next()
-                    .flatten()
-                    .map(from_item)
-                    .transpose()?
-                    .ok_or_else(|| not_a_status("status_id"))?,
-            ),
-            None => None,
-        };
+        let status: Option<ProjectStatus> = named.check(got)?.map(from_item).transpose()?;
 
         let now = self.ctx.now();
-        let id = ids::new_id(Kind::Project, &ws);
         let project = Project {
-            id: id.clone(),
+            id: ids::new_id(Kind::Project, &ws),
             workspace_id: ws.clone(),
             name,
             project_key,
@@ -874,37 +335,30 @@ impl ProjectService {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.ctx
-            .changes
-            .commit(&ws, &who.user_id, &[], |_| {
-                let mut plan = Plan::new(())
-                    .op(put_new(&keys::project(&ws, &id), "project", &project))
-                    .guarded(
-                        claim(project_key_marker(&ws, &project.project_key), &id),
-                        key_taken(),
-                    );
-                // The caller too: a member being removed cannot take a project on.
-                if let Some(owner) = &project.owner_id {
-                    let (op, err) =
-                        exists_unmarked(keys::member(&ws, owner), not_a_member("owner_id"));
-                    plan = plan.guarded(op, err);
-                }
-                if let Some(s) = &project.status_id {
-                    plan = plan.guarded(
-                        exists_check(keys::project_status(&ws, s)),
-                        not_a_status("status_id"),
-                    );
-                }
-                Ok(plan.change(
-                    Change::new(EntityType::Project, &id, ChangeKind::Created, &project)
-                        .topic(Topic::Project(id.to_string())),
-                ))
-            })
-            .await?;
+        self.commit_create(&who.user_id, &project).await?;
         Ok(ProjectView {
             status_category: status.map(|s| s.category),
             project,
         })
+    }
+
+    async fn commit_create(&self, actor: &str, project: &Project) -> AppResult<()> {
+        let ws = &project.workspace_id;
+        let id = &project.id;
+        self.ctx
+            .changes
+            .commit(ws, actor, &[], |_| {
+                let plan = Plan::new(())
+                    .op(put_new(&keys::project(ws, id), "project", project))
+                    .guarded(
+                        claim(project_key_marker(ws, &project.project_key), id),
+                        key_taken(),
+                    );
+                Ok(reference_guards(plan, ws, project, None)
+                    .change(project_change(ChangeKind::Created, project)))
+            })
+            .await?;
+        Ok(())
     }
 
     /// The view of a project; reads its status when `status` was not read along.
@@ -975,142 +429,62 @@ impl ProjectService {
         expected: Option<i64>,
     ) -> AppResult<ProjectView> {
         let ws = ids::workspace_of(Kind::Project, id)?;
-        let name = req
-            .name
-            .as_deref()
-            .map(|n| required_text("name", n, MAX_PROJECT_NAME_CHARS))
-            .transpose()?;
-        let project_key = req
-            .project_key
-            .as_deref()
-            .map(|k| validate_project_key("project_key", k))
-            .transpose()?;
-        let description = req
-            .description
-            .as_ref()
-            .map(|d| optional_text("description", d.as_deref(), MAX_PROJECT_DESCRIPTION_CHARS))
-            .transpose()?;
-        let target_date = req
-            .target_date
-            .as_ref()
-            .map(|d| {
-                d.as_deref()
-                    .map(|d| validate_date("target_date", d))
-                    .transpose()
-            })
-            .transpose()?;
-        let owner_id = req
-            .owner_id
-            .as_ref()
-            .map(|o| {
-                o.as_deref()
-                    .map(|o| validate_user_id("owner_id", o))
-                    .transpose()
-            })
-            .transpose()?;
-        let status_id = req
-            .status_id
-            .as_ref()
-            .map(|s| {
-                s.as_deref()
-                    .map(|s| validate_status_id("status_id", s, &ws))
-                    .transpose()
-            })
-            .transpose()?;
+        let patch = ProjectPatch::parse(req, &ws)?;
 
         // Read the named owner's membership and the named status with the project.
-        let new_owner = owner_id.clone().flatten().filter(|o| *o != who.user_id);
-        let new_status = status_id.clone().flatten();
-        let mut extra = Vec::new();
-        if let Some(o) = &new_owner {
-            extra.push(keys::member(&ws, o));
-        }
-        if let Some(s) = &new_status {
-            extra.push(keys::project_status(&ws, s));
-        }
+        let named = Named::new(
+            &who.user_id,
+            patch.owner_id.clone().flatten(),
+            patch.status_id.clone().flatten(),
+        );
         let (_, current, got) = self
-            .authorize_project(who, id, Action::Contribute, &extra)
+            .authorize_project(who, id, Action::Contribute, &named.keys(&ws))
             .await?;
-        let mut got = got.into_iter();
-        if new_owner.is_some() && got.next().flatten().is_none() {
-            return Err(not_a_member("owner_id"));
-        }
-        let status_item = match new_status {
-            Some(_) => Some(
-                got.next()
-                    .flatten()
-                    .ok_or_else(|| not_a_status("status_id"))?,
-            ),
-            None => None,
-        };
+        let status_item = named.check(got)?;
         check_version(expected, current.version)?;
 
-        let mut next = current.clone();
-        if let Some(name) = name {
-            next.name = name;
-        }
-        if let Some(key) = project_key {
-            next.project_key = key;
-        }
-        if let Some(d) = description {
-            next.description = d;
-        }
-        if let Some(d) = target_date {
-            next.target_date = d;
-        }
-        if let Some(o) = owner_id {
-            next.owner_id = o;
-        }
-        if let Some(s) = status_id {
-            next.status_id = s;
-        }
-        if let Some(p) = req.priority {
-            next.priority = p;
-        }
+        let mut next = patch.apply(&current);
         if next == current {
             return self.view(current, status_item).await;
         }
         next.version += 1;
         next.updated_at = self.ctx.now();
+        self.commit_update(&who.user_id, &ws, &current, &next)
+            .await?;
+        self.view(next, status_item).await
+    }
+
+    async fn commit_update(
+        &self,
+        actor: &str,
+        ws: &str,
+        current: &Project,
+        next: &Project,
+    ) -> AppResult<()> {
+        let id = current.id.as_str();
         self.ctx
             .changes
-            .commit(&ws, &who.user_id, &[], |_| {
+            .commit(ws, actor, &[], |_| {
                 let mut plan = Plan::new(()).guarded(
-                    put_versioned(&keys::project(&ws, id), "project", &next, current.version),
+                    put_versioned(&keys::project(ws, id), "project", next, current.version),
                     version_conflict(),
                 );
                 if next.project_key != current.project_key {
                     plan = plan
                         .guarded(
-                            claim(project_key_marker(&ws, &next.project_key), id),
+                            claim(project_key_marker(ws, &next.project_key), id),
                             key_taken(),
                         )
                         .op(delete_op(
-                            project_key_marker(&ws, &current.project_key),
+                            project_key_marker(ws, &current.project_key),
                             None,
                         ));
                 }
-                if let Some(o) = &next.owner_id
-                    && next.owner_id != current.owner_id
-                {
-                    let (op, err) = exists_unmarked(keys::member(&ws, o), not_a_member("owner_id"));
-                    plan = plan.guarded(op, err);
-                }
-                if let Some(s) = &next.status_id
-                    && next.status_id != current.status_id
-                {
-                    plan = plan.guarded(
-                        exists_check(keys::project_status(&ws, s)),
-                        not_a_status("status_id"),
-                    );
-                }
-                Ok(plan.change(
-                    Change::new(EntityType::Project, id, ChangeKind::Updated, &next)
-                        .topic(Topic::Project(id.to_string())),
-                ))
+                Ok(reference_guards(plan, ws, next, Some(current))
+                    .change(project_change(ChangeKind::Updated, next)))
             })
             .await?;
-        self.view(next, status_item).await
+        Ok(())
     }
 
     /// Deletes a project after clearing `project_id` on its issues
@@ -1139,10 +513,7 @@ impl ProjectService {
                                 project_key_marker(&ws, &current.project_key),
                                 None,
                             ))
-                            .change(
-                                Change::new(EntityType::Project, id, ChangeKind::Deleted, &current)
-                                    .topic(Topic::Project(id.to_string())),
-                            ))
+                            .change(project_change(ChangeKind::Deleted, &current)))
                     })
                     .await
             }
@@ -1164,34 +535,6 @@ impl ProjectService {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert!(validate_date("d", "2024-02-29").is_ok());
-        for bad in [
-            "2023-02-29",
-            "2026-13-01",
-            "2026-00-10",
-            "2026-1-01",
-            "26-01-01",
-            "2026/01/01",
-            "+202-01-01",
-            "2026-01-01T00:00:00Z",
-            "",
-        ] {
-            assert!(validate_date("d", bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn project_keys() {
-        assert_eq!(validate_project_key("k", " ab1 ").unwrap(), "AB1");
-        for bad in ["", "ABCDEFGHIJK", "A-B", "ÄB", "A B"] {
-            assert!(validate_project_key("k", bad).is_err(), "{bad}");
-        }
-    }
-
     #[test]
     fn if_match() {
         assert_eq!(crate::kernel::context::parse_if_match(None).unwrap(), None);
@@ -1216,22 +559,6 @@ mod tests {
         assert_eq!(
             crate::kernel::context::expected_version(None, Some(2)).unwrap(),
             Some(2)
-        );
-    }
-
-    #[test]
-    fn default_statuses() {
-        let ws = uuid::Uuid::new_v4().to_string();
-        let statuses = default_project_statuses(&ws, "2026-01-01T00:00:00Z");
-        let names: Vec<&str> = statuses.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["Backlog", "Planned", "In Progress", "Completed", "Canceled"]
-        );
-        assert!(
-            statuses
-                .iter()
-                .all(|s| ids::workspace_of(Kind::ProjectStatus, &s.id).unwrap() == ws)
         );
     }
 }

@@ -157,17 +157,26 @@ impl Access {
         workspace_id: Option<&str>,
         action: Action,
     ) -> AppResult<Scope> {
+        let ws = self.target_workspace(who, workspace_id).await?;
+        Ok(self.authorize(who, &ws, action, "workspace", &[]).await?.0)
+    }
+
+    /// The workspace a request means, not yet authorized: the given id (404 if malformed),
+    /// else the caller's current workspace (400 on `workspace_id` when there is none). For
+    /// requests that read their other keys in the authorization batch.
+    pub async fn target_workspace(
+        &self,
+        who: &Principal,
+        workspace_id: Option<&str>,
+    ) -> AppResult<String> {
         match workspace_id {
-            Some(id) => self.scope(who, id, action).await,
-            None => {
-                let current = self.current_workspace(who).await?.ok_or_else(|| {
-                    AppError::validation(
-                        "workspace_id",
-                        "no current workspace: pass workspace_id or switch to a workspace first",
-                    )
-                })?;
-                self.scope(who, &current, action).await
-            }
+            Some(id) => crate::kernel::ids::parse_workspace_id(id),
+            None => self.current_workspace(who).await?.ok_or_else(|| {
+                AppError::validation(
+                    "workspace_id",
+                    "no current workspace: pass workspace_id or switch to a workspace first",
+                )
+            }),
         }
     }
 
