@@ -205,8 +205,10 @@ mod tests {
             (MAX_LABEL_BATCH_UPDATE, LABEL_UPDATE_OPS),
             (MAX_LABEL_BATCH_DELETE, LABEL_DELETE_OPS),
         ] {
-            assert!(1 + max * cost <= MAX_TRANSACTION_OPS);
-            assert!(1 + (max + 1) * cost > MAX_TRANSACTION_OPS);
+            // The items' operations and the sequence counter.
+            let transaction = |items: usize| items * cost + 1;
+            assert!(transaction(max) <= MAX_TRANSACTION_OPS);
+            assert!(transaction(max + 1) > MAX_TRANSACTION_OPS);
         }
         assert_eq!(
             (
