@@ -707,8 +707,9 @@ async fn batch_size_limits(s: TestServer) {
         .expect(201);
     assert_eq!(full.data()["items"].as_array().unwrap().len(), 33);
     assert_eq!(full.data()["items"][32]["index"], 32);
-    assert!(
-        full.storage_calls() <= 4,
+    assert_eq!(
+        full.storage_calls(),
+        4,
         "authorize, name markers, one commit (counter read + transaction)"
     );
     assert_eq!(names(&s, &owner, &ws).await.len(), 33);
@@ -751,6 +752,11 @@ async fn batch_size_limits(s: TestServer) {
         .await
         .expect(200);
     assert_eq!(renamed.data()["items"].as_array().unwrap().len(), 24);
+    assert_eq!(
+        renamed.storage_calls(),
+        3,
+        "authorize with the reads, one commit"
+    );
     let renamed_names = names(&s, &owner, &ws).await;
     assert_eq!(
         renamed_names
@@ -765,6 +771,11 @@ async fn batch_size_limits(s: TestServer) {
         .await
         .expect(200);
     assert_eq!(deleted.data()["items"].as_array().unwrap().len(), 33);
+    assert_eq!(
+        deleted.storage_calls(),
+        5,
+        "authorize, mark, query issues, one commit"
+    );
     assert!(names(&s, &owner, &ws).await.is_empty());
     let events = change_events(&s, &owner, &ws).await;
     let n = |event: &str| events[before..].iter().filter(|e| *e == event).count();
