@@ -640,7 +640,8 @@ async fn batch_create_one_bad_item_writes_nothing(s: TestServer) {
     assert_eq!(change_events(&s, &owner, &ws).await.len(), before);
 }
 
-/// 0 and over 100 items are refused; exactly 100 spans several transactions and lands whole.
+/// 0 items, or more than one transaction holds (33 creates, 24 updates, 33 deletes), are a
+/// 400 naming the array and stating the limit; a full batch lands whole.
 async fn batch_size_limits(s: TestServer) {
     let (owner, _, _) = sign_up(&s, "owner").await;
     let ws = workspace(&s, &owner).await;
@@ -662,11 +663,19 @@ async fn batch_size_limits(s: TestServer) {
         .post(
             "/labels/batch",
             Some(&owner),
-            &json!({"workspace_id": ws, "labels": many(101)}),
+            &json!({"workspace_id": ws, "labels": many(34)}),
         )
         .await
         .expect(400);
     assert_eq!(too_many.error_field(), Some("labels"));
+    assert!(
+        too_many.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 33 items"),
+        "{}",
+        too_many.body
+    );
     s.put("/labels/batch", Some(&owner), &json!({"labels": []}))
         .await
         .expect(400);
@@ -674,36 +683,106 @@ async fn batch_size_limits(s: TestServer) {
         .await
         .expect(400);
     assert_eq!(r.error_field(), Some("ids"));
-    let ids101: Vec<String> = (0..101).map(|i| format!("lbl_{i}")).collect();
-    delete_batch(&s, &owner, &json!({"ids": ids101}))
+    let ids34: Vec<String> = (0..34).map(|i| format!("lbl_{i}")).collect();
+    let r = delete_batch(&s, &owner, &json!({"ids": ids34}))
         .await
         .expect(400);
+    assert_eq!(r.error_field(), Some("ids"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 33 items")
+    );
     assert!(names(&s, &owner, &ws).await.is_empty());
+    let before = change_events(&s, &owner, &ws).await.len();
 
     let full = s
         .post(
             "/labels/batch",
             Some(&owner),
-            &json!({"workspace_id": ws, "labels": many(100)}),
+            &json!({"workspace_id": ws, "labels": many(33)}),
         )
         .await
         .expect(201);
-    assert_eq!(full.data()["items"].as_array().unwrap().len(), 100);
-    assert_eq!(full.data()["items"][99]["index"], 99);
-    assert_eq!(names(&s, &owner, &ws).await.len(), 100);
-
-    // And all 100 deleted in one request.
+    assert_eq!(full.data()["items"].as_array().unwrap().len(), 33);
+    assert_eq!(full.data()["items"][32]["index"], 32);
+    assert_eq!(
+        full.storage_calls(),
+        4,
+        "authorize, name markers, one commit (counter read + transaction)"
+    );
+    assert_eq!(names(&s, &owner, &ws).await.len(), 33);
     let ids: Vec<Value> = full.data()["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|i| i["id"].clone())
         .collect();
+
+    // 25 renames are more than one transaction holds; 24 land whole.
+    let renames = |n: usize| -> Vec<Value> {
+        ids[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"id": id, "name": format!("renamed {i:03}")}))
+            .collect()
+    };
+    let r = s
+        .put(
+            "/labels/batch",
+            Some(&owner),
+            &json!({"labels": renames(25)}),
+        )
+        .await
+        .expect(400);
+    assert_eq!(r.error_field(), Some("labels"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 24 items")
+    );
+    let renamed = s
+        .put(
+            "/labels/batch",
+            Some(&owner),
+            &json!({"labels": renames(24)}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(renamed.data()["items"].as_array().unwrap().len(), 24);
+    assert_eq!(
+        renamed.storage_calls(),
+        3,
+        "authorize with the reads, one commit"
+    );
+    let renamed_names = names(&s, &owner, &ws).await;
+    assert_eq!(
+        renamed_names
+            .iter()
+            .filter(|n| n.starts_with("renamed "))
+            .count(),
+        24
+    );
+
+    // And all 33 deleted in one request.
     let deleted = delete_batch(&s, &owner, &json!({"ids": ids}))
         .await
         .expect(200);
-    assert_eq!(deleted.data()["items"].as_array().unwrap().len(), 100);
+    assert_eq!(deleted.data()["items"].as_array().unwrap().len(), 33);
+    assert_eq!(
+        deleted.storage_calls(),
+        5,
+        "authorize, mark, query issues, one commit"
+    );
     assert!(names(&s, &owner, &ws).await.is_empty());
+    let events = change_events(&s, &owner, &ws).await;
+    let n = |event: &str| events[before..].iter().filter(|e| *e == event).count();
+    assert_eq!(
+        (n("label.created"), n("label.updated"), n("label.deleted")),
+        (33, 24, 33)
+    );
 }
 
 /// Batch updates: per-item results; a stale version, an unknown id or a taken name refuses

@@ -139,8 +139,9 @@ async fn delete(
     Ok(ApiResponse::ok(s.labels.delete(&who, &id).await?))
 }
 
-/// Create 1–100 labels at once, all or none (admins and owners). When any item is refused,
-/// nothing is written and `error.items` says which and why.
+/// Create 1–33 labels at once in one transaction, all or none (admins and owners). When any
+/// item is refused, nothing is written and `error.items` says which and why; more than 33
+/// labels is a 400 on `labels`.
 #[utoipa::path(post, path = "/labels/batch", tag = "labels", security(("bearer" = [])),
     request_body = BatchCreateLabels,
     responses((status = 201, body = Envelope<BatchResult>),
@@ -155,7 +156,8 @@ async fn batch_create(
     batch_reply(s.labels.batch_create(&who, req).await, StatusCode::CREATED)
 }
 
-/// Update 1–100 labels of one workspace at once, all or none (admins and owners).
+/// Update 1–24 labels of one workspace at once in one transaction, all or none (admins and
+/// owners); more than 24 is a 400 on `labels`.
 #[utoipa::path(put, path = "/labels/batch", tag = "labels", security(("bearer" = [])),
     request_body = BatchUpdateLabels,
     responses((status = 200, body = Envelope<BatchResult>),
@@ -172,7 +174,9 @@ async fn batch_update(
     batch_reply(s.labels.batch_update(&who, req).await, StatusCode::OK)
 }
 
-/// Delete 1–100 labels of one workspace at once, all or none (admins and owners).
+/// Delete 1–33 labels of one workspace at once, all or none (admins and owners): they are
+/// removed from their issues, then deleted in one transaction; more than 33 is a 400 on
+/// `ids`.
 #[utoipa::path(delete, path = "/labels/batch", tag = "labels", security(("bearer" = [])),
     request_body = BatchDeleteLabels,
     responses((status = 200, body = Envelope<BatchResult>),
