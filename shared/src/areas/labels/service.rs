@@ -138,19 +138,19 @@ impl LabelService {
     }
 
     pub async fn get(&self, who: &Principal, label_id: &str) -> AppResult<Label> {
-        let ws = ids::workspace_of(Kind::Label, label_id)?;
-        let (_, mut got) = self
+        Ok(self
             .ctx
             .access
-            .authorize(
+            .load(
                 who,
-                &ws,
+                Kind::Label,
+                label_id,
+                keys::label,
                 EntityType::Label.read_action(),
-                "label",
-                &[keys::label(&ws, label_id)],
+                &[],
             )
-            .await?;
-        found(got.pop().flatten(), "label")
+            .await?
+            .record)
     }
 
     pub(super) fn new_label(
@@ -213,19 +213,13 @@ impl LabelService {
         req: &UpdateLabel,
         expected: Option<i64>,
     ) -> AppResult<Label> {
-        let ws = ids::workspace_of(Kind::Label, label_id)?;
-        let (_, mut got) = self
+        let got = self
             .ctx
             .access
-            .authorize(
-                who,
-                &ws,
-                Action::Manage,
-                "label",
-                &[keys::label(&ws, label_id)],
-            )
+            .load(who, Kind::Label, label_id, keys::label, Action::Manage, &[])
             .await?;
-        let current: Label = found(got.pop().flatten(), "label")?;
+        let ws = got.scope.workspace_id;
+        let current: Label = got.record;
         check_version(expected, current.version)?;
         let mut next = patched(
             &current,
@@ -251,19 +245,13 @@ impl LabelService {
     /// Deletes a label and frees its name (`Manage`), after removing it from every issue
     /// (`areas::issues::references`: a repeat of an interrupted delete continues it).
     pub async fn delete(&self, who: &Principal, label_id: &str) -> AppResult<Label> {
-        let ws = ids::workspace_of(Kind::Label, label_id)?;
-        let (_, mut got) = self
+        let got = self
             .ctx
             .access
-            .authorize(
-                who,
-                &ws,
-                Action::Manage,
-                "label",
-                &[keys::label(&ws, label_id)],
-            )
+            .load(who, Kind::Label, label_id, keys::label, Action::Manage, &[])
             .await?;
-        let mut label: Label = found(got.pop().flatten(), "label")?;
+        let ws = got.scope.workspace_id;
+        let mut label: Label = got.record;
         let key = keys::label(&ws, &label.id);
         let changed = references::changed_while_deleting("label");
         for round in 0.. {

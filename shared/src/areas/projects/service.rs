@@ -389,17 +389,12 @@ impl ProjectService {
         action: Action,
         extra: &[Key],
     ) -> AppResult<(Scope, Project, Vec<Option<Item>>)> {
-        let ws = ids::workspace_of(Kind::Project, id)?;
-        let mut keys_to_read = vec![keys::project(&ws, id)];
-        keys_to_read.extend_from_slice(extra);
-        let (scope, got) = self
+        let got = self
             .ctx
             .access
-            .authorize(who, &ws, action, Kind::Project.noun(), &keys_to_read)
+            .load(who, Kind::Project, id, keys::project, action, extra)
             .await?;
-        let mut got = got.into_iter();
-        let project = found(got.next().flatten(), Kind::Project.noun())?;
-        Ok((scope, project, got.collect()))
+        Ok((got.scope, got.record, got.extra))
     }
 
     /// One project with its status's category (1 call, 2 with a status).

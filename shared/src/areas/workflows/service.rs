@@ -228,20 +228,20 @@ impl WorkflowService {
 
     /// One workflow with its states (two storage calls).
     pub async fn get(&self, who: &Principal, workflow_id: &str) -> AppResult<WorkflowView> {
-        let ws = ids::workspace_of(Kind::Workflow, workflow_id)?;
-        let (_, mut got) = self
+        let got = self
             .ctx
             .access
-            .authorize(
+            .load(
                 who,
-                &ws,
+                Kind::Workflow,
+                workflow_id,
+                keys::workflow,
                 EntityType::Workflow.read_action(),
-                Kind::Workflow.noun(),
-                &[keys::workflow(&ws, workflow_id)],
+                &[],
             )
             .await?;
-        let workflow: Workflow = found(got.pop().flatten(), Kind::Workflow.noun())?;
-        let states = self.states(&ws, workflow_id).await?;
+        let workflow: Workflow = got.record;
+        let states = self.states(&got.scope.workspace_id, workflow_id).await?;
         Ok(WorkflowView { workflow, states })
     }
 
