@@ -65,6 +65,16 @@ pub fn delete_existing(key: Key) -> WriteOp {
     }
 }
 
+/// A delete that does not care whether the item is there: for items only their owner's
+/// record reaches (markers, memberships, states), already checked through that record.
+pub fn delete_any(key: Key) -> WriteOp {
+    WriteOp::Delete {
+        table: Table::Main,
+        key,
+        condition: None,
+    }
+}
+
 /// A put of a uniqueness marker (fails if the value is taken).
 pub fn claim(key: Key, owner_id: &str) -> WriteOp {
     let mut item = Item::new();

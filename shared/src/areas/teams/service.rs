@@ -17,7 +17,7 @@ use crate::kernel::access::Member;
 use crate::kernel::access::Principal;
 use crate::kernel::changes::{Change, ChangeKind, Plan};
 use crate::kernel::context::{
-    ServiceContext, check_version, claim, delete_existing, expected_version, found, put_new,
+    ServiceContext, check_version, claim, delete_any, delete_existing, expected_version, found, put_new,
     put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::kernel::ids::{self, Kind};
@@ -319,12 +319,36 @@ impl TeamService {
                 .and_then(serde_json::Value::as_i64)
                 .unwrap_or(0)
         });
-        let has_issues = || AppError::conflict("the team has issues; it cannot be deleted");
         if issues_seq.is_some_and(|n| n > 0) {
-            return Err(has_issues());
+            return Err(team_has_issues());
         }
+        let holdings = self.holdings(&ws, team_id).await?;
+        let mut leftovers = holdings.leftover_keys(&ws, team_id);
+        // team, marker, counter check, the workflows, one change each, the change counter.
+        let essential = 3 + 2 * holdings.workflows.len() + 1 + 1;
+        let room = crate::storage::MAX_TRANSACTION_OPS.saturating_sub(essential);
+        let later = leftovers.split_off(room.min(leftovers.len()));
+        let deletion = TeamDeletion {
+            ws: &ws,
+            team_id,
+            team: &team,
+            counter_key: &counter_key,
+            issues_seq,
+            holdings: &holdings,
+            now_in: &leftovers,
+        };
+        self.ctx
+            .changes
+            .commit(&ws, &who.user_id, &[], |_| Ok(deletion.plan()))
+            .await?;
+        self.delete_leftovers(&later).await
+    }
+
+    /// Everything a team owns, read before deleting it: the whole of it is written into the
+    /// change records (workflows with their states) or deleted with the team (members).
+    async fn holdings(&self, ws: &str, team_id: &str) -> AppResult<TeamHoldings> {
         let workflows: Vec<Workflow> = self
-            .query_all(&ws, format!("{}#", keys::WORKFLOW))
+            .query_all(ws, format!("{}#", keys::WORKFLOW))
             .await?
             .into_iter()
             .map(from_item::<Workflow>)
@@ -335,7 +359,7 @@ impl TeamService {
         let mut states: Vec<Vec<WorkflowState>> = Vec::with_capacity(workflows.len());
         for w in &workflows {
             let mut s: Vec<WorkflowState> = self
-                .query_all(&ws, format!("{}#{}#", keys::STATE, w.id))
+                .query_all(ws, format!("{}#{}#", keys::STATE, w.id))
                 .await?
                 .into_iter()
                 .map(from_item)
@@ -344,89 +368,26 @@ impl TeamService {
             states.push(s);
         }
         let members: Vec<TeamMember> = self
-            .query_all(&ws, format!("{}#{team_id}#", keys::TEAM_MEMBER))
+            .query_all(ws, format!("{}#{team_id}#", keys::TEAM_MEMBER))
             .await?
             .into_iter()
             .map(from_item)
             .collect::<AppResult<_>>()?;
-        let mut leftovers: Vec<Key> = members
-            .iter()
-            .map(|m| keys::team_member(&ws, team_id, &m.user_id))
-            .collect();
-        for (w, s) in workflows.iter().zip(&states) {
-            leftovers.extend(s.iter().map(|st| keys::state(&ws, &w.id, &st.id)));
-        }
-        // team, marker, counter check, the workflows, one change each, the change counter.
-        let essential = 3 + 2 * workflows.len() + 1 + 1;
-        let room = crate::storage::MAX_TRANSACTION_OPS.saturating_sub(essential);
-        let later = leftovers.split_off(room.min(leftovers.len()));
-        let now_in = leftovers;
-        let topic = Topic::Team(team_id.to_string());
-        self.ctx
-            .changes
-            .commit(&ws, &who.user_id, &[], |_| {
-                let mut plan = Plan::new(())
-                    .guarded(
-                        WriteOp::Delete {
-                            table: Table::Main,
-                            key: keys::team(&ws, team_id),
-                            condition: Some(Condition::VersionEquals(team.version)),
-                        },
-                        AppError::conflict("the team was changed concurrently; retry"),
-                    )
-                    .op(WriteOp::Delete {
-                        table: Table::Main,
-                        key: keys::team_key(&ws, &team.key),
-                        condition: None,
-                    })
-                    .guarded(
-                        WriteOp::ConditionCheck {
-                            table: Table::Main,
-                            key: counter_key.clone(),
-                            condition: match issues_seq {
-                                None => Condition::NotExists,
-                                Some(n) => Condition::AttrEquals("seq".into(), json!(n)),
-                            },
-                        },
-                        has_issues(),
-                    );
-                for (w, s) in workflows.iter().zip(&states) {
-                    plan = plan.op(delete_existing(keys::workflow(&ws, &w.id))).change(
-                        Change::new(
-                            EntityType::Workflow,
-                            &w.id,
-                            ChangeKind::Deleted,
-                            json!({"workflow": w, "states": s}),
-                        )
-                        .topic(topic.clone()),
-                    );
-                }
-                for key in &now_in {
-                    plan = plan.op(WriteOp::Delete {
-                        table: Table::Main,
-                        key: key.clone(),
-                        condition: None,
-                    });
-                }
-                Ok(plan.change(
-                    Change::new(EntityType::Team, team_id, ChangeKind::Deleted, &team)
-                        .topic(topic.clone()),
-                ))
-            })
-            .await?;
+        Ok(TeamHoldings {
+            workflows,
+            states,
+            members,
+        })
+    }
+
+    /// Memberships and states that did not fit in the deletion transaction. Nothing reaches
+    /// them once the team and its workflows are gone, so they go in plain transactions
+    /// after it, with no change records.
+    async fn delete_leftovers(&self, later: &[Key]) -> AppResult<()> {
         for chunk in later.chunks(crate::storage::MAX_TRANSACTION_OPS) {
             self.ctx
                 .store
-                .transact(
-                    chunk
-                        .iter()
-                        .map(|key| WriteOp::Delete {
-                            table: Table::Main,
-                            key: key.clone(),
-                            condition: None,
-                        })
-                        .collect(),
-                )
+                .transact(chunk.iter().cloned().map(delete_any).collect())
                 .await?;
         }
         Ok(())
@@ -661,5 +622,92 @@ impl TeamService {
             })
             .await?;
         Ok(())
+    }
+}
+
+fn team_has_issues() -> AppError {
+    AppError::conflict("the team has issues; it cannot be deleted")
+}
+
+/// What a team owns: its workflows (each with its states, in display order) and members.
+struct TeamHoldings {
+    workflows: Vec<Workflow>,
+    states: Vec<Vec<WorkflowState>>,
+    members: Vec<TeamMember>,
+}
+
+impl TeamHoldings {
+    /// The keys that may be deleted after the team's transaction, if they do not fit in it:
+    /// memberships first, then each workflow's states.
+    fn leftover_keys(&self, ws: &str, team_id: &str) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
+            .members
+            .iter()
+            .map(|m| keys::team_member(ws, team_id, &m.user_id))
+            .collect();
+        for (w, s) in self.workflows.iter().zip(&self.states) {
+            keys.extend(s.iter().map(|st| keys::state(ws, &w.id, &st.id)));
+        }
+        keys
+    }
+}
+
+/// The deletion transaction of a team, as read before the commit.
+struct TeamDeletion<'a> {
+    ws: &'a str,
+    team_id: &'a str,
+    team: &'a Team,
+    counter_key: &'a Key,
+    /// The team's issue counter as read (None: never created); checked unchanged so an
+    /// issue created meanwhile makes the deletion fail.
+    issues_seq: Option<i64>,
+    holdings: &'a TeamHoldings,
+    /// The leftover keys that fit in this transaction.
+    now_in: &'a [Key],
+}
+
+impl TeamDeletion<'_> {
+    fn plan(&self) -> Plan<()> {
+        let (ws, team_id, team) = (self.ws, self.team_id, self.team);
+        let topic = Topic::Team(team_id.to_string());
+        let mut plan = Plan::new(())
+            .guarded(
+                WriteOp::Delete {
+                    table: Table::Main,
+                    key: keys::team(ws, team_id),
+                    condition: Some(Condition::VersionEquals(team.version)),
+                },
+                AppError::conflict("the team was changed concurrently; retry"),
+            )
+            .op(delete_any(keys::team_key(ws, &team.key)))
+            .guarded(
+                WriteOp::ConditionCheck {
+                    table: Table::Main,
+                    key: self.counter_key.clone(),
+                    condition: match self.issues_seq {
+                        None => Condition::NotExists,
+                        Some(n) => Condition::AttrEquals("seq".into(), json!(n)),
+                    },
+                },
+                team_has_issues(),
+            );
+        let holdings = self.holdings;
+        for (w, s) in holdings.workflows.iter().zip(&holdings.states) {
+            plan = plan.op(delete_existing(keys::workflow(ws, &w.id))).change(
+                Change::new(
+                    EntityType::Workflow,
+                    &w.id,
+                    ChangeKind::Deleted,
+                    json!({"workflow": w, "states": s}),
+                )
+                .topic(topic.clone()),
+            );
+        }
+        for key in self.now_in {
+            plan = plan.op(delete_any(key.clone()));
+        }
+        plan.change(
+            Change::new(EntityType::Team, team_id, ChangeKind::Deleted, team).topic(topic),
+        )
     }
 }
