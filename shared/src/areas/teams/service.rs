@@ -17,8 +17,8 @@ use crate::kernel::access::Member;
 use crate::kernel::access::Principal;
 use crate::kernel::changes::{Change, ChangeKind, Plan};
 use crate::kernel::context::{
-    ServiceContext, check_version, claim, delete_any, delete_existing, expected_version, found, put_new,
-    put_versioned, required_text, retry_unversioned, version_conflict,
+    ServiceContext, check_version, claim, delete_any, delete_existing, expected_version, found,
+    put_new, put_versioned, required_text, retry_unversioned, version_conflict,
 };
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::input::text::optional_text;
@@ -706,8 +706,6 @@ impl TeamDeletion<'_> {
         for key in self.now_in {
             plan = plan.op(delete_any(key.clone()));
         }
-        plan.change(
-            Change::new(EntityType::Team, team_id, ChangeKind::Deleted, team).topic(topic),
-        )
+        plan.change(Change::new(EntityType::Team, team_id, ChangeKind::Deleted, team).topic(topic))
     }
 }

@@ -96,43 +96,25 @@ impl WorkflowService {
             updated_at: now,
         };
         let next_workflow = self.touch(&workflow);
-        let topic = Topic::Team(workflow.team_id.clone());
+        let versioned = WorkflowVersion::new(&ws, workflow_id, &workflow, &next_workflow);
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
-                Ok(Plan::new(())
-                    .guarded(
-                        put_versioned(
-                            &keys::workflow(&ws, workflow_id),
-                            "workflow",
-                            &next_workflow,
-                            workflow.version,
-                        ),
-                        version_conflict(),
-                    )
-                    .op(put_new(
-                        &keys::state(&ws, workflow_id, &state.id),
-                        "workflow_state",
-                        &state,
-                    ))
-                    .change(
-                        Change::new(
-                            EntityType::WorkflowState,
-                            &state.id,
-                            ChangeKind::Created,
+                Ok(versioned.with_state(
+                    |plan| {
+                        plan.op(put_new(
+                            &keys::state(&ws, workflow_id, &state.id),
+                            "workflow_state",
                             &state,
-                        )
-                        .topic(topic.clone()),
-                    )
-                    .change(
-                        Change::new(
-                            EntityType::Workflow,
-                            workflow_id,
-                            ChangeKind::Updated,
-                            &next_workflow,
-                        )
-                        .topic(topic.clone()),
-                    ))
+                        ))
+                    },
+                    Change::new(
+                        EntityType::WorkflowState,
+                        &state.id,
+                        ChangeKind::Created,
+                        &state,
+                    ),
+                ))
             })
             .await?;
         Ok(state)
@@ -160,42 +142,17 @@ impl WorkflowService {
     ) -> AppResult<WorkflowState> {
         let ws = ids::workspace_of(Kind::Workflow, workflow_id)?;
         state_in(&ws, state_id)?;
-        let name = req
-            .name
-            .as_deref()
-            .map(|n| required_text("name", n, MAX_NAME_CHARS))
-            .transpose()?;
-        let state_color = req
-            .color
-            .as_deref()
-            .map(|c| color("color", c))
-            .transpose()?;
-        let new_position = req.position.map(|p| position("position", p)).transpose()?;
-        // The listed targets ride along in the authorizing read: a key under this workflow
-        // that exists is a state of this workflow.
-        let targets: Vec<String> = match &req.transitions_to {
-            Some(Some(ids)) => ids.clone(),
-            _ => Vec::new(),
-        };
-        if targets.len() > MAX_STATES {
-            return Err(AppError::validation(
-                "transitions_to",
-                format!("lists at most {MAX_STATES} states"),
-            ));
-        }
-        for t in &targets {
-            state_in(&ws, t).map_err(|_| {
-                AppError::unknown_reference(
-                    "transitions_to",
-                    format!("{t} is not a state of this workflow"),
-                )
-            })?;
-        }
+        let edits = StateEdits::validate(&ws, req)?;
         let mut extra = vec![
             keys::workflow(&ws, workflow_id),
             keys::state(&ws, workflow_id, state_id),
         ];
-        extra.extend(targets.iter().map(|t| keys::state(&ws, workflow_id, t)));
+        extra.extend(
+            edits
+                .targets
+                .iter()
+                .map(|t| keys::state(&ws, workflow_id, t)),
+        );
         let (_, got) = self
             .ctx
             .access
@@ -204,77 +161,45 @@ impl WorkflowService {
         let mut got = got.into_iter();
         let workflow: Workflow = found(got.next().flatten(), Kind::Workflow.noun())?;
         let current: WorkflowState = found(got.next().flatten(), Kind::State.noun())?;
-        let known: HashSet<&str> = targets
+        let known: HashSet<&str> = edits
+            .targets
             .iter()
             .zip(got)
             .filter(|(_, item)| item.is_some())
             .map(|(id, _)| id.as_str())
             .collect();
-        let mut next = current.clone();
-        if let Some(name) = name {
-            next.name = name;
-        }
-        if let Some(category) = req.category {
-            next.category = category;
-        }
-        if let Some(c) = state_color {
-            next.color = c;
-        }
-        if let Some(p) = new_position {
-            next.position = p;
-        }
-        if let Some(t) = &req.transitions_to {
-            next.transitions_to = Self::transitions(&known, Some(state_id), t.as_ref())?;
-        }
+        let mut next = edits.apply(&current, &known, state_id)?;
         if next == current {
             return Ok(current);
         }
         next.updated_at = self.ctx.now();
         let next_workflow = self.touch(&workflow);
-        let topic = Topic::Team(workflow.team_id.clone());
+        let versioned = WorkflowVersion::new(&ws, workflow_id, &workflow, &next_workflow);
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
-                Ok(Plan::new(())
-                    .guarded(
-                        put_versioned(
-                            &keys::workflow(&ws, workflow_id),
-                            "workflow",
-                            &next_workflow,
-                            workflow.version,
-                        ),
-                        version_conflict(),
-                    )
-                    .guarded(
-                        WriteOp::Put {
-                            table: Table::Main,
-                            item: record_item(
-                                &keys::state(&ws, workflow_id, state_id),
-                                "workflow_state",
-                                &next,
-                            ),
-                            condition: Some(Condition::Exists),
-                        },
-                        AppError::not_found(Kind::State.noun()),
-                    )
-                    .change(
-                        Change::new(
-                            EntityType::WorkflowState,
-                            state_id,
-                            ChangeKind::Updated,
-                            &next,
+                Ok(versioned.with_state(
+                    |plan| {
+                        plan.guarded(
+                            WriteOp::Put {
+                                table: Table::Main,
+                                item: record_item(
+                                    &keys::state(&ws, workflow_id, state_id),
+                                    "workflow_state",
+                                    &next,
+                                ),
+                                condition: Some(Condition::Exists),
+                            },
+                            AppError::not_found(Kind::State.noun()),
                         )
-                        .topic(topic.clone()),
-                    )
-                    .change(
-                        Change::new(
-                            EntityType::Workflow,
-                            workflow_id,
-                            ChangeKind::Updated,
-                            &next_workflow,
-                        )
-                        .topic(topic.clone()),
-                    ))
+                    },
+                    Change::new(
+                        EntityType::WorkflowState,
+                        state_id,
+                        ChangeKind::Updated,
+                        &next,
+                    ),
+                ))
             })
             .await?;
         Ok(next)
@@ -456,5 +381,134 @@ impl WorkflowService {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// A state update's fields, checked before anything is read.
+struct StateEdits<'r> {
+    req: &'r UpdateState,
+    name: Option<String>,
+    color: Option<String>,
+    position: Option<i64>,
+    /// The listed transition targets. They ride along in the authorizing read: a key under
+    /// this workflow that exists is a state of this workflow.
+    targets: Vec<String>,
+}
+
+impl<'r> StateEdits<'r> {
+    fn validate(ws: &str, req: &'r UpdateState) -> AppResult<Self> {
+        let name = req
+            .name
+            .as_deref()
+            .map(|n| required_text("name", n, MAX_NAME_CHARS))
+            .transpose()?;
+        let state_color = req
+            .color
+            .as_deref()
+            .map(|c| color("color", c))
+            .transpose()?;
+        let new_position = req.position.map(|p| position("position", p)).transpose()?;
+        let targets: Vec<String> = match &req.transitions_to {
+            Some(Some(ids)) => ids.clone(),
+            _ => Vec::new(),
+        };
+        if targets.len() > MAX_STATES {
+            return Err(AppError::validation(
+                "transitions_to",
+                format!("lists at most {MAX_STATES} states"),
+            ));
+        }
+        for t in &targets {
+            state_in(ws, t).map_err(|_| {
+                AppError::unknown_reference(
+                    "transitions_to",
+                    format!("{t} is not a state of this workflow"),
+                )
+            })?;
+        }
+        Ok(Self {
+            req,
+            name,
+            color: state_color,
+            position: new_position,
+            targets,
+        })
+    }
+
+    /// The state with these edits; `known` are the listed targets that exist.
+    fn apply(
+        &self,
+        current: &WorkflowState,
+        known: &HashSet<&str>,
+        state_id: &str,
+    ) -> AppResult<WorkflowState> {
+        let mut next = current.clone();
+        if let Some(name) = &self.name {
+            next.name = name.clone();
+        }
+        if let Some(category) = self.req.category {
+            next.category = category;
+        }
+        if let Some(c) = &self.color {
+            next.color = c.clone();
+        }
+        if let Some(p) = self.position {
+            next.position = p;
+        }
+        if let Some(t) = &self.req.transitions_to {
+            next.transitions_to = WorkflowService::transitions(known, Some(state_id), t.as_ref())?;
+        }
+        Ok(next)
+    }
+}
+
+/// A state created or updated together with its workflow's next version: clients see the
+/// workflow change with every state change, and a concurrent change to the workflow fails
+/// the transaction (to be retried by `retry_unversioned`).
+struct WorkflowVersion<'a> {
+    ws: &'a str,
+    workflow_id: &'a str,
+    current: &'a Workflow,
+    next: &'a Workflow,
+}
+
+impl<'a> WorkflowVersion<'a> {
+    fn new(ws: &'a str, workflow_id: &'a str, current: &'a Workflow, next: &'a Workflow) -> Self {
+        Self {
+            ws,
+            workflow_id,
+            current,
+            next,
+        }
+    }
+
+    /// The workflow's put, then what `state_write` adds, then the state's change and the
+    /// workflow's, both on the team's topic.
+    fn with_state(
+        &self,
+        state_write: impl FnOnce(Plan<()>) -> Plan<()>,
+        state_change: Change,
+    ) -> Plan<()> {
+        let topic = Topic::Team(self.current.team_id.clone());
+        let plan = Plan::new(()).guarded(
+            put_versioned(
+                &keys::workflow(self.ws, self.workflow_id),
+                "workflow",
+                self.next,
+                self.current.version,
+            ),
+            version_conflict(),
+        );
+        state_write(plan)
+            .change(state_change.topic(topic.clone()))
+            .change(
+                Change::new(
+                    EntityType::Workflow,
+                    self.workflow_id,
+                    ChangeKind::Updated,
+                    self.next,
+                )
+                .topic(topic),
+            )
     }
 }
