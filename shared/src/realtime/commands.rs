@@ -8,13 +8,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
+use crate::kernel::access::Principal;
 use crate::kernel::input::json::{StrictJsonError, strict_json};
+use crate::kernel::paging::PageParams;
 use crate::kernel::paging::{MAX_CHANGES_LIMIT, changes_limit};
 use crate::realtime::connections::{Connection, ConnectionRegistry};
 use crate::realtime::protocol::{
     AcceptInvitation, Batch, Body, Command, GetIssue, InTeam, ListTeamMembers, QueryIssues,
-    QueryProjectStatuses, QueryProjects, QueryTeams, TeamMember, Topics, UnknownCommand, WithId,
-    WorkspaceMembers, normalise,
+    QueryProjectStatuses, QueryProjects, QueryTeams, SyncArgs, TeamMember, Topics, UnknownCommand,
+    WithId, WorkspaceMembers, normalise,
 };
 use crate::state::AppState;
 
@@ -184,7 +186,9 @@ fn ok<T: serde::Serialize>(v: T) -> Answer {
     serde_json::to_value(v).map_err(|_| AppError::internal("reply does not serialise").into())
 }
 
-fn deleted(id: String) -> Answer {
+/// The answer to a delete of `id`, once it succeeded.
+fn deleted_after(result: AppResult<()>, id: String) -> Answer {
+    result?;
     Ok(json!({"deleted": true, "id": id}))
 }
 
@@ -195,7 +199,23 @@ fn workspace_or_current(named: Option<String>, conn: &Connection) -> AppResult<S
         .ok_or_else(|| AppError::validation("workspace_id", "is required"))
 }
 
+/// What an area's handler did with a command: answered it, or passed it on (not its area's).
+enum Routed {
+    Answered(Answer),
+    Passed(Command),
+}
+
+/// A service call's result as an answer.
+fn answer<T, E>(result: Result<T, E>) -> Answer
+where
+    T: serde::Serialize,
+    Box<ErrorBody>: From<E>,
+{
+    ok(result?)
+}
+
 /// Runs one command: each variant is one call of its area's service (the REST route's).
+/// The areas' handlers are tried in turn; each variant belongs to exactly one of them.
 async fn execute(
     s: &AppState,
     registry: &ConnectionRegistry,
@@ -203,142 +223,226 @@ async fn execute(
     command: Command,
 ) -> Answer {
     let who = &conn.principal();
+    let command = match connection_commands(s, registry, conn, command).await {
+        Routed::Answered(a) => return a,
+        Routed::Passed(c) => c,
+    };
+    let command = match workspace_commands(s, conn, command).await {
+        Routed::Answered(a) => return a,
+        Routed::Passed(c) => c,
+    };
+    let command = match label_commands(s, who, command).await {
+        Routed::Answered(a) => return a,
+        Routed::Passed(c) => c,
+    };
+    let command = match team_commands(s, who, command).await {
+        Routed::Answered(a) => return a,
+        Routed::Passed(c) => c,
+    };
+    let command = match project_commands(s, who, command).await {
+        Routed::Answered(a) => return a,
+        Routed::Passed(c) => c,
+    };
+    let command = match issue_commands(s, who, command).await {
+        Routed::Answered(a) => return a,
+        Routed::Passed(c) => c,
+    };
     match command {
-        // Connection and sync.
+        Command::Unknown(UnknownCommand { kind }) => {
+            Err(AppError::validation("type", format!("unknown command type {kind:?}")).into())
+        }
+        // Unreachable: every other variant has its area's handler above.
+        other => Err(AppError::internal(format!("no handler for {other:?}")).into()),
+    }
+}
+
+/// Connection and sync.
+async fn connection_commands(
+    s: &AppState,
+    registry: &ConnectionRegistry,
+    conn: &Connection,
+    command: Command,
+) -> Routed {
+    Routed::Answered(match command {
         Command::Ping(_) => Ok(json!({"pong": true})),
-        Command::Subscribe(Topics { topics }) => {
-            ok(json!({"subscribed": registry.subscribe(conn, &topics).await?}))
-        }
-        Command::Unsubscribe(Topics { topics }) => {
-            ok(json!({"unsubscribed": registry.unsubscribe(conn, &topics).await?}))
-        }
+        Command::Subscribe(Topics { topics }) => answer(
+            registry
+                .subscribe(conn, &topics)
+                .await
+                .map(|topics| json!({ "subscribed": topics })),
+        ),
+        Command::Unsubscribe(Topics { topics }) => answer(
+            registry
+                .unsubscribe(conn, &topics)
+                .await
+                .map(|topics| json!({ "unsubscribed": topics })),
+        ),
         Command::GetConnectionInfo(_) => connection_info(registry, conn).await,
-        Command::Sync(Body(args)) => {
-            let ws = workspace_or_current(args.workspace_id, conn)?;
-            if args.since < 0 {
-                return Err(AppError::validation("since", "must be >= 0").into());
-            }
-            let limit = changes_limit(args.limit, MAX_CHANGES_LIMIT)?;
-            ok(s.workspaces.changes(who, &ws, args.since, limit).await?)
-        }
-        // Profile and workspaces.
-        Command::UpdateProfile(Body(req)) => ok(s.auth.update_profile(who, req).await?),
-        Command::CreateWorkspace(Body(req)) => ok(s.workspaces.create(who, req).await?),
+        Command::Sync(Body(args)) => sync(s, conn, args).await,
+        other => return Routed::Passed(other),
+    })
+}
+
+async fn sync(s: &AppState, conn: &Connection, args: SyncArgs) -> Answer {
+    let ws = workspace_or_current(args.workspace_id, conn)?;
+    if args.since < 0 {
+        return Err(AppError::validation("since", "must be >= 0").into());
+    }
+    let limit = changes_limit(args.limit, MAX_CHANGES_LIMIT)?;
+    answer(
+        s.workspaces
+            .changes(&conn.principal(), &ws, args.since, limit)
+            .await,
+    )
+}
+
+/// Profile, workspaces and invitations.
+async fn workspace_commands(s: &AppState, conn: &Connection, command: Command) -> Routed {
+    let who = &conn.principal();
+    Routed::Answered(match command {
+        Command::UpdateProfile(Body(req)) => answer(s.auth.update_profile(who, req).await),
+        Command::CreateWorkspace(Body(req)) => answer(s.workspaces.create(who, req).await),
         Command::UpdateWorkspace(WithId { id, body }) => {
-            ok(s.workspaces.update(who, &id, body, None).await?)
+            answer(s.workspaces.update(who, &id, body, None).await)
         }
         Command::DeleteWorkspace(WithId { id, .. }) => {
-            s.workspaces.delete(who, &id).await?;
-            deleted(id)
+            deleted_after(s.workspaces.delete(who, &id).await, id)
         }
-        Command::GetCurrentWorkspace(_) => ok(s.workspaces.current(who).await?),
+        Command::GetCurrentWorkspace(_) => answer(s.workspaces.current(who).await),
         Command::QueryWorkspaceMembers(WorkspaceMembers { workspace_id, page }) => {
-            let ws = workspace_or_current(workspace_id, conn)?;
-            ok(s.workspaces.members(who, &ws, &page?).await?)
+            workspace_members(s, conn, workspace_id, page).await
         }
-        // Labels.
-        Command::CreateLabel(Body(req)) => ok(s.labels.create(who, req).await?),
+        Command::InviteWorkspaceMember(Body(req)) => answer(s.invitations.create(who, req).await),
+        Command::AcceptInvitation(AcceptInvitation { id }) => {
+            answer(s.invitations.accept(who, &id).await)
+        }
+        other => return Routed::Passed(other),
+    })
+}
+
+async fn workspace_members(
+    s: &AppState,
+    conn: &Connection,
+    workspace_id: Option<String>,
+    page: AppResult<PageParams>,
+) -> Answer {
+    let ws = workspace_or_current(workspace_id, conn)?;
+    answer(s.workspaces.members(&conn.principal(), &ws, &page?).await)
+}
+
+async fn label_commands(s: &AppState, who: &Principal, command: Command) -> Routed {
+    Routed::Answered(match command {
+        Command::CreateLabel(Body(req)) => answer(s.labels.create(who, req).await),
         Command::UpdateLabel(WithId { id, body }) => {
-            ok(s.labels.update(who, &id, body, None).await?)
+            answer(s.labels.update(who, &id, body, None).await)
         }
-        Command::DeleteLabel(WithId { id, .. }) => ok(s.labels.delete(who, &id).await?),
-        Command::QueryLabels(Body(params)) => ok(s.labels.list(who, &params).await?),
-        Command::BatchCreateLabels(Batch(req)) => ok(s
-            .labels
-            .batch_create(who, req)
-            .await
-            .map_err(ErrorBody::from)?),
-        Command::BatchUpdateLabels(Batch(req)) => ok(s
-            .labels
-            .batch_update(who, req)
-            .await
-            .map_err(ErrorBody::from)?),
-        Command::BatchDeleteLabels(Batch(req)) => ok(s
-            .labels
-            .batch_delete(who, req)
-            .await
-            .map_err(ErrorBody::from)?),
-        // Teams and team members.
-        Command::CreateTeam(Body(req)) => ok(s.teams.create(who, req).await?),
+        Command::DeleteLabel(WithId { id, .. }) => answer(s.labels.delete(who, &id).await),
+        Command::QueryLabels(Body(params)) => answer(s.labels.list(who, &params).await),
+        Command::BatchCreateLabels(Batch(req)) => answer(
+            s.labels
+                .batch_create(who, req)
+                .await
+                .map_err(ErrorBody::from),
+        ),
+        Command::BatchUpdateLabels(Batch(req)) => answer(
+            s.labels
+                .batch_update(who, req)
+                .await
+                .map_err(ErrorBody::from),
+        ),
+        Command::BatchDeleteLabels(Batch(req)) => answer(
+            s.labels
+                .batch_delete(who, req)
+                .await
+                .map_err(ErrorBody::from),
+        ),
+        other => return Routed::Passed(other),
+    })
+}
+
+/// Teams and team members.
+async fn team_commands(s: &AppState, who: &Principal, command: Command) -> Routed {
+    Routed::Answered(match command {
+        Command::CreateTeam(Body(req)) => answer(s.teams.create(who, req).await),
         Command::UpdateTeam(WithId { id, body }) => {
-            ok(s.teams.update(who, &id, body, None).await?)
+            answer(s.teams.update(who, &id, body, None).await)
         }
-        Command::DeleteTeam(WithId { id, .. }) => {
-            s.teams.delete(who, &id).await?;
-            deleted(id)
-        }
+        Command::DeleteTeam(WithId { id, .. }) => deleted_after(s.teams.delete(who, &id).await, id),
         Command::QueryTeams(QueryTeams { page, workspace_id }) => {
-            ok(s.teams.list(who, workspace_id.as_deref(), &page).await?)
+            answer(s.teams.list(who, workspace_id.as_deref(), &page).await)
         }
         Command::AddTeamMember(InTeam { team_id, body }) => {
-            ok(s.teams.add_member(who, &team_id, body).await?)
+            answer(s.teams.add_member(who, &team_id, body).await)
         }
         Command::UpdateTeamMember(TeamMember {
             team_id,
             user_id,
             body,
-        }) => ok(s
-            .teams
-            .change_member_role(who, &team_id, &user_id, body)
-            .await?),
+        }) => answer(
+            s.teams
+                .change_member_role(who, &team_id, &user_id, body)
+                .await,
+        ),
         Command::RemoveTeamMember(TeamMember {
             team_id, user_id, ..
-        }) => {
-            s.teams.remove_member(who, &team_id, &user_id).await?;
-            ok(json!({"removed": true, "team_id": team_id, "user_id": user_id}))
-        }
+        }) => answer(
+            s.teams
+                .remove_member(who, &team_id, &user_id)
+                .await
+                .map(|()| json!({"removed": true, "team_id": team_id, "user_id": user_id})),
+        ),
         Command::ListTeamMembers(ListTeamMembers { team_id, page }) => {
-            ok(s.teams.members(who, &team_id, &page).await?)
+            answer(s.teams.members(who, &team_id, &page).await)
         }
-        // Invitations.
-        Command::InviteWorkspaceMember(Body(req)) => ok(s.invitations.create(who, req).await?),
-        Command::AcceptInvitation(AcceptInvitation { id }) => {
-            ok(s.invitations.accept(who, &id).await?)
-        }
-        // Projects and project statuses.
-        Command::CreateProject(Body(req)) => ok(s.projects.create(who, req).await?),
+        other => return Routed::Passed(other),
+    })
+}
+
+/// Projects and project statuses.
+async fn project_commands(s: &AppState, who: &Principal, command: Command) -> Routed {
+    Routed::Answered(match command {
+        Command::CreateProject(Body(req)) => answer(s.projects.create(who, req).await),
         Command::UpdateProject(WithId { id, body }) => {
-            ok(s.projects.update(who, &id, body, None).await?)
+            answer(s.projects.update(who, &id, body, None).await)
         }
         Command::DeleteProject(WithId { id, .. }) => {
-            s.projects.delete(who, &id, None).await?;
-            deleted(id)
+            deleted_after(s.projects.delete(who, &id, None).await, id)
         }
         Command::QueryProjects(QueryProjects { page, filter }) => {
-            ok(s.projects.list(who, &filter, &page).await?)
+            answer(s.projects.list(who, &filter, &page).await)
         }
-        Command::CreateProjectStatus(Body(req)) => ok(s.projects.create_status(who, req).await?),
+        Command::CreateProjectStatus(Body(req)) => answer(s.projects.create_status(who, req).await),
         Command::UpdateProjectStatus(WithId { id, body }) => {
-            ok(s.projects.update_status(who, &id, body, None).await?)
+            answer(s.projects.update_status(who, &id, body, None).await)
         }
         Command::DeleteProjectStatus(WithId { id, .. }) => {
-            s.projects.delete_status(who, &id, None).await?;
-            deleted(id)
+            deleted_after(s.projects.delete_status(who, &id, None).await, id)
         }
-        Command::QueryProjectStatuses(QueryProjectStatuses { workspace_id }) => ok(s
-            .projects
-            .list_statuses(who, workspace_id.as_deref())
-            .await?),
+        Command::QueryProjectStatuses(QueryProjectStatuses { workspace_id }) => {
+            answer(s.projects.list_statuses(who, workspace_id.as_deref()).await)
+        }
         Command::GetProjectStatusById(WithId { id, .. }) => {
-            ok(s.projects.get_status(who, &id).await?)
+            answer(s.projects.get_status(who, &id).await)
         }
-        // Issues.
-        Command::CreateIssue(Body(req)) => ok(s.issues.create(who, req).await?),
+        other => return Routed::Passed(other),
+    })
+}
+
+async fn issue_commands(s: &AppState, who: &Principal, command: Command) -> Routed {
+    Routed::Answered(match command {
+        Command::CreateIssue(Body(req)) => answer(s.issues.create(who, req).await),
         Command::UpdateIssue(WithId { id, body }) => {
-            ok(s.issues.update(who, &id, body, None).await?)
+            answer(s.issues.update(who, &id, body, None).await)
         }
         Command::DeleteIssue(WithId { id, .. }) => {
-            s.issues.delete(who, &id).await?;
-            deleted(id)
+            deleted_after(s.issues.delete(who, &id).await, id)
         }
-        Command::QueryIssues(QueryIssues(params)) => ok(s.issues.list(who, &params).await?),
+        Command::QueryIssues(QueryIssues(params)) => answer(s.issues.list(who, &params).await),
         Command::GetIssue(GetIssue { id, workspace_id }) => {
-            ok(s.issues.get(who, &id, workspace_id.as_deref()).await?)
+            answer(s.issues.get(who, &id, workspace_id.as_deref()).await)
         }
-        Command::Unknown(UnknownCommand { kind }) => {
-            Err(AppError::validation("type", format!("unknown command type {kind:?}")).into())
-        }
-    }
+        other => return Routed::Passed(other),
+    })
 }
 
 async fn connection_info(registry: &ConnectionRegistry, conn: &Connection) -> Answer {
