@@ -151,6 +151,110 @@ impl Env<'_> {
     }
 }
 
+/// The store: named by `MOMENTUM_STORE`, else DynamoDB in production or when an endpoint is
+/// given, else the embedded one. Production refuses anything but DynamoDB: the embedded
+/// store lives on one machine's disk.
+fn store_from_env(env: &Env, mode: Mode) -> Result<StoreKind, ConfigError> {
+    let endpoint = env.get("MOMENTUM_DYNAMODB_ENDPOINT");
+    let dynamodb = |endpoint| -> Result<StoreKind, ConfigError> {
+        Ok(StoreKind::DynamoDb {
+            endpoint,
+            region: env.get("MOMENTUM_DYNAMODB_REGION"),
+            create_tables: env.flag("MOMENTUM_CREATE_TABLES", false)?,
+        })
+    };
+    let store = match env.get("MOMENTUM_STORE").as_deref() {
+        Some("dynamodb") => dynamodb(endpoint)?,
+        Some("memory") => StoreKind::Memory,
+        Some("embedded") => StoreKind::Embedded {
+            data_dir: data_dir(env),
+        },
+        None if mode == Mode::Production || endpoint.is_some() => dynamodb(endpoint)?,
+        None => StoreKind::Embedded {
+            data_dir: data_dir(env),
+        },
+        Some(v) => {
+            return Err(ConfigError(format!(
+                "MOMENTUM_STORE={v:?}: use embedded, memory or dynamodb"
+            )));
+        }
+    };
+    if mode == Mode::Production && !matches!(store, StoreKind::DynamoDb { .. }) {
+        return Err(ConfigError(
+            "production mode needs MOMENTUM_STORE=dynamodb (the embedded store is local only)"
+                .into(),
+        ));
+    }
+    Ok(store)
+}
+
+/// Tokens and password hashing. A local run without a secret gets one kept with its store
+/// (`local_secret`), so sessions survive restarts; production must be given a long one.
+fn auth_from_env(env: &Env, mode: Mode, store: &StoreKind) -> Result<AuthConfig, ConfigError> {
+    let jwt_secret = match (env.get("MOMENTUM_JWT_SECRET"), mode) {
+        (Some(s), Mode::Production) if s.len() < MIN_JWT_SECRET_BYTES => {
+            return Err(ConfigError(format!(
+                "MOMENTUM_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes in production"
+            )));
+        }
+        (Some(s), _) => s.into_bytes(),
+        (None, Mode::Production) => {
+            return Err(ConfigError(
+                "MOMENTUM_JWT_SECRET is required in production".into(),
+            ));
+        }
+        (None, Mode::Local) => local_secret(store)?,
+    };
+    let jwt_algorithm = match env.get("MOMENTUM_JWT_ALGORITHM").as_deref() {
+        None | Some("HS256") => jsonwebtoken::Algorithm::HS256,
+        Some("HS384") => jsonwebtoken::Algorithm::HS384,
+        Some("HS512") => jsonwebtoken::Algorithm::HS512,
+        Some(v) => {
+            return Err(ConfigError(format!(
+                "MOMENTUM_JWT_ALGORITHM={v:?}: use HS256, HS384 or HS512"
+            )));
+        }
+    };
+    let auth = AuthConfig {
+        jwt_secret,
+        jwt_algorithm,
+        issuer: env
+            .get("MOMENTUM_JWT_ISSUER")
+            .unwrap_or_else(|| "momentum".into()),
+        audience: env
+            .get("MOMENTUM_JWT_AUDIENCE")
+            .unwrap_or_else(|| "momentum-api".into()),
+        access_ttl_secs: env.parse("MOMENTUM_ACCESS_TOKEN_TTL_SECS", 900)?,
+        refresh_ttl_secs: env.parse("MOMENTUM_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+        hash_concurrency: env.parse(
+            "MOMENTUM_HASH_CONCURRENCY",
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )?,
+    };
+    if auth.access_ttl_secs == 0 || auth.refresh_ttl_secs == 0 || auth.hash_concurrency == 0 {
+        return Err(ConfigError(
+            "token lifetimes and hash concurrency must be > 0".into(),
+        ));
+    }
+    Ok(auth)
+}
+
+fn rate_limits_from_env(env: &Env) -> Result<RateLimitConfig, ConfigError> {
+    use crate::ratelimit as rl;
+    let rate_limits = RateLimitConfig {
+        auth_ip: env.rate("MOMENTUM_RATE_LIMIT_AUTH_IP", rl::DEFAULT_AUTH_IP)?,
+        auth_user: env.rate("MOMENTUM_RATE_LIMIT_AUTH_USER", rl::DEFAULT_AUTH_USER)?,
+        ws_command: env.rate("MOMENTUM_RATE_LIMIT_WS_COMMAND", rl::DEFAULT_WS_COMMAND)?,
+        max_keys: env.parse("MOMENTUM_RATE_LIMIT_MAX_KEYS", rl::DEFAULT_MAX_KEYS)?,
+    };
+    if rate_limits.max_keys == 0 {
+        return Err(ConfigError(
+            "MOMENTUM_RATE_LIMIT_MAX_KEYS must be > 0".into(),
+        ));
+    }
+    Ok(rate_limits)
+}
+
 impl AppConfig {
     /// Reads `MOMENTUM_*` variables. `default_mode` applies when `MOMENTUM_ENV` is unset.
     pub fn from_env(env: &Env, default_mode: Mode) -> Result<Self, ConfigError> {
@@ -160,37 +264,7 @@ impl AppConfig {
             Some("production" | "prod" | "staging") => Mode::Production,
             Some(v) => return Err(ConfigError(format!("MOMENTUM_ENV={v:?} is not known"))),
         };
-        let endpoint = env.get("MOMENTUM_DYNAMODB_ENDPOINT");
-        let store = match env.get("MOMENTUM_STORE").as_deref() {
-            Some("dynamodb") => StoreKind::DynamoDb {
-                endpoint,
-                region: env.get("MOMENTUM_DYNAMODB_REGION"),
-                create_tables: env.flag("MOMENTUM_CREATE_TABLES", false)?,
-            },
-            Some("memory") => StoreKind::Memory,
-            Some("embedded") => StoreKind::Embedded {
-                data_dir: data_dir(env),
-            },
-            None if mode == Mode::Production || endpoint.is_some() => StoreKind::DynamoDb {
-                endpoint,
-                region: env.get("MOMENTUM_DYNAMODB_REGION"),
-                create_tables: env.flag("MOMENTUM_CREATE_TABLES", false)?,
-            },
-            None => StoreKind::Embedded {
-                data_dir: data_dir(env),
-            },
-            Some(v) => {
-                return Err(ConfigError(format!(
-                    "MOMENTUM_STORE={v:?}: use embedded, memory or dynamodb"
-                )));
-            }
-        };
-        if mode == Mode::Production && !matches!(store, StoreKind::DynamoDb { .. }) {
-            return Err(ConfigError(
-                "production mode needs MOMENTUM_STORE=dynamodb (the embedded store is local only)"
-                    .into(),
-            ));
-        }
+        let store = store_from_env(env, mode)?;
         let defaults = TableNames::default();
         let tables = TableNames {
             main: env.get("MOMENTUM_TABLE").unwrap_or(defaults.main),
@@ -198,51 +272,7 @@ impl AppConfig {
                 .get("MOMENTUM_CONNECTIONS_TABLE")
                 .unwrap_or(defaults.connections),
         };
-        let jwt_secret = match (env.get("MOMENTUM_JWT_SECRET"), mode) {
-            (Some(s), Mode::Production) if s.len() < MIN_JWT_SECRET_BYTES => {
-                return Err(ConfigError(format!(
-                    "MOMENTUM_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes in production"
-                )));
-            }
-            (Some(s), _) => s.into_bytes(),
-            (None, Mode::Production) => {
-                return Err(ConfigError(
-                    "MOMENTUM_JWT_SECRET is required in production".into(),
-                ));
-            }
-            (None, Mode::Local) => local_secret(&store)?,
-        };
-        let jwt_algorithm = match env.get("MOMENTUM_JWT_ALGORITHM").as_deref() {
-            None | Some("HS256") => jsonwebtoken::Algorithm::HS256,
-            Some("HS384") => jsonwebtoken::Algorithm::HS384,
-            Some("HS512") => jsonwebtoken::Algorithm::HS512,
-            Some(v) => {
-                return Err(ConfigError(format!(
-                    "MOMENTUM_JWT_ALGORITHM={v:?}: use HS256, HS384 or HS512"
-                )));
-            }
-        };
-        let auth = AuthConfig {
-            jwt_secret,
-            jwt_algorithm,
-            issuer: env
-                .get("MOMENTUM_JWT_ISSUER")
-                .unwrap_or_else(|| "momentum".into()),
-            audience: env
-                .get("MOMENTUM_JWT_AUDIENCE")
-                .unwrap_or_else(|| "momentum-api".into()),
-            access_ttl_secs: env.parse("MOMENTUM_ACCESS_TOKEN_TTL_SECS", 900)?,
-            refresh_ttl_secs: env.parse("MOMENTUM_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
-            hash_concurrency: env.parse(
-                "MOMENTUM_HASH_CONCURRENCY",
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )?,
-        };
-        if auth.access_ttl_secs == 0 || auth.refresh_ttl_secs == 0 || auth.hash_concurrency == 0 {
-            return Err(ConfigError(
-                "token lifetimes and hash concurrency must be > 0".into(),
-            ));
-        }
+        let auth = auth_from_env(env, mode, &store)?;
         let local_default_origins =
             mode == Mode::Local && env.get("MOMENTUM_CORS_ORIGINS").is_none();
         let cors_origins = match env.get("MOMENTUM_CORS_ORIGINS") {
@@ -252,18 +282,7 @@ impl AppConfig {
             }
             None => Vec::new(),
         };
-        use crate::ratelimit as rl;
-        let rate_limits = RateLimitConfig {
-            auth_ip: env.rate("MOMENTUM_RATE_LIMIT_AUTH_IP", rl::DEFAULT_AUTH_IP)?,
-            auth_user: env.rate("MOMENTUM_RATE_LIMIT_AUTH_USER", rl::DEFAULT_AUTH_USER)?,
-            ws_command: env.rate("MOMENTUM_RATE_LIMIT_WS_COMMAND", rl::DEFAULT_WS_COMMAND)?,
-            max_keys: env.parse("MOMENTUM_RATE_LIMIT_MAX_KEYS", rl::DEFAULT_MAX_KEYS)?,
-        };
-        if rate_limits.max_keys == 0 {
-            return Err(ConfigError(
-                "MOMENTUM_RATE_LIMIT_MAX_KEYS must be > 0".into(),
-            ));
-        }
+        let rate_limits = rate_limits_from_env(env)?;
         let defaults = ServerTimeouts::default();
         let timeouts = ServerTimeouts {
             header_read: env.millis("MOMENTUM_HEADER_READ_TIMEOUT_MS", defaults.header_read)?,

@@ -48,34 +48,12 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let Some(raw_key) = req.headers().get(HEADER) else {
         return next.run(req).await;
     };
-    let key = match raw_key.to_str() {
-        Ok(k)
-            if !k.is_empty()
-                && k.len() <= MAX_KEY_LEN
-                && k.chars().all(|c| c.is_ascii_graphic()) =>
-        {
-            k.to_owned()
-        }
-        _ => {
-            return AppError::validation(
-                "Idempotency-Key",
-                format!("must be 1-{MAX_KEY_LEN} visible ASCII characters"),
-            )
-            .into_response();
-        }
+    let key = match valid_key(raw_key) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
     };
-    let user_id = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .and_then(|t| state.auth.authenticate(t.trim()).ok())
-        .map(|p| p.user_id);
     // Unauthenticated requests are answered by the handler (401, or public routes).
-    let Some(user_id) = user_id else {
+    let Some(user_id) = bearer_user(&state, &req) else {
         return next.run(req).await;
     };
 
@@ -94,12 +72,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let rkey = record_key(&user_id, &key);
     let now = state.ctx.clock.epoch_secs();
 
-    let mut claim = Item::new();
-    claim.insert("pk".into(), rkey.pk.clone().into());
-    claim.insert("sk".into(), rkey.sk.clone().into());
-    claim.insert("entity".into(), "idempotency".into());
-    claim.insert("fingerprint".into(), print.clone().into());
-    claim.insert("state".into(), "pending".into());
+    let mut claim = record(&rkey, &print, "pending");
     claim.insert("ttl".into(), (now + TTL_SECS).into());
     match state
         .store
@@ -118,18 +91,63 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         .await;
     let (rparts, rbody) = response.into_parts();
     let body = to_bytes(rbody, usize::MAX).await.unwrap_or_default();
-    let stored = rparts.status.is_success() && body.len() <= MAX_STORED_BODY;
-    let write = if stored {
-        let mut done = Item::new();
-        done.insert("pk".into(), rkey.pk.clone().into());
-        done.insert("sk".into(), rkey.sk.clone().into());
-        done.insert("entity".into(), "idempotency".into());
-        done.insert("fingerprint".into(), print.into());
-        done.insert("state".into(), "done".into());
-        done.insert("status".into(), rparts.status.as_u16().into());
+    let write = settle(rkey, &print, rparts.status, &body, now);
+    if let Err(e) = state.store.transact(vec![write]).await {
+        tracing::warn!(error = %e, "could not record the idempotent response");
+    }
+    Response::from_parts(rparts, Body::from(body))
+}
+
+/// The header's key: 1..=MAX_KEY_LEN visible ASCII characters.
+fn valid_key(raw: &HeaderValue) -> Result<String, AppError> {
+    match raw.to_str() {
+        Ok(k)
+            if !k.is_empty()
+                && k.len() <= MAX_KEY_LEN
+                && k.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            Ok(k.to_owned())
+        }
+        _ => Err(AppError::validation(
+            "Idempotency-Key",
+            format!("must be 1-{MAX_KEY_LEN} visible ASCII characters"),
+        )),
+    }
+}
+
+/// The user of a valid bearer token; keys are scoped per user.
+fn bearer_user(state: &AppState, req: &Request) -> Option<String> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .and_then(|t| state.auth.authenticate(t.trim()).ok())
+        .map(|p| p.user_id)
+}
+
+/// The key's record in `state` (`pending` while the handler runs, then `done`).
+fn record(rkey: &Key, print: &str, state: &str) -> Item {
+    let mut item = Item::new();
+    item.insert("pk".into(), rkey.pk.clone().into());
+    item.insert("sk".into(), rkey.sk.clone().into());
+    item.insert("entity".into(), "idempotency".into());
+    item.insert("fingerprint".into(), print.into());
+    item.insert("state".into(), state.into());
+    item
+}
+
+/// After the handler: a success small enough is stored for replays; anything else releases
+/// the key (if this request still holds it) so the client may retry.
+fn settle(rkey: Key, print: &str, status: StatusCode, body: &[u8], now: u64) -> WriteOp {
+    if status.is_success() && body.len() <= MAX_STORED_BODY {
+        let mut done = record(&rkey, print, "done");
+        done.insert("status".into(), status.as_u16().into());
         done.insert(
             "body".into(),
-            String::from_utf8_lossy(&body).into_owned().into(),
+            String::from_utf8_lossy(body).into_owned().into(),
         );
         done.insert("ttl".into(), (now + TTL_SECS).into());
         WriteOp::put(Table::Main, done)
@@ -139,11 +157,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             key: rkey,
             condition: Some(Condition::AttrEquals("state".into(), json!("pending"))),
         }
-    };
-    if let Err(e) = state.store.transact(vec![write]).await {
-        tracing::warn!(error = %e, "could not record the idempotent response");
     }
-    Response::from_parts(rparts, Body::from(body))
 }
 
 async fn answer_existing(state: &AppState, rkey: &Key, print: &str, now: u64) -> Response {
