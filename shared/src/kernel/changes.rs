@@ -206,6 +206,18 @@ impl Counters {
     }
 }
 
+/// One attempt of a commit, ready to write.
+struct Attempt<T> {
+    /// The plan's data operations, then the counter advances, then the change records.
+    ops: Vec<WriteOp>,
+    /// For each data operation (the first `errors.len()` of `ops`), the error its own
+    /// condition failing means.
+    errors: Vec<Option<AppError>>,
+    seqs: Vec<i64>,
+    records: Vec<ChangeRecord>,
+    output: T,
+}
+
 /// What a commit returns: the plan's output and the sequence numbers of its changes.
 #[derive(Debug)]
 pub struct Committed<T> {
@@ -326,59 +338,19 @@ impl ChangeLog {
             None => None,
         };
         for attempt in 0..MAX_ATTEMPTS {
-            let keys: Vec<Key> = all.iter().map(|c| c.key.clone()).collect();
-            let items = self.store.batch_get(Table::Main, &keys).await?;
-            let values = Counters(
-                all.iter()
-                    .zip(items)
-                    .map(|(c, item)| {
-                        let v = item
-                            .and_then(|i| i.get(c.attr).and_then(Value::as_i64))
-                            .unwrap_or(0);
-                        (c.clone(), v)
-                    })
-                    .collect(),
-            );
+            let values = self.read_counters(&all).await?;
             let plan = build(&values)?;
-            if plan.op_count() > MAX_TRANSACTION_OPS {
-                return Err(AppError::validation(
-                    "body",
-                    "too many changes for one request",
-                ));
-            }
-            let base = values.get(&seq_counter);
-            let n_changes = plan.changes.len() as i64;
-            let now = self.clock.rfc3339();
-            let ttl = self.clock.epoch_secs() + RETENTION_SECS;
-
-            let mut ops: Vec<WriteOp> = Vec::with_capacity(plan.op_count());
-            let mut errors: Vec<Option<AppError>> = Vec::new();
-            for (op, err) in plan.ops {
-                ops.push(op);
-                errors.push(err);
-            }
-            let counter_start = ops.len();
-            if n_changes > 0 {
-                ops.push(counter_op(&seq_counter, base, n_changes));
-            }
-            for (counter, by) in &plan.bumps {
-                ops.push(counter_op(counter, values.get(counter), *by));
-            }
-            let mut seqs = Vec::with_capacity(plan.changes.len());
-            let mut records = Vec::with_capacity(plan.changes.len());
-            for (i, change) in plan.changes.into_iter().enumerate() {
-                let seq = base + 1 + i as i64;
-                seqs.push(seq);
-                let record = change_record(workspace_id, actor_id, seq, &now, change);
-                ops.push(WriteOp::put_new(Table::Main, change_item(&record, ttl)));
-                records.push(record);
-            }
+            let Attempt {
+                ops,
+                errors,
+                seqs,
+                records,
+                output,
+            } = self.assemble(workspace_id, actor_id, &seq_counter, &values, plan)?;
             if ops.is_empty() {
-                return Ok(Committed {
-                    output: plan.output,
-                    seqs,
-                });
+                return Ok(Committed { output, seqs });
             }
+            let counter_start = errors.len();
             match self.store.transact(ops).await {
                 Ok(()) => {
                     if let Some(sink) = self.sink.get()
@@ -386,20 +358,15 @@ impl ChangeLog {
                     {
                         sink.committed(records);
                     }
-                    return Ok(Committed {
-                        output: plan.output,
-                        seqs,
-                    });
+                    return Ok(Committed { output, seqs });
                 }
                 Err(StoreError::TransactionCanceled { reasons }) => {
-                    let failed: Vec<usize> = reasons
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| **r != crate::storage::CancelReason::None)
-                        .map(|(i, _)| i)
-                        .collect();
                     // A failed data condition is the caller's answer, whatever the counters did.
-                    if let Some(&i) = failed.iter().find(|&&i| i < counter_start) {
+                    if let Some(i) = reasons
+                        .iter()
+                        .take(counter_start)
+                        .position(|r| *r != crate::storage::CancelReason::None)
+                    {
                         return Err(errors[i].clone().unwrap_or_else(|| {
                             AppError::conflict("the resource was changed concurrently; retry")
                         }));
@@ -415,6 +382,76 @@ impl ChangeLog {
         Err(AppError::unavailable(
             "too many concurrent writes in this workspace; retry",
         ))
+    }
+
+    /// The change sequence and the plan's counters, in one read, as they are now.
+    async fn read_counters(&self, all: &[CounterRef]) -> AppResult<Counters> {
+        let keys: Vec<Key> = all.iter().map(|c| c.key.clone()).collect();
+        let items = self.store.batch_get(Table::Main, &keys).await?;
+        Ok(Counters(
+            all.iter()
+                .zip(items)
+                .map(|(c, item)| {
+                    let v = item
+                        .and_then(|i| i.get(c.attr).and_then(Value::as_i64))
+                        .unwrap_or(0);
+                    (c.clone(), v)
+                })
+                .collect(),
+        ))
+    }
+
+    /// One attempt's transaction: the plan's data operations, then the counter advances
+    /// (the sequence first), then one change record per change, numbered after the
+    /// sequence as read. Losing the race on any counter fails the whole transaction, so the
+    /// numbers stay gapless.
+    fn assemble<T>(
+        &self,
+        workspace_id: &str,
+        actor_id: &str,
+        seq_counter: &CounterRef,
+        values: &Counters,
+        plan: Plan<T>,
+    ) -> AppResult<Attempt<T>> {
+        if plan.op_count() > MAX_TRANSACTION_OPS {
+            return Err(AppError::validation(
+                "body",
+                "too many changes for one request",
+            ));
+        }
+        let base = values.get(seq_counter);
+        let n_changes = plan.changes.len() as i64;
+        let now = self.clock.rfc3339();
+        let ttl = self.clock.epoch_secs() + RETENTION_SECS;
+
+        let mut ops: Vec<WriteOp> = Vec::with_capacity(plan.op_count());
+        let mut errors: Vec<Option<AppError>> = Vec::new();
+        for (op, err) in plan.ops {
+            ops.push(op);
+            errors.push(err);
+        }
+        if n_changes > 0 {
+            ops.push(counter_op(seq_counter, base, n_changes));
+        }
+        for (counter, by) in &plan.bumps {
+            ops.push(counter_op(counter, values.get(counter), *by));
+        }
+        let mut seqs = Vec::with_capacity(plan.changes.len());
+        let mut records = Vec::with_capacity(plan.changes.len());
+        for (i, change) in plan.changes.into_iter().enumerate() {
+            let seq = base + 1 + i as i64;
+            seqs.push(seq);
+            let record = change_record(workspace_id, actor_id, seq, &now, change);
+            ops.push(WriteOp::put_new(Table::Main, change_item(&record, ttl)));
+            records.push(record);
+        }
+        Ok(Attempt {
+            ops,
+            errors,
+            seqs,
+            records,
+            output: plan.output,
+        })
     }
 
     /// Changes after `since`, oldest first. A `since` older than what the log still holds is
