@@ -75,6 +75,15 @@ pub fn delete_any(key: Key) -> WriteOp {
     }
 }
 
+/// A check that the item exists (a record the write refers to, not deleted meanwhile).
+pub fn exists_check(key: Key) -> WriteOp {
+    WriteOp::ConditionCheck {
+        table: Table::Main,
+        key,
+        condition: Condition::Exists,
+    }
+}
+
 /// A put of a uniqueness marker (fails if the value is taken).
 pub fn claim(key: Key, owner_id: &str) -> WriteOp {
     let mut item = Item::new();

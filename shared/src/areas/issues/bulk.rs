@@ -2,10 +2,10 @@
 //! dangling-reference guard) and for the sub-issues of a deleted issue.
 
 use super::model::Issue;
-use super::plan::{diff, exists_check, plan_update, with_guards};
+use super::plan::{diff, plan_update, with_guards};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::kernel::changes::Plan;
-use crate::kernel::context::ServiceContext;
+use crate::kernel::context::{ServiceContext, exists_check};
 use crate::kernel::keys;
 use crate::kernel::paging::{query_all, query_until};
 use crate::kernel::record::from_item;
@@ -41,7 +41,7 @@ where
 {
     let guards: Vec<(WriteOp, AppError)> = guard
         .into_iter()
-        .map(|(key, err)| exists_check(key, err))
+        .map(|(key, err)| (exists_check(key), err))
         .collect();
     rewrite_issues_guarded(ctx, ws, actor, issues, &guards, mutate).await
 }

@@ -158,17 +158,6 @@ pub(super) fn plan_update<T>(
     plan.change(issue_change(ChangeKind::Updated, next, Some(current)))
 }
 
-pub(super) fn exists_check(key: Key, error: AppError) -> (WriteOp, AppError) {
-    (
-        WriteOp::ConditionCheck {
-            table: Table::Main,
-            key,
-            condition: Condition::Exists,
-        },
-        error,
-    )
-}
-
 /// The writes of a new issue, numbered already: its items, its identifier lookup (a
 /// concurrent create that took the same number fails on it), the `created` activity entry,
 /// `guards` and the change record.

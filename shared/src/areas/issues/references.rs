@@ -261,13 +261,34 @@ pub async fn detach_project(
     project_id: &str,
 ) -> AppResult<()> {
     let pk = issues::project_partition(workspace_id, Some(project_id));
-    let pending = issues::relation_issues(ctx, &pk, MAX_REWRITES_PER_REQUEST + 1).await?;
+    clear_relation(ctx, workspace_id, actor, &pk, project_id, |i| {
+        &mut i.project_id
+    })
+    .await
+}
+
+/// Clears a reference to `id` on the issues its relation index `pk` lists (those whose
+/// field still names it: the index may be behind the issues).
+async fn clear_relation<F>(
+    ctx: &ServiceContext,
+    workspace_id: &str,
+    actor: &str,
+    pk: &str,
+    id: &str,
+    field: F,
+) -> AppResult<()>
+where
+    F: Fn(&mut Issue) -> &mut Option<String>,
+{
+    let pending = issues::relation_issues(ctx, pk, MAX_REWRITES_PER_REQUEST + 1).await?;
     rewrite(ctx, workspace_id, actor, pending, &[], |issue| {
-        (issue.project_id.as_deref() == Some(project_id)).then(|| {
-            let mut next = issue.clone();
-            next.project_id = None;
-            next
-        })
+        let mut next = issue.clone();
+        let slot = field(&mut next);
+        if slot.as_deref() != Some(id) {
+            return None;
+        }
+        *slot = None;
+        Some(next)
     })
     .await
 }
@@ -325,13 +346,8 @@ pub async fn unassign_member(
     .await?;
     let done = async {
         let pk = issues::assignee_partition(workspace_id, Some(user_id));
-        let pending = issues::relation_issues(ctx, &pk, MAX_REWRITES_PER_REQUEST + 1).await?;
-        rewrite(ctx, workspace_id, actor, pending, &[], |issue| {
-            (issue.assignee_id.as_deref() == Some(user_id)).then(|| {
-                let mut next = issue.clone();
-                next.assignee_id = None;
-                next
-            })
+        clear_relation(ctx, workspace_id, actor, &pk, user_id, |i| {
+            &mut i.assignee_id
         })
         .await?;
         clear_project_owner(ctx, workspace_id, actor, user_id).await

@@ -14,8 +14,7 @@ use super::model::{
     Activity, CreateIssue, Issue, ListIssuesParams, TransitionIssue, Transitions, UpdateIssue,
 };
 use super::plan::{
-    diff, exists_check, issue_change, plan_create, plan_issue_writes, plan_update, state_guard,
-    with_guards,
+    diff, issue_change, plan_create, plan_issue_writes, plan_update, state_guard, with_guards,
 };
 use super::slots::RefRequest;
 use super::workflow::{allowed_targets, workflow_states};
@@ -25,7 +24,8 @@ use crate::error::{AppError, AppResult};
 use crate::kernel::access::{Action, EntityType, Principal};
 use crate::kernel::changes::{ChangeKind, CounterRef, Plan};
 use crate::kernel::context::{
-    ServiceContext, check_version, expected_version, found, required_text, retry_unversioned,
+    ServiceContext, check_version, exists_check, expected_version, found, required_text,
+    retry_unversioned,
 };
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::input::text::optional_text;
@@ -72,13 +72,13 @@ impl IssueService {
         let team: Team = found(items[0].take(), "team")?;
         let checked = slots.check(&ws, &refs, &mut items, &team.id, None)?;
         let mut guards = checked.guards;
-        guards.push(exists_check(
-            keys::team(&ws, &team.id),
+        guards.push((
+            exists_check(keys::team(&ws, &team.id)),
             AppError::not_found("team"),
         ));
         if let Some(parent) = &checked.parent {
-            guards.push(exists_check(
-                keys::issue(&ws, &parent.id),
+            guards.push((
+                exists_check(keys::issue(&ws, &parent.id)),
                 AppError::validation("parent_id", "the parent issue was deleted"),
             ));
         }

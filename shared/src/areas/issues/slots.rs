@@ -4,9 +4,9 @@
 use serde_json::Value;
 
 use super::model::Issue;
-use super::plan::exists_check;
 use crate::areas::issues::references::exists_unmarked;
 use crate::error::{AppError, AppResult};
+use crate::kernel::context::exists_check;
 use crate::kernel::keys;
 use crate::kernel::record::from_item;
 use crate::storage::{Item, Key, WriteOp};
@@ -173,8 +173,8 @@ fn cycle_guard(
             "the cycle belongs to another team",
         ));
     }
-    Ok(exists_check(
-        keys::cycle(ws, cycle),
+    Ok((
+        exists_check(keys::cycle(ws, cycle)),
         AppError::validation("cycle_id", "the cycle was deleted"),
     ))
 }

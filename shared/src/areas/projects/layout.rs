@@ -6,7 +6,7 @@ use super::model::{Project, ProjectStatus};
 use crate::areas::issues::references::exists_unmarked;
 use crate::kernel::access::EntityType;
 use crate::kernel::changes::{Change, ChangeKind, Plan};
-use crate::kernel::context::put_new;
+use crate::kernel::context::{exists_check, put_new};
 use crate::kernel::keys;
 use crate::kernel::topic::Topic;
 use crate::storage::{Condition, Key, Query, SortKey, Table, WriteOp};
@@ -85,13 +85,5 @@ pub(super) fn delete_op(key: Key, condition: Option<Condition>) -> WriteOp {
         table: Table::Main,
         key,
         condition,
-    }
-}
-
-fn exists_check(key: Key) -> WriteOp {
-    WriteOp::ConditionCheck {
-        table: Table::Main,
-        key,
-        condition: Condition::Exists,
     }
 }
