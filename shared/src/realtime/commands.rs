@@ -199,10 +199,11 @@ fn workspace_or_current(named: Option<String>, conn: &Connection) -> AppResult<S
         .ok_or_else(|| AppError::validation("workspace_id", "is required"))
 }
 
-/// What an area's handler did with a command: answered it, or passed it on (not its area's).
+/// What an area's handler did with a command: answered it, or passed it on (not its area's;
+/// boxed, as a command is large next to an answer).
 enum Routed {
     Answered(Answer),
-    Passed(Command),
+    Passed(Box<Command>),
 }
 
 /// A service call's result as an answer.
@@ -225,27 +226,27 @@ async fn execute(
     let who = &conn.principal();
     let command = match connection_commands(s, registry, conn, command).await {
         Routed::Answered(a) => return a,
-        Routed::Passed(c) => c,
+        Routed::Passed(c) => *c,
     };
     let command = match workspace_commands(s, conn, command).await {
         Routed::Answered(a) => return a,
-        Routed::Passed(c) => c,
+        Routed::Passed(c) => *c,
     };
     let command = match label_commands(s, who, command).await {
         Routed::Answered(a) => return a,
-        Routed::Passed(c) => c,
+        Routed::Passed(c) => *c,
     };
     let command = match team_commands(s, who, command).await {
         Routed::Answered(a) => return a,
-        Routed::Passed(c) => c,
+        Routed::Passed(c) => *c,
     };
     let command = match project_commands(s, who, command).await {
         Routed::Answered(a) => return a,
-        Routed::Passed(c) => c,
+        Routed::Passed(c) => *c,
     };
     let command = match issue_commands(s, who, command).await {
         Routed::Answered(a) => return a,
-        Routed::Passed(c) => c,
+        Routed::Passed(c) => *c,
     };
     match command {
         Command::Unknown(UnknownCommand { kind }) => {
@@ -279,7 +280,7 @@ async fn connection_commands(
         ),
         Command::GetConnectionInfo(_) => connection_info(registry, conn).await,
         Command::Sync(Body(args)) => sync(s, conn, args).await,
-        other => return Routed::Passed(other),
+        other => return Routed::Passed(Box::new(other)),
     })
 }
 
@@ -316,7 +317,7 @@ async fn workspace_commands(s: &AppState, conn: &Connection, command: Command) -
         Command::AcceptInvitation(AcceptInvitation { id }) => {
             answer(s.invitations.accept(who, &id).await)
         }
-        other => return Routed::Passed(other),
+        other => return Routed::Passed(Box::new(other)),
     })
 }
 
@@ -356,7 +357,7 @@ async fn label_commands(s: &AppState, who: &Principal, command: Command) -> Rout
                 .await
                 .map_err(ErrorBody::from),
         ),
-        other => return Routed::Passed(other),
+        other => return Routed::Passed(Box::new(other)),
     })
 }
 
@@ -394,7 +395,7 @@ async fn team_commands(s: &AppState, who: &Principal, command: Command) -> Route
         Command::ListTeamMembers(ListTeamMembers { team_id, page }) => {
             answer(s.teams.members(who, &team_id, &page).await)
         }
-        other => return Routed::Passed(other),
+        other => return Routed::Passed(Box::new(other)),
     })
 }
 
@@ -424,7 +425,7 @@ async fn project_commands(s: &AppState, who: &Principal, command: Command) -> Ro
         Command::GetProjectStatusById(WithId { id, .. }) => {
             answer(s.projects.get_status(who, &id).await)
         }
-        other => return Routed::Passed(other),
+        other => return Routed::Passed(Box::new(other)),
     })
 }
 
@@ -441,7 +442,7 @@ async fn issue_commands(s: &AppState, who: &Principal, command: Command) -> Rout
         Command::GetIssue(GetIssue { id, workspace_id }) => {
             answer(s.issues.get(who, &id, workspace_id.as_deref()).await)
         }
-        other => return Routed::Passed(other),
+        other => return Routed::Passed(Box::new(other)),
     })
 }
 
