@@ -24,7 +24,24 @@ pub const MAX_URL_KEY: usize = 48;
 pub const MAX_TEAM_KEY: usize = 10;
 pub const MAX_COMMENT_BODY_CHARS: usize = 10_000;
 
-// Workflows.
+// Issues.
+pub const MAX_TITLE_CHARS: usize = 255;
+pub const MAX_ISSUE_DESCRIPTION_CHARS: usize = 10_000;
+pub const MAX_ISSUE_LABELS: usize = 20;
+/// How far up the parent chain a parent change looks for a cycle.
+pub const MAX_PARENT_DEPTH: usize = 50;
+/// Longest id accepted in a body or query (ids are ~48 characters).
+pub const MAX_ID_CHARS: usize = 100;
+/// Longest `q` (title search) of an issue list.
+pub const MAX_QUERY_CHARS: usize = 255;
+
+// Projects and project statuses.
+pub const MAX_PROJECT_NAME_CHARS: usize = 100;
+pub const MAX_PROJECT_DESCRIPTION_CHARS: usize = 10_000;
+pub const MAX_PROJECT_KEY_CHARS: usize = 10;
+pub const MAX_STATUS_NAME_CHARS: usize = 50;
+
+// Workflows (`MAX_POSITION` also bounds project status positions).
 /// Most states one workflow holds.
 pub const MAX_STATES: usize = 50;
 pub const MAX_POSITION: i64 = 1_000_000;

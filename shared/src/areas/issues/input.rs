@@ -9,14 +9,10 @@ use crate::error::{AppError, AppResult};
 use crate::kernel::context::required_text;
 use crate::kernel::input::text::optional_text;
 
-pub const MAX_TITLE_CHARS: usize = 255;
-pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
-pub const MAX_LABELS: usize = 20;
-/// How far up the parent chain a parent change looks for a cycle.
-pub const MAX_PARENT_DEPTH: usize = 50;
-/// Longest id accepted in a body or query (ids are ~48 characters).
-pub const MAX_ID_CHARS: usize = 100;
-pub const MAX_QUERY_CHARS: usize = 255;
+pub use crate::kernel::limits::{
+    MAX_ID_CHARS, MAX_ISSUE_DESCRIPTION_CHARS as MAX_DESCRIPTION_CHARS,
+    MAX_ISSUE_LABELS as MAX_LABELS, MAX_PARENT_DEPTH, MAX_QUERY_CHARS, MAX_TITLE_CHARS,
+};
 
 /// An id from a body or query: non-empty, bounded, printable (it becomes part of a key).
 pub(super) fn id_input(field: &str, raw: &str) -> AppResult<String> {

@@ -8,11 +8,10 @@ use crate::kernel::input::text::optional_text;
 use crate::kernel::keys;
 use crate::storage::{Item, Key};
 
-pub const MAX_PROJECT_NAME_CHARS: usize = 100;
-pub const MAX_PROJECT_DESCRIPTION_CHARS: usize = 10_000;
-pub const MAX_PROJECT_KEY_CHARS: usize = 10;
-pub const MAX_STATUS_NAME_CHARS: usize = 50;
-pub const MAX_POSITION: i64 = 1_000_000;
+pub use crate::kernel::limits::{
+    MAX_POSITION, MAX_PROJECT_DESCRIPTION_CHARS, MAX_PROJECT_KEY_CHARS, MAX_PROJECT_NAME_CHARS,
+    MAX_STATUS_NAME_CHARS,
+};
 
 /// 1–10 ASCII letters/digits, upper-cased.
 pub fn validate_project_key(field: &str, raw: &str) -> AppResult<String> {
