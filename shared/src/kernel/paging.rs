@@ -126,3 +126,26 @@ pub async fn workspace_members(
         .map(crate::kernel::record::from_item)
         .collect()
 }
+
+/// One page of a workspace partition's items whose sort key starts with `prefix` (the
+/// caller checks `limit` first, so a bad limit is a 400 before anything is read).
+pub async fn workspace_page(
+    store: &dyn crate::storage::Store,
+    workspace_id: &str,
+    prefix: &str,
+    limit: u32,
+    cursor: Option<String>,
+) -> AppResult<crate::storage::Page> {
+    store
+        .query(
+            &crate::storage::Query::new(
+                crate::storage::Table::Main,
+                crate::kernel::keys::workspace_partition(workspace_id),
+            )
+            .sort(crate::storage::SortKey::BeginsWith(prefix.to_owned()))
+            .limit(limit)
+            .cursor(cursor),
+        )
+        .await
+        .map_err(Into::into)
+}

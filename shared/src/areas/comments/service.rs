@@ -23,10 +23,11 @@ use crate::kernel::context::{expected_version, retry_unversioned};
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::keys;
 use crate::kernel::paging::workspace_members;
+use crate::kernel::paging::workspace_page;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::from_item;
 use crate::kernel::topic::Topic;
-use crate::storage::{Condition, Key, Query, SortKey, Table, WriteOp};
+use crate::storage::{Condition, Key, Table, WriteOp};
 
 pub use crate::kernel::limits::MAX_COMMENT_BODY_CHARS as MAX_BODY_CHARS;
 /// Sort-key prefix of the per-issue listing copies.
@@ -320,16 +321,14 @@ impl CommentService {
         if got.pop().flatten().is_none() {
             return Err(AppError::not_found(Kind::Issue.noun()));
         }
-        let got = self
-            .ctx
-            .store
-            .query(
-                &Query::new(Table::Main, keys::workspace_partition(&ws))
-                    .sort(SortKey::BeginsWith(comment_list_prefix(issue_id)))
-                    .limit(limit)
-                    .cursor(page.cursor.clone()),
-            )
-            .await?;
+        let got = workspace_page(
+            self.ctx.store.as_ref(),
+            &ws,
+            &comment_list_prefix(issue_id),
+            limit,
+            page.cursor.clone(),
+        )
+        .await?;
         Paged::of(got)
     }
 

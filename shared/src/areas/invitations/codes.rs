@@ -13,10 +13,10 @@ use crate::kernel::access::Principal;
 use crate::kernel::access::{Action, Role};
 use crate::kernel::changes::{Change, ChangeKind, Plan};
 use crate::kernel::context::{delete_existing, found, put_new};
-use crate::kernel::keys;
+use crate::kernel::paging::workspace_page;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::{from_item, record_item};
-use crate::storage::{Condition, Query, SortKey, Table, Update, WriteOp};
+use crate::storage::{Condition, Table, Update, WriteOp};
 
 pub use crate::kernel::limits::{DEFAULT_CODE_HOURS, MAX_CODE_HOURS, MAX_CODE_USES};
 
@@ -148,16 +148,14 @@ impl InvitationService {
             .access
             .scope(who, workspace_id, EntityType::InviteCode.read_action())
             .await?;
-        let got = self
-            .ctx
-            .store
-            .query(
-                &Query::new(Table::Main, keys::workspace_partition(&scope.workspace_id))
-                    .sort(SortKey::BeginsWith(format!("{INVITE_CODE}#")))
-                    .limit(limit)
-                    .cursor(page.cursor.clone()),
-            )
-            .await?;
+        let got = workspace_page(
+            self.ctx.store.as_ref(),
+            &scope.workspace_id,
+            &format!("{INVITE_CODE}#"),
+            limit,
+            page.cursor.clone(),
+        )
+        .await?;
         let now = self.now();
         Ok(Paged {
             items: got

@@ -27,6 +27,7 @@ use crate::kernel::context::{ServiceContext, found, put_versioned};
 use crate::kernel::ids::{self, Kind};
 use crate::kernel::input::text::normalize_email;
 use crate::kernel::keys;
+use crate::kernel::paging::workspace_page;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::from_item;
 use crate::storage::{Item, Key, Query, SortKey, Table};
@@ -183,16 +184,14 @@ impl InvitationService {
             .access
             .scope(who, workspace_id, EntityType::Invitation.read_action())
             .await?;
-        let got = self
-            .ctx
-            .store
-            .query(
-                &Query::new(Table::Main, keys::workspace_partition(&scope.workspace_id))
-                    .sort(SortKey::BeginsWith(format!("{}#", keys::INVITATION)))
-                    .limit(limit)
-                    .cursor(page.cursor.clone()),
-            )
-            .await?;
+        let got = workspace_page(
+            self.ctx.store.as_ref(),
+            &scope.workspace_id,
+            &format!("{}#", keys::INVITATION),
+            limit,
+            page.cursor.clone(),
+        )
+        .await?;
         let now = self.now();
         Ok(Paged {
             items: got

@@ -25,6 +25,7 @@ use crate::kernel::input::text::optional_text;
 use crate::kernel::keys;
 use crate::kernel::limits::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS};
 use crate::kernel::paging::workspace_items;
+use crate::kernel::paging::workspace_page;
 use crate::kernel::paging::{PageParams, Paged};
 use crate::kernel::record::{from_item, record_item};
 use crate::kernel::topic::Topic;
@@ -210,16 +211,14 @@ impl TeamService {
             .access
             .resolve(who, workspace_id, EntityType::Team.read_action())
             .await?;
-        let got = self
-            .ctx
-            .store
-            .query(
-                &Query::new(Table::Main, keys::workspace_partition(&scope.workspace_id))
-                    .sort(SortKey::BeginsWith(format!("{}#", keys::TEAM)))
-                    .limit(limit)
-                    .cursor(page.cursor.clone()),
-            )
-            .await?;
+        let got = workspace_page(
+            self.ctx.store.as_ref(),
+            &scope.workspace_id,
+            &format!("{}#", keys::TEAM),
+            limit,
+            page.cursor.clone(),
+        )
+        .await?;
         Paged::of(got)
     }
 
