@@ -61,6 +61,16 @@ impl Invitation {
         }
         self
     }
+
+    /// The invitation once answered (accepted, declined or revoked) at `stamp`: a new version.
+    pub(super) fn answered(&self, status: InvitationStatus, stamp: String) -> Self {
+        let mut next = self.clone();
+        next.status = status;
+        next.responded_at = Some(stamp.clone());
+        next.updated_at = stamp;
+        next.version += 1;
+        next
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]

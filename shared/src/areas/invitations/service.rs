@@ -264,11 +264,7 @@ impl InvitationService {
         let ws = inv.workspace_id.clone();
         let stamp = format_time(now)?;
         let member = member_of(&user, &ws, inv.role, &stamp);
-        let mut next = inv.clone();
-        next.status = InvitationStatus::Accepted;
-        next.responded_at = Some(stamp.clone());
-        next.updated_at = stamp;
-        next.version += 1;
+        let next = inv.answered(InvitationStatus::Accepted, stamp);
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -316,11 +312,7 @@ impl InvitationService {
         }
         let ws = inv.workspace_id.clone();
         let stamp = format_time(now)?;
-        let mut next = inv.clone();
-        next.status = InvitationStatus::Declined;
-        next.responded_at = Some(stamp.clone());
-        next.updated_at = stamp;
-        next.version += 1;
+        let next = inv.answered(InvitationStatus::Declined, stamp);
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
@@ -382,11 +374,7 @@ impl InvitationService {
             .and_then(|v| v.as_str())
             == Some(inv.id.as_str());
         let stamp = self.ctx.now();
-        let mut next = inv.clone();
-        next.status = InvitationStatus::Revoked;
-        next.responded_at = Some(stamp.clone());
-        next.updated_at = stamp;
-        next.version += 1;
+        let next = inv.answered(InvitationStatus::Revoked, stamp);
         self.ctx
             .changes
             .commit(&ws, &who.user_id, &[], |_| {
