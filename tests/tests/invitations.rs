@@ -465,7 +465,10 @@ async fn invite_codes(s: TestServer) {
     let joined = join(&s, &a, &code.to_lowercase()).await.expect(200);
     assert_eq!(joined.data()["role"], "guest");
     assert_eq!(joined.data()["workspace_id"], json!(ws));
-    assert!(joined.storage_calls() <= 3, "lookup, counters, transaction");
+    assert!(
+        joined.storage_calls() <= 4,
+        "lookup, counters, change numbers, transaction"
+    );
     assert_eq!(role_in(&s, &a, &ws).await, Ok("guest".into()));
     let twice = join(&s, &a, &code).await.expect(409);
     assert!(

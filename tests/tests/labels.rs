@@ -640,7 +640,7 @@ async fn batch_create_one_bad_item_writes_nothing(s: TestServer) {
     assert_eq!(change_events(&s, &owner, &ws).await.len(), before);
 }
 
-/// 0 items, or more than one transaction holds (33 creates, 24 updates, 33 deletes), are a
+/// 0 items, or more than one transaction holds (33 creates, 25 updates, 33 deletes), are a
 /// 400 naming the array and stating the limit; a full batch lands whole.
 async fn batch_size_limits(s: TestServer) {
     let (owner, _, _) = sign_up(&s, "owner").await;
@@ -720,7 +720,7 @@ async fn batch_size_limits(s: TestServer) {
         .map(|i| i["id"].clone())
         .collect();
 
-    // 25 renames are more than one transaction holds; 24 land whole.
+    // 26 renames are more than one transaction holds; 25 land whole.
     let renames = |n: usize| -> Vec<Value> {
         ids[..n]
             .iter()
@@ -732,7 +732,7 @@ async fn batch_size_limits(s: TestServer) {
         .put(
             "/labels/batch",
             Some(&owner),
-            &json!({"labels": renames(25)}),
+            &json!({"labels": renames(26)}),
         )
         .await
         .expect(400);
@@ -741,17 +741,17 @@ async fn batch_size_limits(s: TestServer) {
         r.body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("at most 24 items")
+            .contains("at most 25 items")
     );
     let renamed = s
         .put(
             "/labels/batch",
             Some(&owner),
-            &json!({"labels": renames(24)}),
+            &json!({"labels": renames(25)}),
         )
         .await
         .expect(200);
-    assert_eq!(renamed.data()["items"].as_array().unwrap().len(), 24);
+    assert_eq!(renamed.data()["items"].as_array().unwrap().len(), 25);
     assert_eq!(
         renamed.storage_calls(),
         3,
@@ -763,7 +763,7 @@ async fn batch_size_limits(s: TestServer) {
             .iter()
             .filter(|n| n.starts_with("renamed "))
             .count(),
-        24
+        25
     );
 
     // And all 33 deleted in one request.
@@ -781,7 +781,7 @@ async fn batch_size_limits(s: TestServer) {
     let n = |event: &str| events[before..].iter().filter(|e| *e == event).count();
     assert_eq!(
         (n("label.created"), n("label.updated"), n("label.deleted")),
-        (33, 24, 33)
+        (33, 25, 33)
     );
 }
 

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use momentum_shared::kernel::access::Role;
 use momentum_shared::kernel::changes::log_partition;
+use momentum_shared::kernel::keys;
 use momentum_shared::realtime::connections::ConnectionRegistry;
-use momentum_shared::storage::{Key, Query, Table, WriteOp};
+use momentum_shared::storage::{Key, Query, Table, Update, WriteOp};
 use momentum_tests::{TestServer, WsClient, on_every_store, seed_member, sign_up};
 use serde_json::json;
 
@@ -179,6 +180,21 @@ async fn expired_history_requires_resync(s: TestServer) {
         })
         .collect();
     s.state.store.transact(deletes).await.unwrap();
+    // Records expire 30 days after their commit, so the workspace is older than that. (A
+    // young workspace's missing numbers are holes still being written, not expiry.)
+    let month_ago = time::OffsetDateTime::now_utc() - time::Duration::days(31);
+    let backdate = WriteOp::Update {
+        table: Table::Main,
+        key: keys::workspace(&ws),
+        update: Update::default().set(
+            "created_at",
+            month_ago
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+        ),
+        condition: None,
+    };
+    s.state.store.transact(vec![backdate]).await.unwrap();
 
     let stale = s
         .get(&format!("/workspaces/{ws}/changes?since=0"), Some(&owner))

@@ -61,3 +61,12 @@ async fn localstack_conformance() {
     c::optimistic_version_conflict(store.clone()).await;
     c::batch_get_and_values(store).await;
 }
+
+/// The change log's guarantee (32 writers, failures, crashes, readers) on DynamoDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn change_log_guarantee_under_concurrent_writers_and_crashes() {
+    if let Some(store) = moto().await {
+        momentum_shared::kernel::changes_guarantee::concurrent_writers_crashes_and_readers(store)
+            .await;
+    }
+}

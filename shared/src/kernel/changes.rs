@@ -1,11 +1,20 @@
 //! The workspace change log and the one way mutations commit.
 //!
 //! Every mutation writes, in the same transaction as its data, one change record per changed
-//! entity into its workspace's log, numbered by a per-workspace counter that the transaction
-//! advances conditionally (`seq = n` -> `seq = n + k`). So sequence numbers are gapless and
-//! in commit order: a reader that has seen N and asks for "since N" can never miss a change
-//! committed later with a lower number. A writer that loses the race on the counter re-reads
-//! it and rebuilds its transaction.
+//! entity into its workspace's log. Numbers come from a per-workspace counter advanced by an
+//! atomic add *before* the transaction (`ChangeLog::commit`), so concurrent writers of one
+//! workspace never invalidate each other: each owns the numbers it drew. A number whose
+//! transaction fails, or whose writer dies, is a hole; it is closed by a *skip* record, put
+//! with `attribute_not_exists` by the failing writer or, once the hole is older than
+//! `HOLE_GRACE_SECS`, by any reader that meets it. The record and the skip race for the same
+//! key, so exactly one of them exists: a writer whose number was skipped under it retries
+//! with a new number.
+//!
+//! Readers (`ChangeLog::since`) walk the log in number order and stop at the first open hole:
+//! a reader that has seen N never misses a change committed later with a lower number,
+//! because a lower number is either already written (record or skip) or still open, and an
+//! open number stops the walk. Records therefore become readable in number order even though
+//! their transactions may land in any order (see docs/architecture.md, "Change log").
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +38,19 @@ use crate::storage::{
 pub const RETENTION_SECS: u64 = 30 * 24 * 3600;
 const SEQ_ATTR: &str = "seq";
 const MAX_ATTEMPTS: u32 = 40;
+/// How old a hole must be (measured from the `at` of the first record after it) before a
+/// reader closes it with a skip record. A writer takes one transaction between drawing its
+/// number and writing it (tens of milliseconds on DynamoDB, a few seconds at worst with the
+/// retry budget); closing earlier is still safe (that writer retries with a new number) but
+/// would make busy readers cost writers retries.
+pub const HOLE_GRACE_SECS: i64 = 5;
+/// A reader's cursor record must still have this long to live for the records after it to be
+/// known not to have expired (records after it were drawn later, so they expire later, give or
+/// take one commit's duration).
+const ANCHOR_MARGIN_SECS: i64 = 3600;
+/// The `entity` of a skip record: not `change`, so the stream filter does not carry it to the
+/// broadcaster (there is nothing to deliver).
+const SKIP_ENTITY: &str = "change_skip";
 
 pub fn counter_key(workspace_id: &str) -> Key {
     Key::new(format!("WS#{workspace_id}"), "CHANGESEQ")
@@ -191,7 +213,7 @@ impl<T> Plan<T> {
     }
 
     pub fn op_count(&self) -> usize {
-        self.ops.len() + self.changes.len() + self.bumps.len() + 1
+        self.ops.len() + self.changes.len() + self.bumps.len()
     }
 }
 
@@ -293,6 +315,58 @@ fn counter_op(counter: &CounterRef, current: i64, by: i64) -> WriteOp {
     }
 }
 
+/// Changes after a cursor, as `ChangeLog::since` reads them.
+#[derive(Debug)]
+pub struct ChangesSince {
+    /// Change records in number order (skips left out).
+    pub records: Vec<ChangeRecord>,
+    /// The cursor for the next read: the last number read, records and skips alike.
+    pub last_seq: i64,
+    /// More records follow `last_seq` already (the page was full).
+    pub has_more: bool,
+}
+
+/// One numbered slot of the log: a change record or the skip that closed a hole.
+enum Slot {
+    Record(ChangeRecord),
+    Skip { seq: i64, at: String },
+}
+
+impl Slot {
+    fn parse(item: Item) -> AppResult<Self> {
+        if item.get("entity").and_then(Value::as_str) == Some(SKIP_ENTITY) {
+            let seq = item.get(SEQ_ATTR).and_then(Value::as_i64).unwrap_or(0);
+            let at = item
+                .get("at")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            return Ok(Slot::Skip { seq, at });
+        }
+        from_item::<ChangeRecord>(item).map(Slot::Record)
+    }
+
+    fn seq(&self) -> i64 {
+        match self {
+            Slot::Record(r) => r.seq,
+            Slot::Skip { seq, .. } => *seq,
+        }
+    }
+
+    fn at(&self) -> &str {
+        match self {
+            Slot::Record(r) => &r.at,
+            Slot::Skip { at, .. } => at,
+        }
+    }
+}
+
+fn epoch_of(at: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 impl ChangeLog {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -314,9 +388,22 @@ impl ChangeLog {
         let _ = self.sink.set(sink);
     }
 
+    /// Draws the next value of a counter that numbers things (a team's issue numbers): one
+    /// atomic add, outside any transaction, so concurrent writers never conflict on it. A
+    /// value whose commit then fails is never used: numbers are unique and increasing, not
+    /// gapless.
+    pub async fn draw(&self, counter: &CounterRef) -> AppResult<i64> {
+        Ok(self
+            .store
+            .increment(Table::Main, &counter.key, counter.attr, 1)
+            .await?)
+    }
+
     /// Commits what `build` plans, with change records numbered in commit order. `build` may
     /// run more than once (after losing a counter race), so it must not have side effects.
-    /// `counters` are read (with the change sequence, in one call) before each attempt.
+    /// `counters` are read (in one call) before each attempt and advanced conditionally by
+    /// the plan's bumps; the change numbers are drawn after `build`, one atomic add per
+    /// attempt, so writers of one workspace never race on them.
     pub async fn commit<T, F>(
         &self,
         workspace_id: &str,
@@ -327,31 +414,49 @@ impl ChangeLog {
     where
         F: FnMut(&Counters) -> AppResult<Plan<T>>,
     {
-        let seq_counter = CounterRef {
-            key: counter_key(workspace_id),
-            attr: SEQ_ATTR,
-        };
-        let mut all = vec![seq_counter.clone()];
-        all.extend(counters.iter().cloned());
         let _turn = match self.sink.get() {
             Some(sink) => sink.commit_turn(workspace_id).await,
             None => None,
         };
         for attempt in 0..MAX_ATTEMPTS {
-            let values = self.read_counters(&all).await?;
+            let values = self.read_counters(counters).await?;
             let plan = build(&values)?;
+            if plan.op_count() > MAX_TRANSACTION_OPS {
+                return Err(AppError::validation(
+                    "body",
+                    "too many changes for one request",
+                ));
+            }
+            if plan.ops.is_empty() && plan.changes.is_empty() && plan.bumps.is_empty() {
+                return Ok(Committed {
+                    output: plan.output,
+                    seqs: Vec::new(),
+                });
+            }
+            let last = match plan.changes.len() as i64 {
+                0 => 0,
+                n => {
+                    self.store
+                        .increment(Table::Main, &counter_key(workspace_id), SEQ_ATTR, n)
+                        .await?
+                }
+            };
             let Attempt {
                 ops,
                 errors,
                 seqs,
                 records,
                 output,
-            } = self.assemble(workspace_id, actor_id, &seq_counter, &values, plan)?;
-            if ops.is_empty() {
-                return Ok(Committed { output, seqs });
+            } = self.assemble(workspace_id, actor_id, last, &values, plan);
+            let data_ops = errors.len();
+            let outcome = self.store.transact(ops).await;
+            if outcome.is_err() {
+                // Whatever happened, the numbers drawn must not stay open: a reader would
+                // wait for them (until HOLE_GRACE_SECS). If the transaction did land after
+                // all (an answer lost), its records win the race and the skips do nothing.
+                self.skip(workspace_id, &seqs, &self.clock.rfc3339()).await;
             }
-            let counter_start = errors.len();
-            match self.store.transact(ops).await {
+            match outcome {
                 Ok(()) => {
                     if let Some(sink) = self.sink.get()
                         && !records.is_empty()
@@ -361,18 +466,18 @@ impl ChangeLog {
                     return Ok(Committed { output, seqs });
                 }
                 Err(StoreError::TransactionCanceled { reasons }) => {
-                    // A failed data condition is the caller's answer, whatever the counters did.
+                    // A failed data condition is the caller's answer, whatever else failed.
                     if let Some(i) = reasons
                         .iter()
-                        .take(counter_start)
+                        .take(data_ops)
                         .position(|r| *r != crate::storage::CancelReason::None)
                     {
                         return Err(errors[i].clone().unwrap_or_else(|| {
                             AppError::conflict("the resource was changed concurrently; retry")
                         }));
                     }
-                    // Otherwise another writer took the sequence (or a counter) first: the
-                    // counter check fails and so does the put of the record with that seq.
+                    // Otherwise a counter moved under us, or a reader closed one of our
+                    // numbers as a hole: draw again.
                     let backoff = 2 + rand::random::<u64>() % (4 << attempt.min(4));
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
@@ -384,12 +489,16 @@ impl ChangeLog {
         ))
     }
 
-    /// The change sequence and the plan's counters, in one read, as they are now.
-    async fn read_counters(&self, all: &[CounterRef]) -> AppResult<Counters> {
-        let keys: Vec<Key> = all.iter().map(|c| c.key.clone()).collect();
+    /// The plan's counters, in one read, as they are now (no call when there are none).
+    async fn read_counters(&self, counters: &[CounterRef]) -> AppResult<Counters> {
+        if counters.is_empty() {
+            return Ok(Counters::default());
+        }
+        let keys: Vec<Key> = counters.iter().map(|c| c.key.clone()).collect();
         let items = self.store.batch_get(Table::Main, &keys).await?;
         Ok(Counters(
-            all.iter()
+            counters
+                .iter()
                 .zip(items)
                 .map(|(c, item)| {
                     let v = item
@@ -401,26 +510,19 @@ impl ChangeLog {
         ))
     }
 
-    /// One attempt's transaction: the plan's data operations, then the counter advances
-    /// (the sequence first), then one change record per change, numbered after the
-    /// sequence as read. Losing the race on any counter fails the whole transaction, so the
-    /// numbers stay gapless.
+    /// One attempt's transaction: the plan's data operations, then the counter advances,
+    /// then one change record per change, numbered up to `last` (the drawn numbers), each put
+    /// only if its number is still free.
     fn assemble<T>(
         &self,
         workspace_id: &str,
         actor_id: &str,
-        seq_counter: &CounterRef,
+        last: i64,
         values: &Counters,
         plan: Plan<T>,
-    ) -> AppResult<Attempt<T>> {
-        if plan.op_count() > MAX_TRANSACTION_OPS {
-            return Err(AppError::validation(
-                "body",
-                "too many changes for one request",
-            ));
-        }
-        let base = values.get(seq_counter);
+    ) -> Attempt<T> {
         let n_changes = plan.changes.len() as i64;
+        let base = last - n_changes;
         let now = self.clock.rfc3339();
         let ttl = self.clock.epoch_secs() + RETENTION_SECS;
 
@@ -429,9 +531,6 @@ impl ChangeLog {
         for (op, err) in plan.ops {
             ops.push(op);
             errors.push(err);
-        }
-        if n_changes > 0 {
-            ops.push(counter_op(seq_counter, base, n_changes));
         }
         for (counter, by) in &plan.bumps {
             ops.push(counter_op(counter, values.get(counter), *by));
@@ -445,62 +544,150 @@ impl ChangeLog {
             ops.push(WriteOp::put_new(Table::Main, change_item(&record, ttl)));
             records.push(record);
         }
-        Ok(Attempt {
+        Attempt {
             ops,
             errors,
             seqs,
             records,
             output: plan.output,
-        })
+        }
     }
 
-    /// Changes after `since`, oldest first. A `since` older than what the log still holds is
-    /// `RESYNC_REQUIRED` (the client must reload state); one beyond the head is a 400 on
-    /// `since`.
+    /// Closes numbers with skip records, each only if its number is still free (so a record
+    /// that landed keeps its place). Best effort: a number left open is closed by the next
+    /// reader that meets it after `HOLE_GRACE_SECS`. `at` dates the skips as the slot they
+    /// fill (see `since`: a skip must not look younger than the records around it).
+    async fn skip(&self, workspace_id: &str, seqs: &[i64], at: &str) {
+        let Some(ttl) = epoch_of(at).map(|t| t.max(0) as u64 + RETENTION_SECS) else {
+            return;
+        };
+        let puts = seqs.iter().map(|&seq| {
+            let item = skip_item(workspace_id, seq, at, ttl);
+            async move {
+                match self
+                    .store
+                    .transact(vec![WriteOp::put_new(Table::Main, item)])
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.is_condition_failure() => {}
+                    Err(e) => tracing::warn!(
+                        workspace_id,
+                        seq,
+                        error = %e,
+                        "could not close a change number; readers will close it"
+                    ),
+                }
+            }
+        });
+        futures::future::join_all(puts).await;
+    }
+
+    /// Changes after `since`, oldest first, up to the first number still open (a writer may
+    /// yet fill it). Holes older than `HOLE_GRACE_SECS` are closed on the way. A `since` older
+    /// than what the log still holds is `RESYNC_REQUIRED` (the client must reload state); one
+    /// beyond the last number drawn is a 400 on `since`.
     pub async fn since(
         &self,
         workspace_id: &str,
         since: i64,
         limit: u32,
-    ) -> AppResult<(Vec<ChangeRecord>, bool)> {
-        let page = self
-            .store
-            .query(
-                &Query::new(Table::Main, log_partition(workspace_id))
-                    .sort(SortKey::Gt(seq_sk(since.max(0))))
-                    .limit(limit),
-            )
-            .await?;
-        let records: Vec<ChangeRecord> = page
-            .items
-            .into_iter()
-            .map(from_item::<ChangeRecord>)
-            .collect::<AppResult<_>>()?;
-        match records.first() {
-            Some(first) if first.seq > since + 1 => return Err(resync_required(since)),
-            Some(_) => {}
-            // Nothing after `since`: either nothing happened, or all of it has expired.
-            None => {
-                let latest = self
-                    .store
-                    .get(Table::Main, &counter_key(workspace_id))
-                    .await?
-                    .and_then(|c| c.get(SEQ_ATTR).and_then(Value::as_i64))
-                    .unwrap_or(0);
-                if latest > since {
-                    return Err(resync_required(since));
+    ) -> AppResult<ChangesSince> {
+        let since = since.max(0);
+        // Each round closes at most one run of old holes; a run needs a record after it, so
+        // rounds are bounded by the page.
+        for _ in 0..8 {
+            let page = self
+                .store
+                .query(
+                    &Query::new(Table::Main, log_partition(workspace_id))
+                        .sort(SortKey::Gt(seq_sk(since)))
+                        .limit(limit),
+                )
+                .await?;
+            let full = page.next_cursor.is_some();
+            let slots = page
+                .items
+                .into_iter()
+                .map(Slot::parse)
+                .collect::<AppResult<Vec<_>>>()?;
+            let mut out = ChangesSince {
+                records: Vec::new(),
+                last_seq: since,
+                has_more: false,
+            };
+            let mut hole = None;
+            for slot in &slots {
+                if slot.seq() != out.last_seq + 1 {
+                    hole = Some((out.last_seq + 1, slot.seq(), slot.at().to_owned()));
+                    break;
                 }
-                // A cursor past the head was never handed out: accepting it would skip
-                // every change numbered up to it once they are committed.
-                if since > latest {
-                    return Err(AppError::validation(
-                        "since",
-                        format!("is beyond the latest change ({latest}); resync from there"),
-                    ));
+                out.last_seq = slot.seq();
+                if let Slot::Record(r) = slot {
+                    out.records.push(r.clone());
                 }
             }
+            let Some((from, to, next_at)) = hole else {
+                if slots.is_empty() {
+                    self.check_head(workspace_id, since).await?;
+                }
+                out.has_more = full;
+                return Ok(out);
+            };
+            if out.last_seq == since && !self.anchored(workspace_id, since).await? {
+                return Err(resync_required(since));
+            }
+            let age = epoch_of(&next_at).map(|t| self.clock.now().unix_timestamp() - t);
+            if age.is_none_or(|age| age < HOLE_GRACE_SECS) {
+                // A writer may still be filling it: stop before it.
+                return Ok(out);
+            }
+            let seqs: Vec<i64> = (from..to).collect();
+            self.skip(workspace_id, &seqs, &next_at).await;
         }
-        Ok((records, page.next_cursor.is_some()))
+        Err(AppError::unavailable("the change log is busy; retry"))
+    }
+
+    /// With nothing after `since`: a cursor beyond the last number drawn was never handed
+    /// out, and numbers drawn but not yet written are either in flight (fine: nothing to
+    /// read yet) or expired (the cursor is too old).
+    async fn check_head(&self, workspace_id: &str, since: i64) -> AppResult<()> {
+        let latest = self
+            .store
+            .get(Table::Main, &counter_key(workspace_id))
+            .await?
+            .and_then(|c| c.get(SEQ_ATTR).and_then(Value::as_i64))
+            .unwrap_or(0);
+        // Accepting a cursor past the head would skip every change numbered up to it once
+        // they are committed.
+        if since > latest {
+            return Err(AppError::validation(
+                "since",
+                format!("is beyond the latest change ({latest}); resync from there"),
+            ));
+        }
+        if latest > since && !self.anchored(workspace_id, since).await? {
+            return Err(resync_required(since));
+        }
+        Ok(())
+    }
+
+    /// Whether the log still holds what follows `since`: the slot at `since` exists and is
+    /// far from expiry (slots after it were drawn later and expire later). For 0 (from the
+    /// start), the workspace itself must be young enough that nothing of its log expired.
+    async fn anchored(&self, workspace_id: &str, since: i64) -> AppResult<bool> {
+        let (key, field) = if since == 0 {
+            (crate::kernel::keys::workspace(workspace_id), "created_at")
+        } else {
+            (Key::new(log_partition(workspace_id), seq_sk(since)), "at")
+        };
+        let Some(item) = self.store.get(Table::Main, &key).await? else {
+            return Ok(false);
+        };
+        let at = item.get(field).and_then(Value::as_str).and_then(epoch_of);
+        Ok(at.is_some_and(|t| {
+            t + RETENTION_SECS as i64 > self.clock.now().unix_timestamp() + ANCHOR_MARGIN_SECS
+        }))
     }
 }
 
@@ -542,6 +729,19 @@ fn change_item(record: &ChangeRecord, ttl: u64) -> Item {
     item.insert("pk".into(), json!(log_partition(&record.workspace_id)));
     item.insert("sk".into(), json!(seq_sk(record.seq)));
     item.insert("entity".into(), json!("change"));
+    item.insert("ttl".into(), json!(ttl));
+    item
+}
+
+/// The stored form of a skip: the number is taken and holds nothing. Dated like the slot it
+/// fills, so that it expires with its neighbours.
+fn skip_item(workspace_id: &str, seq: i64, at: &str, ttl: u64) -> Item {
+    let mut item = Item::new();
+    item.insert("pk".into(), json!(log_partition(workspace_id)));
+    item.insert("sk".into(), json!(seq_sk(seq)));
+    item.insert("entity".into(), json!(SKIP_ENTITY));
+    item.insert(SEQ_ATTR.into(), json!(seq));
+    item.insert("at".into(), json!(at));
     item.insert("ttl".into(), json!(ttl));
     item
 }

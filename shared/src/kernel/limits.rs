@@ -78,8 +78,8 @@ pub const MAX_LABEL_DESCRIPTION_CHARS: usize = 500;
 
 // Label batches commit in one transaction (all or nothing, never visible in part), so an
 // item count is what one transaction holds: `storage::MAX_TRANSACTION_OPS` (100) operations,
-// one of which is the change-log sequence counter, the rest spent per item as below (the
-// write-op builders in `areas/labels/layout.rs`; a unit test there checks these counts).
+// spent per item as below (the change numbers are drawn before the transaction and cost it
+// nothing; the write-op builders in `areas/labels/layout.rs`; a unit test there checks these counts).
 
 /// Operations a created label costs: put label, claim its name marker, change record.
 pub const LABEL_CREATE_OPS: usize = 3;
@@ -91,12 +91,12 @@ pub const LABEL_UPDATE_OPS: usize = 4;
 /// nothing here), delete its name marker, change record.
 pub const LABEL_DELETE_OPS: usize = 3;
 
-/// Most labels in one batch create: (100 - 1) / 3 = 33.
-pub const MAX_LABEL_BATCH_CREATE: usize = (MAX_TRANSACTION_OPS - 1) / LABEL_CREATE_OPS;
-/// Most labels in one batch update, every item possibly a rename: (100 - 1) / 4 = 24.
-pub const MAX_LABEL_BATCH_UPDATE: usize = (MAX_TRANSACTION_OPS - 1) / LABEL_UPDATE_OPS;
-/// Most labels in one batch delete: (100 - 1) / 3 = 33.
-pub const MAX_LABEL_BATCH_DELETE: usize = (MAX_TRANSACTION_OPS - 1) / LABEL_DELETE_OPS;
+/// Most labels in one batch create: 100 / 3 = 33.
+pub const MAX_LABEL_BATCH_CREATE: usize = MAX_TRANSACTION_OPS / LABEL_CREATE_OPS;
+/// Most labels in one batch update, every item possibly a rename: 100 / 4 = 25.
+pub const MAX_LABEL_BATCH_UPDATE: usize = MAX_TRANSACTION_OPS / LABEL_UPDATE_OPS;
+/// Most labels in one batch delete: 100 / 3 = 33.
+pub const MAX_LABEL_BATCH_DELETE: usize = MAX_TRANSACTION_OPS / LABEL_DELETE_OPS;
 
 /// Items in one DynamoDB transaction (a DynamoDB limit, defined with the storage port).
 pub use crate::storage::MAX_TRANSACTION_OPS;

@@ -2,6 +2,8 @@
 
 pub mod access;
 pub mod changes;
+#[cfg(any(test, feature = "test-support"))]
+pub mod changes_guarantee;
 pub mod context;
 pub mod ids;
 pub mod input;

@@ -9,7 +9,7 @@ use super::model::{Activity, Issue};
 use crate::areas::issues::references::exists_unmarked;
 use crate::error::{AppError, ErrorCode};
 use crate::kernel::access::EntityType;
-use crate::kernel::changes::{Change, ChangeKind, CounterRef, Plan};
+use crate::kernel::changes::{Change, ChangeKind, Plan};
 use crate::kernel::keys;
 use crate::kernel::record::record_item;
 use crate::kernel::topic::Topic;
@@ -163,7 +163,6 @@ pub(super) fn plan_update<T>(
 /// `guards` and the change record.
 pub(super) fn plan_create(
     issue: Issue,
-    counter: &CounterRef,
     actor: &str,
     guards: &[(WriteOp, AppError)],
 ) -> Plan<Issue> {
@@ -173,7 +172,6 @@ pub(super) fn plan_create(
         to: json!(issue.identifier),
     };
     let plan = plan_issue_writes(Plan::new(issue.clone()), None, Some(&issue))
-        .bump(counter.clone(), 1)
         .guarded(
             WriteOp::put_new(Table::Main, identifier_item(&issue)),
             AppError::conflict("the issue number was taken concurrently; retry"),

@@ -139,8 +139,9 @@ impl IssueService {
         Ok((state_id, Some(guard)))
     }
 
-    /// Numbers the issue from the team's counter inside the transaction that writes it, so
-    /// two creates never share a number.
+    /// Numbers the issue with one draw from the team's counter, before the transaction that
+    /// writes it, so concurrent creates in a team never conflict (the identifier lookup,
+    /// `put_new`, still guards uniqueness). A create that fails leaves its number unused.
     async fn commit_create(
         &self,
         actor: &str,
@@ -153,15 +154,15 @@ impl IssueService {
             key: keys::team_issue_counter(&ws, &team.id),
             attr: "seq",
         };
+        let number = self.ctx.changes.draw(&counter).await?;
+        let mut issue = template;
+        issue.number = number;
+        issue.identifier = format!("{}-{number}", team.key);
         let committed = self
             .ctx
             .changes
-            .commit(&ws, actor, std::slice::from_ref(&counter), |counters| {
-                let number = counters.get(&counter) + 1;
-                let mut issue = template.clone();
-                issue.number = number;
-                issue.identifier = format!("{}-{number}", team.key);
-                Ok(plan_create(issue, &counter, actor, guards))
+            .commit(&ws, actor, &[], |_| {
+                Ok(plan_create(issue.clone(), actor, guards))
             })
             .await?;
         Ok(committed.output)

@@ -138,9 +138,9 @@ pub struct LabelPatch {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchUpdateLabels {
-    /// 1–24 labels of one workspace (`MAX_LABEL_BATCH_UPDATE`: what one transaction holds
+    /// 1–25 labels of one workspace (`MAX_LABEL_BATCH_UPDATE`: what one transaction holds
     /// when every item is a rename).
-    #[schema(min_items = 1, max_items = 24)]
+    #[schema(min_items = 1, max_items = 25)]
     pub labels: Vec<LabelPatch>,
 }
 

@@ -323,8 +323,8 @@ impl TeamService {
         }
         let holdings = self.holdings(&ws, team_id).await?;
         let mut leftovers = holdings.leftover_keys(&ws, team_id);
-        // team, marker, counter check, the workflows, one change each, the change counter.
-        let essential = 3 + 2 * holdings.workflows.len() + 1 + 1;
+        // team, marker, counter check, the workflows, one change each, the team's change.
+        let essential = 3 + 2 * holdings.workflows.len() + 1;
         let room = crate::storage::MAX_TRANSACTION_OPS.saturating_sub(essential);
         let later = leftovers.split_off(room.min(leftovers.len()));
         let deletion = TeamDeletion {

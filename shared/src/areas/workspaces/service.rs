@@ -679,14 +679,16 @@ impl WorkspaceService {
         limit: u32,
     ) -> AppResult<ChangesPage> {
         let scope = self.scope(who, workspace_id, Action::Read).await?;
-        let (mut changes, has_more) = self
+        let read = self
             .ctx
             .changes
             .since(&scope.workspace_id, since, limit)
             .await?;
-        // The cursor moves past records the reader may not see, so it never re-reads them
-        // and still learns the head.
-        let last_seq = changes.last().map_or(since, |c| c.seq);
+        // The cursor moves past records the reader may not see (and skipped numbers), so it
+        // never re-reads them and still learns the head.
+        let last_seq = read.last_seq;
+        let has_more = read.has_more;
+        let mut changes = read.records;
         changes.retain(|c| c.visible_to(&scope.user_id, scope.role));
         Ok(ChangesPage {
             changes,
