@@ -315,6 +315,40 @@ fn counter_op(counter: &CounterRef, current: i64, by: i64) -> WriteOp {
     }
 }
 
+/// Numbers drawn for a transaction that has not answered yet. If the commit is dropped
+/// meanwhile (the shim cancels a request whose client went away), they are closed with skips
+/// from a task of their own, so readers need not wait `HOLE_GRACE_SECS` for them; should the
+/// transaction still land, its records win the race and the skips do nothing.
+struct Drawn {
+    open: Option<(ChangeLog, String, Vec<i64>)>,
+}
+
+impl Drawn {
+    fn new(log: &ChangeLog, workspace_id: &str, seqs: &[i64]) -> Self {
+        Self {
+            open: (!seqs.is_empty()).then(|| (log.clone(), workspace_id.to_owned(), seqs.to_vec())),
+        }
+    }
+
+    /// The transaction answered: the commit itself takes care of the numbers.
+    fn settled(mut self) {
+        self.open = None;
+    }
+}
+
+impl Drop for Drawn {
+    fn drop(&mut self) {
+        if let Some((log, ws, seqs)) = self.open.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let at = log.clock.rfc3339();
+                log.skip(&ws, &seqs, &at).await;
+            });
+        }
+    }
+}
+
 /// Changes after a cursor, as `ChangeLog::since` reads them.
 #[derive(Debug)]
 pub struct ChangesSince {
@@ -449,7 +483,9 @@ impl ChangeLog {
                 output,
             } = self.assemble(workspace_id, actor_id, last, &values, plan);
             let data_ops = errors.len();
+            let pending = Drawn::new(self, workspace_id, &seqs);
             let outcome = self.store.transact(ops).await;
+            pending.settled();
             if outcome.is_err() {
                 // Whatever happened, the numbers drawn must not stay open: a reader would
                 // wait for them (until HOLE_GRACE_SECS). If the transaction did land after

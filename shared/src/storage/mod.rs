@@ -12,6 +12,7 @@ pub mod dynamo;
 pub mod embedded;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
+pub mod latency;
 pub mod metered;
 pub mod retry;
 pub mod schema;

@@ -24,8 +24,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use momentum_shared::kernel::access::Role;
-use momentum_shared::kernel::changes::counter_key;
-use momentum_shared::storage::Table;
+use momentum_shared::kernel::changes::log_partition;
+use momentum_shared::storage::{Query, Table};
 use momentum_tests::{Backend, PASSWORD, Reply, TestServer, new_member, seed_member, sign_up};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -292,15 +292,36 @@ impl Fixture {
         out
     }
 
+    /// The number of the workspace's latest change record (skips, which close the numbers
+    /// of failed commits, hold nothing and do not count).
     pub async fn log_seq(&self, ws: &str) -> i64 {
-        self.server
-            .state
-            .store
-            .get(Table::Main, &counter_key(ws))
-            .await
-            .unwrap()
-            .and_then(|i| i.get("seq").and_then(Value::as_i64))
-            .unwrap_or(0)
+        let mut cursor = None;
+        loop {
+            let page = self
+                .server
+                .state
+                .store
+                .query(
+                    &Query::new(Table::Main, log_partition(ws))
+                        .backward()
+                        .limit(100)
+                        .cursor(cursor),
+                )
+                .await
+                .unwrap();
+            if let Some(seq) = page
+                .items
+                .iter()
+                .find(|i| i.get("entity") == Some(&json!("change")))
+                .and_then(|i| i.get("seq").and_then(Value::as_i64))
+            {
+                return seq;
+            }
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                return 0;
+            }
+        }
     }
 }
 
