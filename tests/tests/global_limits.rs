@@ -139,6 +139,35 @@ async fn auth_limits_hold_across_instances(backend: Backend, test: &str) {
     );
 }
 
+/// Sixteen logins at once over the four instances: racing conditional writes never admit
+/// more than the budget, and every other request is a clean 429 (no 409, no 5xx).
+async fn concurrent_logins_stay_within_the_budget(backend: Backend, test: &str) {
+    let limits = RateLimitConfig {
+        auth_ip: Some(Rate::new(4, 1)),
+        ..RateLimitConfig::off()
+    };
+    let Some((servers, _unlimited, _clock)) = instances(backend, test, limits).await else {
+        return;
+    };
+    let emails: Vec<String> = (0..16).map(|i| format!("racer{i}@example.com")).collect();
+    let replies = futures::future::join_all(
+        emails
+            .iter()
+            .enumerate()
+            .map(|(i, email)| wrong_login(&servers[i % INSTANCES], email)),
+    )
+    .await;
+    let admitted = replies.iter().filter(|r| r.status.as_u16() == 401).count();
+    assert!(
+        (1..=4).contains(&admitted),
+        "{admitted} admitted of a budget of 4: {:?}",
+        statuses(&replies)
+    );
+    for r in replies.iter().filter(|r| r.status.as_u16() != 401) {
+        assert_refused(r);
+    }
+}
+
 async fn websocket_connects_hold_across_instances(backend: Backend, test: &str) {
     let limits = RateLimitConfig {
         ws_connect: Some(Rate::new(3, 1)),
@@ -189,6 +218,12 @@ mod embedded {
     async fn websocket_connects_hold_across_four_instances() {
         websocket_connects_hold_across_instances(Backend::Embedded, "global_ws::embedded").await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_logins_stay_within_the_budget() {
+        super::concurrent_logins_stay_within_the_budget(Backend::Embedded, "global_race::embedded")
+            .await;
+    }
 }
 
 mod dynamodb {
@@ -202,5 +237,11 @@ mod dynamodb {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_connects_hold_across_four_instances() {
         websocket_connects_hold_across_instances(Backend::DynamoDb, "global_ws::dynamodb").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_logins_stay_within_the_budget() {
+        super::concurrent_logins_stay_within_the_budget(Backend::DynamoDb, "global_race::dynamodb")
+            .await;
     }
 }
