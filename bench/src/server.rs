@@ -176,6 +176,8 @@ pub fn local_command(bin: &Path, store: &str, port: u16, dir: &Path) -> anyhow::
         // covers them); the benchmark measures the work behind them.
         .env("MOMENTUM_RATE_LIMIT_AUTH_IP", "off")
         .env("MOMENTUM_RATE_LIMIT_AUTH_USER", "off")
+        // ws-fanout opens thousands of sockets from one address.
+        .env("MOMENTUM_RATE_LIMIT_WS_CONNECT", "off")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

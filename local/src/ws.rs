@@ -20,6 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use momentum_shared::error::AppError;
+use momentum_shared::http::ClientIp;
 use momentum_shared::kernel::changes::{ChangeRecord, ChangeSink, CommitTurn, Revocation};
 use momentum_shared::realtime::broadcaster::{ConnectionGateway, GatewayError};
 use momentum_shared::realtime::commands;
@@ -163,6 +164,7 @@ fn new_connection_id() -> String {
 async fn upgrade(
     State(s): State<WsState>,
     Query(p): Query<ConnectParams>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -174,7 +176,10 @@ async fn upgrade(
     };
     let id = new_connection_id();
     // `$connect`: the same rules as the Lambda; a refused handshake never gets a socket, and
-    // nothing is recorded.
+    // nothing is recorded. Every handshake counts against its address's limit first.
+    if let Err(e) = s.rt.state.limits.check_ws_connect(ip).await {
+        return e.into_response();
+    }
     let origin = headers
         .get(header::ORIGIN)
         .map(|v| v.to_str().unwrap_or("invalid"));

@@ -1,6 +1,8 @@
 //! The WebSocket API's routes as API Gateway delivers them: one Lambda event per
 //! `$connect`, `$disconnect` and `$default` message, routed on `requestContext.routeKey`.
 
+use std::net::IpAddr;
+
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use axum::http::{HeaderMap, HeaderValue};
@@ -42,14 +44,22 @@ fn header_values<'a>(event: &'a ApiGatewayWebsocketProxyRequest, name: &str) -> 
     }
 }
 
-/// `$connect`: the `Origin` against the CORS allowlist, the token from the
-/// `bearer.<token>` subprotocol or else `?token=`, then the connection row. Returns the
-/// subprotocol to answer with.
+/// `$connect`: the per-IP handshake limit (API Gateway's `identity.sourceIp`, never a
+/// header), the `Origin` against the CORS allowlist, the token from the `bearer.<token>`
+/// subprotocol or else `?token=`, then the connection row. Returns the subprotocol to answer
+/// with.
 async fn connect(
     rt: &Realtime,
     event: &ApiGatewayWebsocketProxyRequest,
     connection_id: &str,
 ) -> AppResult<Option<&'static str>> {
+    let source_ip = event
+        .request_context
+        .identity
+        .source_ip
+        .as_deref()
+        .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+    rt.state.limits.check_ws_connect(source_ip).await?;
     let origin = header_values(event, "origin").first().copied();
     handshake::check_origin(&rt.state.config, origin)?;
     let offer = handshake::offer(
@@ -63,9 +73,9 @@ async fn connect(
 }
 
 /// Handles one WebSocket event. `$connect` refuses a missing, forged or expired token with
-/// 401, a foreign `Origin` with 403 and a malformed subprotocol offer with 400 (API Gateway
-/// then rejects the handshake) and records nothing; see `handshake` for the token
-/// convention.
+/// 401, a foreign `Origin` with 403, a malformed subprotocol offer with 400 and an address
+/// over its handshake limit with 429 (API Gateway then rejects the handshake) and records
+/// nothing; see `handshake` for the token convention.
 pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Outcome {
     let ctx = &event.request_context;
     let route = ctx.route_key.clone().unwrap_or_default();

@@ -85,8 +85,12 @@ fn ws_event(
 }
 
 async fn setup() -> (Realtime, Arc<RecordingGateway>, String, String) {
+    setup_with(AppConfig::for_tests()).await
+}
+
+async fn setup_with(config: AppConfig) -> (Realtime, Arc<RecordingGateway>, String, String) {
     let state = AppState::with_store(
-        AppConfig::for_tests(),
+        config,
         Arc::new(EmbeddedStore::in_memory()),
         Arc::new(SystemClock),
     );
@@ -462,4 +466,40 @@ async fn connect_checks_origin_against_the_cors_allowlist() {
         assert_eq!(body["code"], "FORBIDDEN");
         assert!(rt.registry.get(id).await.unwrap().is_none(), "{origin}");
     }
+}
+
+/// `$connect` is limited per source address (`requestContext.identity.sourceIp`): over the
+/// limit the handshake is refused with 429 and nothing is recorded; another address is not
+/// affected.
+#[tokio::test]
+async fn connect_is_limited_per_source_ip() {
+    use momentum_shared::ratelimit::{Rate, RateLimitConfig};
+    let mut config = AppConfig::for_tests();
+    config.rate_limits = RateLimitConfig {
+        ws_connect: Some(Rate::new(2, 1)),
+        ..RateLimitConfig::off()
+    };
+    let (rt, _gateway, token, _ws) = setup_with(config).await;
+    let from = |id: &str, ip: &str| {
+        let mut event = ws_event("$connect", id, Some(&token), None);
+        event.request_context.identity.source_ip = Some(ip.into());
+        event
+    };
+    for id in ["l1=", "l2="] {
+        let ok = realtime::websocket::run(&rt, from(id, "203.0.113.7"))
+            .await
+            .unwrap();
+        assert_eq!(ok.status_code, 200, "{id}");
+    }
+    let refused = realtime::websocket::run(&rt, from("l3=", "203.0.113.7"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status_code, 429);
+    let body: Value = serde_json::from_str(&body_text(&refused)).unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED", "{body}");
+    assert!(rt.registry.get("l3=").await.unwrap().is_none());
+    let other = realtime::websocket::run(&rt, from("l4=", "198.51.100.20"))
+        .await
+        .unwrap();
+    assert_eq!(other.status_code, 200, "another address has its own budget");
 }

@@ -244,6 +244,7 @@ fn rate_limits_from_env(env: &Env) -> Result<RateLimitConfig, ConfigError> {
     let rate_limits = RateLimitConfig {
         auth_ip: env.rate("MOMENTUM_RATE_LIMIT_AUTH_IP", rl::DEFAULT_AUTH_IP)?,
         auth_user: env.rate("MOMENTUM_RATE_LIMIT_AUTH_USER", rl::DEFAULT_AUTH_USER)?,
+        ws_connect: env.rate("MOMENTUM_RATE_LIMIT_WS_CONNECT", rl::DEFAULT_WS_CONNECT)?,
         ws_command: env.rate("MOMENTUM_RATE_LIMIT_WS_COMMAND", rl::DEFAULT_WS_COMMAND)?,
         max_keys: env.parse("MOMENTUM_RATE_LIMIT_MAX_KEYS", rl::DEFAULT_MAX_KEYS)?,
     };
@@ -472,6 +473,7 @@ mod tests {
                 ),
                 ("MOMENTUM_RATE_LIMIT_AUTH_IP", "5,2"),
                 ("MOMENTUM_RATE_LIMIT_WS_COMMAND", "off"),
+                ("MOMENTUM_RATE_LIMIT_WS_CONNECT", "3,6"),
             ],
             Mode::Local,
         )
@@ -483,6 +485,7 @@ mod tests {
         assert!(!c.local_default_origins, "a configured list is exact");
         assert_eq!(c.rate_limits.auth_ip, Some(Rate::new(5, 2)));
         assert_eq!(c.rate_limits.ws_command, None);
+        assert_eq!(c.rate_limits.ws_connect, Some(Rate::new(3, 6)));
         for bad in [
             "*",
             "app.example.com",

@@ -28,7 +28,7 @@ pub struct AppState {
     pub storage_totals: Arc<CallTotals>,
     pub ctx: ServiceContext,
     pub auth: Arc<AuthService>,
-    /// Rate limits of this process (per instance on Lambda).
+    /// Rate limits, global through the store (in-process buckets only filter).
     pub limits: Arc<RateLimits>,
     pub workspaces: Arc<WorkspaceService>,
     pub teams: Arc<TeamService>,
@@ -80,7 +80,11 @@ impl AppState {
         let storage_totals = metered.totals();
         let store: Arc<dyn Store> = Arc::new(metered);
         let ctx = ServiceContext::new(store.clone(), clock.clone());
-        let limits = Arc::new(RateLimits::new(&config.rate_limits, clock.clone()));
+        let limits = Arc::new(RateLimits::new(
+            &config.rate_limits,
+            store.clone(),
+            clock.clone(),
+        ));
         Self {
             auth: Arc::new(
                 AuthService::new(store.clone(), &config.auth, clock)

@@ -110,7 +110,7 @@ pub async fn handle(
     text: &str,
 ) -> Reply {
     // Every message counts, readable or not, before any work or storage call.
-    if let Err(e) = state.limits.check_ws_command(connection_id) {
+    if let Err(e) = state.limits.check_ws_command(connection_id).await {
         let rid = request_id_of(text);
         return Reply::open(reply("response", &rid, Err(e.into()), connection_id));
     }

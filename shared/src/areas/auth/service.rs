@@ -212,10 +212,13 @@ impl AuthService {
         client: Option<IpAddr>,
         req: RegisterRequest,
     ) -> AppResult<RegisterAccepted> {
-        self.limits.check_auth_ip(AuthAction::Register, client)?;
+        self.limits
+            .check_auth_ip(AuthAction::Register, client)
+            .await?;
         let (email, email_key) = normalize_email("email", &req.email)?;
         self.limits
-            .check_auth_user(AuthAction::Register, &email_key)?;
+            .check_auth_user(AuthAction::Register, &email_key)
+            .await?;
         let username = validate_username("username", &req.username)?;
         crate::auth::password::validate_password("password", &req.password)?;
         let display_name = optional_text(
@@ -280,7 +283,7 @@ impl AuthService {
         client: Option<IpAddr>,
         req: LoginRequest,
     ) -> AppResult<LoginResponse> {
-        self.limits.check_auth_ip(AuthAction::Login, client)?;
+        self.limits.check_auth_ip(AuthAction::Login, client).await?;
         if req.email.trim().is_empty() {
             return Err(AppError::validation("email", "is required"));
         }
@@ -297,7 +300,9 @@ impl AuthService {
             return Err(AppError::validation("password", "is too long"));
         }
         let email_key = req.email.trim().to_lowercase();
-        self.limits.check_auth_user(AuthAction::Login, &email_key)?;
+        self.limits
+            .check_auth_user(AuthAction::Login, &email_key)
+            .await?;
         let marker = self
             .store
             .get(Table::Main, &keys::email(&email_key))
@@ -417,7 +422,9 @@ impl AuthService {
         client: Option<IpAddr>,
         req: RefreshRequest,
     ) -> AppResult<TokenPair> {
-        self.limits.check_auth_ip(AuthAction::Refresh, client)?;
+        self.limits
+            .check_auth_ip(AuthAction::Refresh, client)
+            .await?;
         let token = req.refresh_token.trim();
         if token.is_empty() {
             return Err(AppError::validation("refresh_token", "is required"));
@@ -431,7 +438,8 @@ impl AuthService {
         };
         let record: RefreshRecord = from_item(item)?;
         self.limits
-            .check_auth_user(AuthAction::Refresh, &record.user_id)?;
+            .check_auth_user(AuthAction::Refresh, &record.user_id)
+            .await?;
         let now = self.clock.epoch_secs();
         if record.used {
             // Reuse of a rotated token: someone holds a copy. Revoke the family.
