@@ -4,6 +4,7 @@
 //!   target/release/bench http                # login 5, list 50, get 25, write 20; 32 conns, 30 s
 //!   target/release/bench ws-fanout --subscribers 100,1000
 //!   target/release/bench cold-start
+//!   target/release/bench footprint --issues 50000 --store file
 //!   target/release/bench all                 # every figure of docs/performance.md
 //!
 //! The HTTP and WebSocket scenarios start their own shim (by default the built `local`
@@ -13,6 +14,7 @@
 
 mod all;
 mod cold_start;
+mod footprint;
 mod http_mix;
 mod server;
 mod ws_fanout;
@@ -43,6 +45,9 @@ enum Scenario {
     /// Process start to first served request of every Lambda binary (against a fake Lambda
     /// Runtime API) and of the shim, plus binary sizes. Builds nothing: build first.
     ColdStart(cold_start::Args),
+    /// Items, bytes, DynamoDB write units and memory per issue (N issues seeded over HTTP
+    /// into an in-process shim on the embedded store).
+    Footprint(footprint::Args),
     /// Every scenario behind docs/performance.md, one after another.
     All(all::Args),
 }
@@ -58,6 +63,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::WsFanout(args) => ws_fanout::run(args).await,
         Scenario::Http(args) => http_mix::run(args).await,
         Scenario::ColdStart(args) => cold_start::run(args).await,
+        Scenario::Footprint(args) => footprint::run(args).await,
         Scenario::All(args) => all::run(args).await,
     }
 }

@@ -143,6 +143,60 @@ impl EmbeddedStore {
     }
 }
 
+/// What the database file holds, for the footprint report (`bench footprint`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageStats {
+    pub page_size: u64,
+    /// Pages in the database (file size = pages x page size, the write-ahead log aside).
+    pub pages: u64,
+    /// Pages on the free list (allocated in the file, holding nothing).
+    pub free_pages: u64,
+}
+
+impl EmbeddedStore {
+    /// Every stored item of every table, in key order: tooling only (the footprint report),
+    /// never a request path (there is no Scan in the port).
+    pub async fn for_each_item<F>(&self, mut f: F) -> StoreResult<()>
+    where
+        F: FnMut(Table, Item) + Send + 'static,
+    {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare("SELECT tbl, body FROM items ORDER BY tbl, pk, sk")
+                .map_err(internal)?;
+            let mut rows = stmt.query([]).map_err(internal)?;
+            while let Some(row) = rows.next().map_err(internal)? {
+                let tbl: String = row.get(0).map_err(internal)?;
+                let body: String = row.get(1).map_err(internal)?;
+                let table = Table::ALL
+                    .into_iter()
+                    .find(|t| t.as_str() == tbl)
+                    .ok_or_else(|| internal(format!("unknown table {tbl}")))?;
+                f(table, parse_body(&body)?);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Page counts of the database (after `flush`, the file is exactly `pages` long).
+    pub async fn page_stats(&self) -> StoreResult<PageStats> {
+        self.with_conn(|c| {
+            let pragma = |name: &str| -> StoreResult<u64> {
+                c.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                    .map(|v| v.max(0) as u64)
+                    .map_err(internal)
+            };
+            Ok(PageStats {
+                page_size: pragma("page_size")?,
+                pages: pragma("page_count")?,
+                free_pages: pragma("freelist_count")?,
+            })
+        })
+        .await
+    }
+}
+
 fn read_body(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<String>> {
     conn.prepare_cached("SELECT body FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
         .map_err(internal)?
