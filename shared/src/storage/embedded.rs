@@ -13,6 +13,8 @@
 //!   its integer id, so key and index entries are short.
 //! - The body is the item without the attributes held in columns (`pk`, `sk`, the index
 //!   keys); reads put them back.
+//! - Index entries are `(tbl, partition id, sort key)` and the row id SQLite appends, which
+//!   orders items that share an index sort key (a cursor finds its item's row id).
 //!
 //! A file store keeps one writer connection and a pool of read-only connections (WAL lets
 //! them read while a transaction commits); an in-memory store has one connection.
@@ -65,8 +67,8 @@ CREATE TABLE IF NOT EXISTS items (
     body TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items (tbl, pk, sk);
-CREATE INDEX IF NOT EXISTS items_gsi1 ON items (tbl, g1pk, g1sk, pk, sk) WHERE g1pk IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_gsi2 ON items (tbl, g2pk, g2sk, pk, sk) WHERE g2pk IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_gsi1 ON items (tbl, g1pk, g1sk) WHERE g1pk IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_gsi2 ON items (tbl, g2pk, g2sk) WHERE g2pk IS NOT NULL;
 ";
 
 /// Read-only connections of a file store.
@@ -415,6 +417,18 @@ fn ensure_name(conn: &Connection, name: &str) -> StoreResult<i64> {
     Ok(conn.last_insert_rowid())
 }
 
+/// The row id of a stored item.
+fn row_id(conn: &Connection, table: Table, pk: &str, sk: &str) -> StoreResult<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT i.id FROM items i JOIN names p ON p.id = i.pk
+         WHERE i.tbl = ?1 AND p.name = ?2 AND i.sk = ?3",
+    )
+    .map_err(internal)?
+    .query_row(params![table_id(table), pk, sk], |r| r.get(0))
+    .optional()
+    .map_err(internal)
+}
+
 fn read_raw(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<RawRow>> {
     conn.prepare_cached(&format!(
         "SELECT {ROW_COLUMNS} {ROW_JOINS} WHERE i.tbl = ?1 AND p.name = ?2 AND i.sk = ?3"
@@ -608,22 +622,20 @@ fn run_query(conn: &Connection, q: &Query) -> StoreResult<Vec<RawRow>> {
     };
     if let Some(pos) = &position {
         match &pos.index_key {
-            // Ties on the index sort key are ordered by the table key, so pages never skip
-            // or repeat items that share an index sort key.
+            // Ties on the index sort key are ordered by row id, so pages never skip or
+            // repeat items that share an index sort key. When the cursor's item is gone
+            // (deleted since), the page starts at its sort key: an item tied with it may
+            // be listed again, none is skipped.
             Some((_, isk)) => {
-                let pk = name_id(conn, &pos.pk)?.ok_or(StoreError::InvalidCursor)?;
-                args.extend([
-                    SqlValue::Text(isk.clone()),
-                    pk.into(),
-                    SqlValue::Text(pos.sk.clone()),
-                ]);
-                let n = args.len();
-                sql += &format!(
-                    " AND ({sk_col}, i.pk, i.sk) {cmp} (?{}, ?{}, ?{})",
-                    n - 2,
-                    n - 1,
-                    n
-                );
+                args.push(SqlValue::Text(isk.clone()));
+                let at = args.len();
+                match row_id(conn, q.table, &pos.pk, &pos.sk)? {
+                    Some(id) => {
+                        args.push(id.into());
+                        sql += &format!(" AND ({sk_col}, i.id) {cmp} (?{at}, ?{})", at + 1);
+                    }
+                    None => sql += &format!(" AND {sk_col} {cmp}= ?{at}"),
+                }
             }
             None => {
                 args.push(SqlValue::Text(pos.sk.clone()));
@@ -632,7 +644,7 @@ fn run_query(conn: &Connection, q: &Query) -> StoreResult<Vec<RawRow>> {
         }
     }
     match q.index {
-        Some(_) => sql += &format!(" ORDER BY {sk_col} {dir}, i.pk {dir}, i.sk {dir}"),
+        Some(_) => sql += &format!(" ORDER BY {sk_col} {dir}, i.id {dir}"),
         None => sql += &format!(" ORDER BY i.sk {dir}"),
     }
     let limit = q.limit.max(1) as usize;
