@@ -5,6 +5,7 @@
 //!   target/release/bench ws-fanout --subscribers 100,1000
 //!   target/release/bench cold-start
 //!   target/release/bench writers             # 1/8/32/128 writers under the DynamoDB latency model
+//!   target/release/bench footprint --issues 50000 --store file
 //!   target/release/bench all                 # every figure of docs/performance.md
 //!
 //! The HTTP and WebSocket scenarios start their own shim (by default the built `local`
@@ -14,6 +15,7 @@
 
 mod all;
 mod cold_start;
+mod footprint;
 mod http_mix;
 mod server;
 mod writers;
@@ -48,6 +50,9 @@ enum Scenario {
     /// Concurrent writers creating issues under the DynamoDB latency model (in-process):
     /// commits/s, p50/p99, attempts per commit, failures; 1 and 8 workspaces.
     Writers(writers::Args),
+    /// Items, bytes, DynamoDB write units and memory per issue (N issues seeded over HTTP
+    /// into an in-process shim on the embedded store).
+    Footprint(footprint::Args),
     /// Every scenario behind docs/performance.md, one after another.
     All(all::Args),
 }
@@ -64,6 +69,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::Http(args) => http_mix::run(args).await,
         Scenario::ColdStart(args) => cold_start::run(args).await,
         Scenario::Writers(args) => writers::run(args).await,
+        Scenario::Footprint(args) => footprint::run(args).await,
         Scenario::All(args) => all::run(args).await,
     }
 }

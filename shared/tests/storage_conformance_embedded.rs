@@ -57,3 +57,126 @@ async fn file_store_survives_reopen() {
         .unwrap();
     assert_eq!(got.unwrap()["v"], 7);
 }
+
+/// A file of the first layout (schema version 1: one `WITHOUT ROWID` table with whole JSON
+/// bodies) is migrated when opened: every item reads back as it was written, from the
+/// table and from the indexes, and new writes land beside it.
+#[tokio::test]
+async fn version_1_file_is_migrated_on_open() {
+    use momentum_shared::storage::{Index, Key, Query, SortKey, Table, WriteOp};
+    use serde_json::json;
+    let path = std::env::temp_dir().join(format!("momentum-v1-{}.sqlite3", uuid::Uuid::new_v4()));
+    let items = [
+        (
+            "main",
+            json!({"pk": "WS#1", "sk": "ISSUE#a", "entity": "issue", "title": "A",
+                   "gsi1pk": "WS#1#TEAM#t#ISSUES", "gsi1sk": "0001",
+                   "gsi2pk": "WS#1#ISSUES", "gsi2sk": "a", "labels": ["x"], "n": 1.5}),
+        ),
+        (
+            "main",
+            json!({"pk": "WS#1", "sk": "ISSUE#b", "entity": "issue", "title": "B",
+                   "gsi1pk": "WS#1#TEAM#t#ISSUES", "gsi1sk": "0002", "description": null}),
+        ),
+        // Only half of an index's keys: not in the index, the attribute kept as it is.
+        (
+            "main",
+            json!({"pk": "WS#1", "sk": "META", "gsi1pk": "dangling", "version": 3}),
+        ),
+        (
+            "connections",
+            json!({"pk": "CONN#c", "sk": "META", "gsi1pk": "PRESENCE#1", "gsi1sk": "u#c"}),
+        ),
+    ];
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE items (
+                 tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL,
+                 gsi1pk TEXT, gsi1sk TEXT, gsi2pk TEXT, gsi2sk TEXT, body TEXT NOT NULL,
+                 PRIMARY KEY (tbl, pk, sk)
+             ) WITHOUT ROWID;
+             CREATE INDEX items_gsi1 ON items (tbl, gsi1pk, gsi1sk, pk, sk) WHERE gsi1pk IS NOT NULL;
+             CREATE INDEX items_gsi2 ON items (tbl, gsi2pk, gsi2sk, pk, sk) WHERE gsi2pk IS NOT NULL;",
+        )
+        .unwrap();
+        for (tbl, item) in &items {
+            let s = |k: &str| item.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            let (g1, g2) = match (s("gsi1pk"), s("gsi1sk")) {
+                (Some(p), Some(k)) => ((Some(p), Some(k)), (s("gsi2pk"), s("gsi2sk"))),
+                _ => ((None, None), (None, None)),
+            };
+            conn.execute(
+                "INSERT INTO items VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rusqlite::params![
+                    tbl,
+                    s("pk"),
+                    s("sk"),
+                    g1.0,
+                    g1.1,
+                    g2.0,
+                    g2.1,
+                    item.to_string()
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    for (tbl, item) in &items {
+        let table = if *tbl == "main" {
+            Table::Main
+        } else {
+            Table::Connections
+        };
+        let key = Key::new(item["pk"].as_str().unwrap(), item["sk"].as_str().unwrap());
+        let got = store.get(table, &key).await.unwrap();
+        assert_eq!(got.as_ref(), item.as_object(), "{key:?} reads back whole");
+    }
+    let team = store
+        .query(&Query::new(Table::Main, "WS#1#TEAM#t#ISSUES").index(Index::Gsi1))
+        .await
+        .unwrap();
+    let titles: Vec<_> = team.items.iter().map(|i| i["title"].clone()).collect();
+    assert_eq!(titles, [json!("A"), json!("B")], "gsi1 after migration");
+    let ws = store
+        .query(&Query::new(Table::Main, "WS#1#ISSUES").index(Index::Gsi2))
+        .await
+        .unwrap();
+    assert_eq!(ws.items.len(), 1, "gsi2 after migration");
+    let presence = store
+        .query(&Query::new(Table::Connections, "PRESENCE#1").index(Index::Gsi1))
+        .await
+        .unwrap();
+    assert_eq!(presence.items.len(), 1, "connections table after migration");
+    store
+        .transact(vec![WriteOp::put_new(
+            Table::Main,
+            json!({"pk": "WS#1", "sk": "ISSUE#c", "title": "C"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )])
+        .await
+        .unwrap();
+    let issues = store
+        .query(&Query::new(Table::Main, "WS#1").sort(SortKey::BeginsWith("ISSUE#".into())))
+        .await
+        .unwrap();
+    assert_eq!(issues.items.len(), 3, "writes after migration");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let old: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'items_v1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0, "the old table is gone");
+}

@@ -279,8 +279,9 @@ async fn deleting_a_project_clears_it_on_its_issues(s: TestServer) {
         .delete(&format!("/projects/{p}"), w.member.t())
         .await
         .expect(200);
-    // Authorization, mark, the project's issues, their commit (2), the project's (2).
-    assert_eq!(r.storage_calls(), 7);
+    // Authorization, mark, the project's issues (its key-only entries, then their records),
+    // their commit (2), the project's (2).
+    assert_eq!(r.storage_calls(), 8);
 
     assert_eq!(issue(&s, &w, &a).await["project_id"], Value::Null);
     assert_eq!(issue(&s, &w, &b).await["project_id"], Value::Null);
@@ -444,9 +445,9 @@ async fn removing_a_member_unassigns_them(s: TestServer) {
         .delete(&format!("/workspaces/{}/members/{m}", w.ws), w.admin.t())
         .await
         .expect(200);
-    // Authorization, team memberships, mark, the member's issues, their commit (2), the
-    // projects, the owned one's commit (2), the removal's commit (2).
-    assert_eq!(r.storage_calls(), 11);
+    // Authorization, team memberships, mark, the member's issues (entries, then records),
+    // their commit (2), the projects, the owned one's commit (2), the removal's commit (2).
+    assert_eq!(r.storage_calls(), 12);
 
     assert_eq!(issue(&s, &w, &a).await["assignee_id"], Value::Null);
     assert_eq!(issue(&s, &w, &b).await["assignee_id"], Value::Null);

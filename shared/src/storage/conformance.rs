@@ -528,12 +528,68 @@ pub async fn transaction_token_applies_once(store: Arc<dyn Store>) {
     assert!(again.condition_failed_at(0), "{again:?}");
 }
 
+/// A page resumes after its cursor's item even when that item was deleted in between, on
+/// the table and on an index: nothing is skipped or repeated.
+pub async fn cursor_after_deleted_item(store: Arc<dyn Store>) {
+    let base = unique("CURDEL");
+    let gpk = format!("{base}#G");
+    let ops = (0..6)
+        .map(|i| {
+            WriteOp::put(
+                Table::Main,
+                item(json!({
+                    "pk": &base, "sk": format!("S#{i}"),
+                    "gsi1pk": gpk, "gsi1sk": format!("G#{i}"), "i": i
+                })),
+            )
+        })
+        .collect();
+    store.transact(ops).await.unwrap();
+    // The table pass deletes item 1 (the end of its first page), the index pass item 2.
+    for (index, first_page, rest_page) in [
+        (None, [0, 1], vec![2, 3, 4, 5]),
+        (Some(Index::Gsi1), [0, 2], vec![3, 4, 5]),
+    ] {
+        let query = match index {
+            None => Query::new(Table::Main, &base),
+            Some(ix) => Query::new(Table::Main, &gpk).index(ix),
+        };
+        let first = store.query(&query.clone().limit(2)).await.unwrap();
+        let got: Vec<i64> = first
+            .items
+            .iter()
+            .map(|i| i["i"].as_i64().unwrap())
+            .collect();
+        assert_eq!(got, first_page);
+        let last = Key::of(first.items.last().unwrap()).unwrap();
+        store
+            .transact(vec![WriteOp::Delete {
+                table: Table::Main,
+                key: last,
+                condition: None,
+            }])
+            .await
+            .unwrap();
+        let rest = store
+            .query(&query.limit(10).cursor(first.next_cursor))
+            .await
+            .unwrap();
+        let got: Vec<i64> = rest
+            .items
+            .iter()
+            .map(|i| i["i"].as_i64().unwrap())
+            .collect();
+        assert_eq!(got, rest_page, "index {index:?}");
+    }
+}
+
 #[macro_export]
 macro_rules! storage_conformance_tests {
     ($make:expr) => {
         $crate::storage_conformance_tests!(@cases $make;
             conditional_put_conflict, transaction_all_or_nothing, pagination_round_trip,
-            gsi_query, concurrent_counter, optimistic_version_conflict, batch_get_and_values);
+            gsi_query, concurrent_counter, optimistic_version_conflict, batch_get_and_values,
+            cursor_after_deleted_item);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

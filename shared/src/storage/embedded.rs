@@ -2,14 +2,32 @@
 //! with DynamoDB's semantics for the operations of the port. One table holds the items of
 //! every logical table; index key columns are copied out of the item so that index queries
 //! are range scans on a real SQLite index, as they are Query calls on DynamoDB.
+//!
+//! Layout (schema version 2, `PRAGMA user_version`), chosen for size (docs/performance.md,
+//! "Storage footprint"):
+//! - `items` is a rowid table: the body stays in the table's leaves and never in an index
+//!   page. (Version 1 kept it in a `WITHOUT ROWID` key B-tree, where every row over ~1,000
+//!   bytes spilled to an overflow page of its own and pages were mostly empty.)
+//! - Partition keys (table and index) are long and shared by many items
+//!   (`WS#{ws}#TEAM#{team}#ISSUES#UPDATED`): each is stored once in `names` and items hold
+//!   its integer id, so key and index entries are short.
+//! - The body is the item without the attributes held in columns (`pk`, `sk`, the index
+//!   keys); reads put them back.
+//! - Index entries are `(tbl, partition id, sort key)` and the row id SQLite appends, which
+//!   orders items that share an index sort key (a cursor finds its item's row id).
+//!
+//! A file store keeps one writer connection and a pool of read-only connections (WAL lets
+//! them read while a transaction commits); an in-memory store has one connection.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::cursor::Position;
@@ -19,30 +37,51 @@ use super::{
     WriteOp, schema, validate_transaction,
 };
 
-const SCHEMA: &str = "
+/// The layout this code writes (`PRAGMA user_version`); 0 with an `items` table is version 1.
+const SCHEMA_VERSION: i64 = 2;
+
+/// 16 KiB pages (set when a file is created): rows of up to ~16 KB (an issue with a long
+/// description and its change record) stay on their page, and less of each page is left
+/// over (bench footprint, 2,000 issues: 4,131 bytes/issue on 4 KiB pages, 3,949 on 16).
+const PRAGMAS: &str = "
+PRAGMA page_size = 16384;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
-CREATE TABLE IF NOT EXISTS items (
-    tbl    TEXT NOT NULL,
-    pk     TEXT NOT NULL,
-    sk     TEXT NOT NULL,
-    gsi1pk TEXT,
-    gsi1sk TEXT,
-    gsi2pk TEXT,
-    gsi2sk TEXT,
-    body   TEXT NOT NULL,
-    PRIMARY KEY (tbl, pk, sk)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS items_gsi1 ON items (tbl, gsi1pk, gsi1sk, pk, sk) WHERE gsi1pk IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_gsi2 ON items (tbl, gsi2pk, gsi2sk, pk, sk) WHERE gsi2pk IS NOT NULL;
 ";
 
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS names (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS items (
+    id   INTEGER PRIMARY KEY,
+    tbl  INTEGER NOT NULL,
+    pk   INTEGER NOT NULL,
+    sk   TEXT NOT NULL,
+    g1pk INTEGER,
+    g1sk TEXT,
+    g2pk INTEGER,
+    g2sk TEXT,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items (tbl, pk, sk);
+CREATE INDEX IF NOT EXISTS items_gsi1 ON items (tbl, g1pk, g1sk) WHERE g1pk IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_gsi2 ON items (tbl, g2pk, g2sk) WHERE g2pk IS NOT NULL;
+";
+
+/// Read-only connections of a file store.
+const READERS: usize = 4;
+
 /// SQLite-backed store. Calls run on the blocking pool so a slow disk never stalls the async
-/// workers; one connection behind a mutex serialises writes exactly like a single writer.
+/// workers; one writer connection behind a mutex serialises writes exactly like a single
+/// writer, and reads of a file store go to a pool of read-only connections.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<AtomicUsize>,
     tokens: Arc<Mutex<TokenLog>>,
 }
 
@@ -87,27 +126,59 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
+fn table_id(table: Table) -> i64 {
+    match table {
+        Table::Main => 0,
+        Table::Connections => 1,
+    }
+}
+
+fn table_of(id: i64) -> StoreResult<Table> {
+    Table::ALL
+        .into_iter()
+        .find(|t| table_id(*t) == id)
+        .ok_or_else(|| internal(format!("unknown table {id}")))
+}
+
 impl EmbeddedStore {
-    /// Opens (creating when needed) the database file at `path`.
+    /// Opens (creating when needed) the database file at `path`, migrating a file of an
+    /// earlier layout.
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(internal)?;
         }
-        Self::from_connection(Connection::open(path).map_err(internal)?)
+        let writer = Connection::open(path).map_err(internal)?;
+        prepare(&writer)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let c = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(internal)?;
+                // Reads map the file instead of copying pages into each reader's cache.
+                c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA mmap_size = 1073741824;")
+                    .map_err(internal)?;
+                Ok(Mutex::new(c))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Self::with(writer, readers))
     }
 
     /// A private in-memory database (tests, throwaway runs).
     pub fn in_memory() -> Self {
-        Self::from_connection(Connection::open_in_memory().expect("sqlite in memory"))
-            .expect("schema on a fresh in-memory database")
+        let conn = Connection::open_in_memory().expect("sqlite in memory");
+        prepare(&conn).expect("schema on a fresh in-memory database");
+        Self::with(conn, Vec::new())
     }
 
-    fn from_connection(conn: Connection) -> StoreResult<Self> {
-        conn.execute_batch(SCHEMA).map_err(internal)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+    fn with(writer: Connection, readers: Vec<Mutex<Connection>>) -> Self {
+        Self {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(readers),
+            next_reader: Arc::default(),
             tokens: Arc::default(),
-        })
+        }
     }
 
     async fn with_conn<T, F>(&self, f: F) -> StoreResult<T>
@@ -115,46 +186,265 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.with_conn_then(f, Ok).await
+        let conn = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves the connection usable: SQLite rolls
+            // an open transaction back when the next one begins.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(internal)?
     }
 
-    /// Runs `locked` holding the connection, then `unlocked` after releasing it (on the same
-    /// blocking thread): reads copy raw rows under the lock and parse them outside, so
-    /// concurrent readers parse in parallel instead of queueing behind one another.
-    async fn with_conn_then<R, T, F, G>(&self, locked: F, unlocked: G) -> StoreResult<T>
+    /// Runs `locked` on a reader (the writer when there is none), then `unlocked` after
+    /// releasing it (on the same blocking thread): reads copy raw rows under the lock and
+    /// parse them outside, so concurrent readers parse in parallel.
+    async fn read_then<R, T, F, G>(&self, locked: F, unlocked: G) -> StoreResult<T>
     where
         R: Send + 'static,
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> StoreResult<R> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
         G: FnOnce(R) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let raw = {
-                // A panic while holding the lock leaves the connection usable: SQLite rolls
-                // an open transaction back when the next one begins.
-                let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-                locked(&mut guard)?
-            };
+            let raw = this.on_reader(locked)?;
             unlocked(raw)
         })
         .await
         .map_err(internal)?
     }
+
+    /// A free reader if there is one, else waits for the next in turn.
+    fn on_reader<R>(&self, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
+        if self.readers.is_empty() {
+            let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            return f(&guard);
+        }
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(guard) = self.readers[(start + i) % n].try_lock() {
+                return f(&guard);
+            }
+        }
+        let guard = self.readers[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
 }
 
-fn read_body(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<String>> {
-    conn.prepare_cached("SELECT body FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+/// Pragmas, then the schema: a version 1 file is migrated, a new one created.
+fn prepare(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(PRAGMAS).map_err(internal)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(internal)?;
+    let has_items: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
+    match (version, has_items) {
+        (SCHEMA_VERSION, _) | (0, false) => {
+            conn.execute_batch(SCHEMA).map_err(internal)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
+                .map_err(internal)
+        }
+        (0, true) => migrate_v1(conn),
+        (v, _) => Err(internal(format!(
+            "database schema version {v} is newer than this build ({SCHEMA_VERSION})"
+        ))),
+    }
+}
+
+/// Version 1 (one `WITHOUT ROWID` table keyed by `(tbl TEXT, pk, sk)`, whole JSON items
+/// in `body`) to version 2, in one transaction, then `VACUUM` to give the space back.
+fn migrate_v1(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         DROP INDEX IF EXISTS items_gsi1;
+         DROP INDEX IF EXISTS items_gsi2;
+         ALTER TABLE items RENAME TO items_v1;",
+    )
+    .map_err(internal)?;
+    let copied = (|| {
+        conn.execute_batch(SCHEMA).map_err(internal)?;
+        let mut stmt = conn
+            .prepare("SELECT tbl, body FROM items_v1")
+            .map_err(internal)?;
+        let mut rows = stmt.query([]).map_err(internal)?;
+        while let Some(row) = rows.next().map_err(internal)? {
+            let tbl: String = row.get(0).map_err(internal)?;
+            let body: String = row.get(1).map_err(internal)?;
+            let table = Table::ALL
+                .into_iter()
+                .find(|t| t.as_str() == tbl)
+                .ok_or_else(|| internal(format!("unknown table {tbl}")))?;
+            let item: Item = serde_json::from_str(&body).map_err(internal)?;
+            write_item(conn, table, &item)?;
+        }
+        conn.execute_batch(&format!(
+            "DROP TABLE items_v1; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .map_err(internal)
+    })();
+    match copied {
+        Ok(()) => {
+            conn.execute_batch("COMMIT; VACUUM;").map_err(internal)?;
+            tracing::info!("embedded store migrated to schema version {SCHEMA_VERSION}");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK;");
+            Err(e)
+        }
+    }
+}
+
+/// What the database file holds, for the footprint report (`bench footprint`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageStats {
+    pub page_size: u64,
+    /// Pages in the database (file size = pages x page size, the write-ahead log aside).
+    pub pages: u64,
+    /// Pages on the free list (allocated in the file, holding nothing).
+    pub free_pages: u64,
+}
+
+impl EmbeddedStore {
+    /// Every stored item of every table: tooling only (the footprint report), never a
+    /// request path (there is no Scan in the port).
+    pub async fn for_each_item<F>(&self, mut f: F) -> StoreResult<()>
+    where
+        F: FnMut(Table, Item) + Send + 'static,
+    {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare(&format!("SELECT i.tbl, {ROW_COLUMNS} {ROW_JOINS}"))
+                .map_err(internal)?;
+            let mut rows = stmt.query([]).map_err(internal)?;
+            while let Some(row) = rows.next().map_err(internal)? {
+                let table = table_of(row.get(0).map_err(internal)?)?;
+                f(table, raw_row(row, 1)?.parse()?);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Page counts of the database (after `flush`, the file is exactly `pages` long).
+    pub async fn page_stats(&self) -> StoreResult<PageStats> {
+        self.with_conn(|c| {
+            let pragma = |name: &str| -> StoreResult<u64> {
+                c.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                    .map(|v| v.max(0) as u64)
+                    .map_err(internal)
+            };
+            Ok(PageStats {
+                page_size: pragma("page_size")?,
+                pages: pragma("page_count")?,
+                free_pages: pragma("freelist_count")?,
+            })
+        })
+        .await
+    }
+}
+
+/// The columns of a stored item, read back (`raw_row`), and the joins that name its keys.
+const ROW_COLUMNS: &str = "p.name, i.sk, g1.name, i.g1sk, g2.name, i.g2sk, i.body";
+const ROW_JOINS: &str = "FROM items i JOIN names p ON p.id = i.pk
+    LEFT JOIN names g1 ON g1.id = i.g1pk LEFT JOIN names g2 ON g2.id = i.g2pk";
+
+/// A stored row as read under the connection lock; parsed into an item outside it.
+struct RawRow {
+    pk: String,
+    sk: String,
+    gsi1: Option<(String, String)>,
+    gsi2: Option<(String, String)>,
+    body: String,
+}
+
+fn raw_row(row: &rusqlite::Row<'_>, at: usize) -> StoreResult<RawRow> {
+    let get = |i: usize| row.get::<_, Option<String>>(at + i).map_err(internal);
+    let pair = |a: Option<String>, b: Option<String>| a.zip(b);
+    Ok(RawRow {
+        pk: get(0)?.unwrap_or_default(),
+        sk: get(1)?.unwrap_or_default(),
+        gsi1: pair(get(2)?, get(3)?),
+        gsi2: pair(get(4)?, get(5)?),
+        body: get(6)?.unwrap_or_default(),
+    })
+}
+
+impl RawRow {
+    fn parse(self) -> StoreResult<Item> {
+        let mut item: Item = serde_json::from_str(&self.body).map_err(internal)?;
+        item.insert(schema::PK.into(), self.pk.into());
+        item.insert(schema::SK.into(), self.sk.into());
+        for (ix, keys) in [(Index::Gsi1, self.gsi1), (Index::Gsi2, self.gsi2)] {
+            if let Some((pk, sk)) = keys {
+                item.insert(ix.pk_attr().into(), pk.into());
+                item.insert(ix.sk_attr().into(), sk.into());
+            }
+        }
+        Ok(item)
+    }
+}
+
+/// The id of a partition name, if any item ever used it.
+fn name_id(conn: &Connection, name: &str) -> StoreResult<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM names WHERE name = ?1")
         .map_err(internal)?
-        .query_row(params![table.as_str(), key.pk, key.sk], |r| r.get(0))
+        .query_row([name], |r| r.get(0))
         .optional()
         .map_err(internal)
 }
 
+/// The id of a partition name, recorded when new (names are never removed: an emptied
+/// partition costs its name only).
+fn ensure_name(conn: &Connection, name: &str) -> StoreResult<i64> {
+    if let Some(id) = name_id(conn, name)? {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO names (name) VALUES (?1)")
+        .map_err(internal)?
+        .execute([name])
+        .map_err(internal)?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The row id of a stored item.
+fn row_id(conn: &Connection, table: Table, pk: &str, sk: &str) -> StoreResult<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT i.id FROM items i JOIN names p ON p.id = i.pk
+         WHERE i.tbl = ?1 AND p.name = ?2 AND i.sk = ?3",
+    )
+    .map_err(internal)?
+    .query_row(params![table_id(table), pk, sk], |r| r.get(0))
+    .optional()
+    .map_err(internal)
+}
+
+fn read_raw(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<RawRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} {ROW_JOINS} WHERE i.tbl = ?1 AND p.name = ?2 AND i.sk = ?3"
+    ))
+    .map_err(internal)?
+    .query_row(params![table_id(table), key.pk, key.sk], |r| {
+        Ok(raw_row(r, 0))
+    })
+    .optional()
+    .map_err(internal)?
+    .transpose()
+}
+
 fn read_item(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<Item>> {
-    read_body(conn, table, key)?
-        .map(|b| parse_body(&b))
-        .transpose()
+    read_raw(conn, table, key)?.map(RawRow::parse).transpose()
 }
 
 /// The item an update creates when none exists: just its key, as in DynamoDB.
@@ -165,43 +455,66 @@ fn key_only_item(key: &Key) -> Item {
     item
 }
 
-fn parse_body(body: &str) -> StoreResult<Item> {
-    serde_json::from_str(body).map_err(internal)
+fn index_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(Value::as_str)
 }
 
-fn index_attr(item: &Item, name: &str) -> Option<String> {
-    item.get(name).and_then(Value::as_str).map(str::to_owned)
+/// The index keys of an item: both keys of an index or neither (sparse index).
+fn index_keys(item: &Item, index: Index) -> Option<(&str, &str)> {
+    index_attr(item, index.pk_attr()).zip(index_attr(item, index.sk_attr()))
 }
 
-/// The index columns of an item: both keys of an index or neither (sparse index).
-fn index_columns(item: &Item, index: Index) -> (Option<String>, Option<String>) {
-    match (
-        index_attr(item, index.pk_attr()),
-        index_attr(item, index.sk_attr()),
-    ) {
-        (Some(pk), Some(sk)) => (Some(pk), Some(sk)),
-        _ => (None, None),
+/// The item without the attributes its row holds in columns.
+struct Body<'a> {
+    item: &'a Item,
+    columns: &'a [&'a str],
+}
+
+impl Serialize for Body<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.item {
+            if !self.columns.contains(&k.as_str()) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
     }
 }
 
 fn write_item(conn: &Connection, table: Table, item: &Item) -> StoreResult<()> {
     let key = Key::of(item).ok_or_else(|| StoreError::Invalid("item without pk/sk".into()))?;
-    let (g1pk, g1sk) = index_columns(item, Index::Gsi1);
-    let (g2pk, g2sk) = index_columns(item, Index::Gsi2);
-    let body = serde_json::to_string(item).map_err(internal)?;
+    let g1 = index_keys(item, Index::Gsi1);
+    let g2 = index_keys(item, Index::Gsi2);
+    let mut columns = vec![schema::PK, schema::SK];
+    for (ix, keys) in [(Index::Gsi1, g1), (Index::Gsi2, g2)] {
+        if keys.is_some() {
+            columns.extend([ix.pk_attr(), ix.sk_attr()]);
+        }
+    }
+    let body = serde_json::to_string(&Body {
+        item,
+        columns: &columns,
+    })
+    .map_err(internal)?;
+    let pk = ensure_name(conn, &key.pk)?;
+    let g1pk = g1.map(|(p, _)| ensure_name(conn, p)).transpose()?;
+    let g2pk = g2.map(|(p, _)| ensure_name(conn, p)).transpose()?;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO items (tbl, pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO items (tbl, pk, sk, g1pk, g1sk, g2pk, g2sk, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (tbl, pk, sk) DO UPDATE SET g1pk = excluded.g1pk, g1sk = excluded.g1sk,
+             g2pk = excluded.g2pk, g2sk = excluded.g2sk, body = excluded.body",
     )
     .map_err(internal)?
     .execute(params![
-        table.as_str(),
-        key.pk,
+        table_id(table),
+        pk,
         key.sk,
         g1pk,
-        g1sk,
+        g1.map(|(_, s)| s),
         g2pk,
-        g2sk,
+        g2.map(|(_, s)| s),
         body
     ])
     .map_err(internal)?;
@@ -209,10 +522,13 @@ fn write_item(conn: &Connection, table: Table, item: &Item) -> StoreResult<()> {
 }
 
 fn delete_item(conn: &Connection, table: Table, key: &Key) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
-        .map_err(internal)?
-        .execute(params![table.as_str(), key.pk, key.sk])
-        .map_err(internal)?;
+    conn.prepare_cached(
+        "DELETE FROM items WHERE tbl = ?1 AND pk = (SELECT id FROM names WHERE name = ?2)
+         AND sk = ?3",
+    )
+    .map_err(internal)?
+    .execute(params![table_id(table), key.pk, key.sk])
+    .map_err(internal)?;
     Ok(())
 }
 
@@ -253,9 +569,11 @@ fn run_transaction(conn: &mut Connection, ops: &[WriteOp]) -> StoreResult<()> {
     tx.commit().map_err(internal)
 }
 
-fn sort_clause(column: &str, sort: &SortKey, args: &mut Vec<String>) -> String {
+type SqlValue = rusqlite::types::Value;
+
+fn sort_clause(column: &str, sort: &SortKey, args: &mut Vec<SqlValue>) -> String {
     let mut bind = |v: &str| {
-        args.push(v.to_owned());
+        args.push(SqlValue::Text(v.to_owned()));
         format!("?{}", args.len())
     };
     match sort {
@@ -276,13 +594,24 @@ fn sort_clause(column: &str, sort: &SortKey, args: &mut Vec<String>) -> String {
     }
 }
 
-fn run_query(conn: &Connection, q: &Query) -> StoreResult<Vec<String>> {
+fn run_query(conn: &Connection, q: &Query) -> StoreResult<Vec<RawRow>> {
     let (pk_col, sk_col) = match q.index {
-        Some(ix) => (ix.pk_attr(), ix.sk_attr()),
-        None => (schema::PK, schema::SK),
+        Some(Index::Gsi1) => ("i.g1pk", "i.g1sk"),
+        Some(Index::Gsi2) => ("i.g2pk", "i.g2sk"),
+        None => ("i.pk", "i.sk"),
     };
-    let mut args: Vec<String> = vec![q.table.as_str().to_owned(), q.pk.clone()];
-    let mut sql = format!("SELECT body FROM items WHERE tbl = ?1 AND {pk_col} = ?2");
+    // The cursor is checked before anything is read, as on DynamoDB.
+    let position = q
+        .cursor
+        .as_deref()
+        .map(|c| Position::decode(c, q.index, &q.pk))
+        .transpose()?;
+    let Some(partition) = name_id(conn, &q.pk)? else {
+        // No item ever lived in this partition.
+        return Ok(Vec::new());
+    };
+    let mut args: Vec<SqlValue> = vec![table_id(q.table).into(), partition.into()];
+    let mut sql = format!("SELECT {ROW_COLUMNS} {ROW_JOINS} WHERE i.tbl = ?1 AND {pk_col} = ?2");
     if let Some(sort) = &q.sort {
         sql += " AND ";
         sql += &sort_clause(sk_col, sort, &mut args);
@@ -292,30 +621,32 @@ fn run_query(conn: &Connection, q: &Query) -> StoreResult<Vec<String>> {
     } else {
         ("<", "DESC")
     };
-    if let Some(cursor) = &q.cursor {
-        let pos = Position::decode(cursor, q.index, &q.pk)?;
+    if let Some(pos) = &position {
         match &pos.index_key {
-            // Ties on the index sort key are ordered by the table key, so pages never skip
-            // or repeat items that share an index sort key.
+            // Ties on the index sort key are ordered by row id, so pages never skip or
+            // repeat items that share an index sort key. When the cursor's item is gone
+            // (deleted since), the page starts at its sort key: an item tied with it may
+            // be listed again, none is skipped.
             Some((_, isk)) => {
-                args.extend([isk.clone(), pos.pk.clone(), pos.sk.clone()]);
-                let n = args.len();
-                sql += &format!(
-                    " AND ({sk_col}, pk, sk) {cmp} (?{}, ?{}, ?{})",
-                    n - 2,
-                    n - 1,
-                    n
-                );
+                args.push(SqlValue::Text(isk.clone()));
+                let at = args.len();
+                match row_id(conn, q.table, &pos.pk, &pos.sk)? {
+                    Some(id) => {
+                        args.push(id.into());
+                        sql += &format!(" AND ({sk_col}, i.id) {cmp} (?{at}, ?{})", at + 1);
+                    }
+                    None => sql += &format!(" AND {sk_col} {cmp}= ?{at}"),
+                }
             }
             None => {
-                args.push(pos.sk.clone());
-                sql += &format!(" AND sk {cmp} ?{}", args.len());
+                args.push(SqlValue::Text(pos.sk.clone()));
+                sql += &format!(" AND i.sk {cmp} ?{}", args.len());
             }
         }
     }
     match q.index {
-        Some(_) => sql += &format!(" ORDER BY {sk_col} {dir}, pk {dir}, sk {dir}"),
-        None => sql += &format!(" ORDER BY sk {dir}"),
+        Some(_) => sql += &format!(" ORDER BY {sk_col} {dir}, i.id {dir}"),
+        None => sql += &format!(" ORDER BY i.sk {dir}"),
     }
     let limit = q.limit.max(1) as usize;
     sql += &format!(" LIMIT {}", limit + 1);
@@ -324,19 +655,19 @@ fn run_query(conn: &Connection, q: &Query) -> StoreResult<Vec<String>> {
     let mut rows = stmt
         .query(rusqlite::params_from_iter(args.iter()))
         .map_err(internal)?;
-    let mut bodies = Vec::with_capacity(limit + 1);
+    let mut out = Vec::with_capacity(limit + 1);
     while let Some(row) = rows.next().map_err(internal)? {
-        bodies.push(row.get::<_, String>(0).map_err(internal)?);
+        out.push(raw_row(row, 0)?);
     }
-    Ok(bodies)
+    Ok(out)
 }
 
 /// Turns the raw rows of a query into a page (outside the connection lock).
-fn page_of(bodies: Vec<String>, q: &Query) -> StoreResult<Page> {
+fn page_of(rows: Vec<RawRow>, q: &Query) -> StoreResult<Page> {
     let limit = q.limit.max(1) as usize;
-    let mut items = bodies
-        .iter()
-        .map(|b| parse_body(b))
+    let mut items = rows
+        .into_iter()
+        .map(RawRow::parse)
         .collect::<StoreResult<Vec<_>>>()?;
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
@@ -351,21 +682,26 @@ fn page_of(bodies: Vec<String>, q: &Query) -> StoreResult<Page> {
 impl Store for EmbeddedStore {
     async fn get(&self, table: Table, key: &Key) -> StoreResult<Option<Item>> {
         let key = key.clone();
-        self.with_conn_then(
-            move |c| read_body(c, table, &key),
-            |body| body.map(|b| parse_body(&b)).transpose(),
+        self.read_then(
+            move |c| read_raw(c, table, &key),
+            |row| row.map(RawRow::parse).transpose(),
         )
         .await
     }
 
     async fn batch_get(&self, table: Table, keys: &[Key]) -> StoreResult<Vec<Option<Item>>> {
         let keys = keys.to_vec();
-        self.with_conn_then(
-            move |c| keys.iter().map(|k| read_body(c, table, k)).collect(),
-            |bodies: Vec<Option<String>>| {
-                bodies
-                    .into_iter()
-                    .map(|b| b.map(|b| parse_body(&b)).transpose())
+        self.read_then(
+            move |c| {
+                // One snapshot for the whole batch (a reader sees no commit half-way).
+                let tx = c.unchecked_transaction().map_err(internal)?;
+                let rows = keys.iter().map(|k| read_raw(&tx, table, k)).collect();
+                tx.finish().map_err(internal)?;
+                rows
+            },
+            |rows: Vec<Option<RawRow>>| {
+                rows.into_iter()
+                    .map(|r| r.map(RawRow::parse).transpose())
                     .collect()
             },
         )
@@ -375,9 +711,9 @@ impl Store for EmbeddedStore {
     async fn query(&self, query: &Query) -> StoreResult<Page> {
         let query = query.clone();
         let q2 = query.clone();
-        self.with_conn_then(
+        self.read_then(
             move |c| run_query(c, &query),
-            move |bodies| page_of(bodies, &q2),
+            move |rows| page_of(rows, &q2),
         )
         .await
     }

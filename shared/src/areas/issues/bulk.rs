@@ -1,6 +1,7 @@
 //! Reads and rewrites over many issues at once, for other areas' writes (cycles, the
 //! dangling-reference guard) and for the sub-issues of a deleted issue.
 
+use super::layout::entry_target;
 use super::model::Issue;
 use super::plan::{diff, plan_update, with_guards};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -18,7 +19,43 @@ const BULK_CHUNK: usize = 10;
 /// `max`, oldest first.
 pub async fn relation_issues(ctx: &ServiceContext, pk: &str, max: usize) -> AppResult<Vec<Issue>> {
     let items = query_until(ctx.store.as_ref(), Query::new(Table::Main, pk), max).await?;
-    items_to_issues(items)
+    items_to_issues(resolve(ctx, items).await?)
+}
+
+/// Most keys of one BatchGet.
+const BATCH_GET_KEYS: usize = 100;
+
+/// The records behind what a query of issue items returned, in its order: key-only index
+/// entries (`layout::ISSUE_REF`) are read with one BatchGet per 100; canonical items and
+/// whole copies are records already. Each comes with the entry it was found by, when that
+/// is not the record itself (pages resume after the entry). An entry whose issue is gone
+/// (deleted since an eventually consistent index was read) is left out.
+pub(super) async fn records(
+    ctx: &ServiceContext,
+    items: Vec<Item>,
+) -> AppResult<Vec<(Option<Item>, Item)>> {
+    let keys: Vec<Key> = items.iter().filter_map(entry_target).collect();
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(BATCH_GET_KEYS) {
+        found.extend(ctx.store.batch_get(Table::Main, chunk).await?);
+    }
+    let mut found = found.into_iter();
+    Ok(items
+        .into_iter()
+        .filter_map(|item| match entry_target(&item) {
+            Some(_) => found.next().flatten().map(|record| (Some(item), record)),
+            None => Some((None, item)),
+        })
+        .collect())
+}
+
+/// `records` without the entries.
+pub(super) async fn resolve(ctx: &ServiceContext, items: Vec<Item>) -> AppResult<Vec<Item>> {
+    Ok(records(ctx, items)
+        .await?
+        .into_iter()
+        .map(|(_, record)| record)
+        .collect())
 }
 
 pub(super) fn items_to_issues(items: Vec<Item>) -> AppResult<Vec<Issue>> {

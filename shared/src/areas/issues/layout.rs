@@ -4,17 +4,23 @@
 //!   same batch as the caller's session and membership). Its `gsi1` serves team lists by
 //!   creation (`…#TEAM#{team}#ISSUES#CREATED` / number), its `gsi2` workspace lists by
 //!   creation (`…#ISSUES#CREATED` / creation key).
-//! - Copies of the record that exist to be found another way ("index entries"), written in
-//!   the same transaction as the canonical record so they never disagree with it:
-//!   - the *assignee* copy `WS#{ws}#ISSUES#ASSIGNEE#{user|none}` / creation key, whose gsi1
+//! - Items that exist to find the issue another way ("index entries"), written in the same
+//!   transaction as the canonical record so they never disagree with it:
+//!   - the *assignee* entry `WS#{ws}#ISSUES#ASSIGNEE#{user|none}` / creation key, whose gsi1
 //!     and gsi2 keys order the team's and the workspace's issues by update time;
-//!   - the *project* copy `WS#{ws}#ISSUES#PROJECT#{project|none}` / creation key, whose gsi1
-//!     and gsi2 keys order by priority;
-//!   - a *parent* copy `WS#{ws}#ISSUES#PARENT#{parent}` when the issue has a parent, and a
-//!     *cycle* copy `WS#{ws}#ISSUES#CYCLE#{cycle}` when it is in a cycle.
+//!   - the *project* entry `WS#{ws}#ISSUES#PROJECT#{project|none}` / creation key, whose
+//!     gsi1 and gsi2 keys order by priority.
 //!
-//!   The main-table copies are strongly consistent lists of exactly one relation (sub-issues,
-//!   a cycle's issues, an assignee's, a project's), ordered by creation.
+//!   Every issue has both, so they are key-only (`entity = issue_ref`, `issue_id` and their
+//!   keys, ~300 bytes instead of a ~1 KB copy, in the table and in both GSIs): a list
+//!   through them reads the records with one BatchGet per page (`bulk::resolve`).
+//!   - a *parent* copy `WS#{ws}#ISSUES#PARENT#{parent}` when the issue has a parent, and a
+//!     *cycle* copy `WS#{ws}#ISSUES#CYCLE#{cycle}` when it is in a cycle: whole records,
+//!     so sub-issues and a cycle's issues (and its stats) stay one Query; only issues with a
+//!     parent or a cycle pay for them.
+//!
+//!   The main-table entries are strongly consistent lists of exactly one relation
+//!   (sub-issues, a cycle's issues, an assignee's, a project's), ordered by creation.
 //! - Activity: `WS#{ws}#ISSUE#{id}#ACTIVITY` / `{version:010}#{n:03}`, oldest first.
 //! - Identifier lookup: `WS#{ws}` / `ISSUEKEY#{TEAMKEY}-{number}` -> issue id.
 //!
@@ -30,6 +36,21 @@ use crate::kernel::record::to_item;
 use crate::storage::{Index, Item, Key};
 
 const IDENTIFIER: &str = "ISSUEKEY";
+
+/// `entity` of a key-only index entry: it names an issue (`issue_id`) whose canonical item
+/// holds the record.
+pub(super) const ISSUE_REF: &str = "issue_ref";
+
+/// The canonical key of the issue an index entry names (`None` for anything else: a
+/// canonical item, or a whole copy).
+pub(super) fn entry_target(item: &Item) -> Option<Key> {
+    if item.get("entity").and_then(serde_json::Value::as_str) != Some(ISSUE_REF) {
+        return None;
+    }
+    let id = item.get("issue_id")?.as_str()?;
+    let ws = ids::workspace_of(ids::Kind::Issue, id).ok()?;
+    Some(keys::issue(&ws, id))
+}
 
 /// The identifier lookup item (`ENG-42` -> issue id).
 pub fn identifier_key(ws: &str, identifier: &str) -> Key {
@@ -145,17 +166,30 @@ pub(super) fn index_items(issue: &Issue) -> Vec<Item> {
     let copy = |pk: String, gsi: &[(Index, String, String)]| {
         build(Key::new(pk, ck.clone()), "issue_copy", gsi)
     };
+    let entry = |pk: String, gsi: &[(Index, String, String)]| {
+        let mut item = Item::new();
+        item.insert("issue_id".into(), json!(issue.id));
+        let key = Key::new(pk, ck.clone());
+        item.insert("pk".into(), json!(key.pk));
+        item.insert("sk".into(), json!(key.sk));
+        item.insert("entity".into(), json!(ISSUE_REF));
+        for (ix, pk, sk) in gsi {
+            item.insert(ix.pk_attr().into(), json!(pk));
+            item.insert(ix.sk_attr().into(), json!(sk));
+        }
+        item
+    };
     let mut out = vec![
         build(
             keys::issue(ws, &issue.id),
             "issue",
             &sorted(SortBy::Created),
         ),
-        copy(
+        entry(
             assignee_partition(ws, issue.assignee_id.as_deref()),
             &sorted(SortBy::Updated),
         ),
-        copy(
+        entry(
             project_partition(ws, issue.project_id.as_deref()),
             &sorted(SortBy::Priority),
         ),
@@ -186,6 +220,56 @@ mod tests {
         sorted.sort();
         assert_eq!(keys, sorted);
         assert_eq!(keys[0].len(), 32);
+    }
+
+    fn issue(assignee: Option<&str>, parent: Option<&str>) -> Issue {
+        let ws = uuid::Uuid::now_v7().to_string();
+        Issue {
+            id: ids::new_id(Kind::Issue, &ws),
+            workspace_id: ws.clone(),
+            team_id: ids::new_id(Kind::Team, &ws),
+            workflow_id: ids::new_id(Kind::Workflow, &ws),
+            number: 7,
+            identifier: "ENG-7".into(),
+            title: "A title".into(),
+            description: Some("x".repeat(2000)),
+            priority: super::super::model::Priority::High,
+            state_id: ids::new_id(Kind::State, &ws),
+            assignee_id: assignee.map(str::to_owned),
+            label_ids: vec![],
+            project_id: None,
+            cycle_id: None,
+            parent_id: parent.map(str::to_owned),
+            created_by: "u".into(),
+            version: 1,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-02T00:00:00Z".into(),
+        }
+    }
+
+    /// The assignee and project entries every issue has hold its keys, not its record (a
+    /// 2,000-character description is stored once), and lead back to the canonical item.
+    #[test]
+    fn assignee_and_project_entries_are_key_only() {
+        let parent = issue(None, None);
+        let i = issue(Some("user-1"), Some(&parent.id));
+        let items = index_items(&i);
+        assert_eq!(items.len(), 4, "canonical, assignee, project, parent");
+        let canonical = Key::of(&items[0]).unwrap();
+        assert_eq!(canonical, keys::issue(&i.workspace_id, &i.id));
+        for entry in &items[1..3] {
+            assert_eq!(entry_target(entry), Some(canonical.clone()));
+            assert!(!entry.contains_key("description") && !entry.contains_key("title"));
+            assert!(
+                serde_json::to_string(entry).unwrap().len() < 500,
+                "{entry:?}"
+            );
+            assert!(entry.contains_key("gsi1pk") && entry.contains_key("gsi2pk"));
+        }
+        // The parent copy stays a whole record: sub-issues are one Query.
+        assert_eq!(items[3]["description"], json!(i.description));
+        assert_eq!(entry_target(&items[3]), None);
+        assert_eq!(entry_target(&items[0]), None);
     }
 
     #[test]

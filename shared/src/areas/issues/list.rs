@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::bulk::items_to_issues;
+use super::bulk::{items_to_issues, records, resolve};
 use super::input::{MAX_QUERY_CHARS, opt_id_input, parse_category};
 use super::layout::{
     assignee_partition, cycle_partition, parent_partition, project_partition, team_index_partition,
@@ -112,10 +112,12 @@ async fn stream_page(
         return Err(AppError::validation("cursor", "invalid or foreign cursor"));
     }
     if exact {
-        let page = ctx.store.query(&query.limit(limit).cursor(cursor)).await?;
+        let mut page = ctx.store.query(&query.limit(limit).cursor(cursor)).await?;
+        page.items = resolve(ctx, page.items).await?;
         return Paged::of(page);
     }
     let index = query.index;
+    // Each kept issue with the item the query listed it by (where the next page resumes).
     let mut kept: Vec<(Item, Issue)> = Vec::new();
     let mut cursor = cursor;
     for _ in 0..MAX_SCAN_CALLS {
@@ -123,8 +125,11 @@ async fn stream_page(
             .store
             .query(&query.clone().limit(SCAN_BATCH).cursor(cursor.take()))
             .await?;
-        for item in page.items {
-            let issue: Issue = from_item(item.clone())?;
+        for (entry, record) in records(ctx, page.items).await? {
+            let (listed, issue): (Item, Issue) = match entry {
+                Some(entry) => (entry, from_item(record)?),
+                None => (record.clone(), from_item(record)?),
+            };
             if !filter.matches(&issue) {
                 continue;
             }
@@ -137,7 +142,7 @@ async fn stream_page(
                     next_cursor: Some(next),
                 });
             }
-            kept.push((item, issue));
+            kept.push((listed, issue));
         }
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -379,7 +384,7 @@ async fn relation_page(
         .query(&Query::new(Table::Main, pk).limit(MAX_SORTED_SET))
         .await?;
     if page.next_cursor.is_none() {
-        let issues = items_to_issues(page.items)?;
+        let issues = items_to_issues(resolve(ctx, page.items).await?)?;
         return sorted_page(
             issues,
             &req.filter,
