@@ -17,7 +17,7 @@ use crate::error::AppResult;
 use crate::kernel::access::EntityType;
 use crate::kernel::changes::{ChangeKind, ChangeRecord, Revocation};
 use crate::kernel::topic::Topic;
-use crate::realtime::connections::{ConnectionRegistry, Subscription, derived_topics};
+use crate::realtime::connections::{ConnectionRegistry, Subscription, derived_topics, is_silent};
 use crate::storage::RetryPolicy;
 
 /// Why a post failed.
@@ -112,6 +112,9 @@ pub struct Delivery {
     /// Subscribers not sent the event: not a member now, session revoked, or the record's
     /// visibility rule excludes their role.
     pub skipped_not_member: usize,
+    /// Subscribers silent past API Gateway's idle timeout: not sent the event, closed and
+    /// their items deleted.
+    pub stale: usize,
 }
 
 impl Delivery {
@@ -120,6 +123,7 @@ impl Delivery {
         self.gone += other.gone;
         self.failed += other.failed;
         self.skipped_not_member += other.skipped_not_member;
+        self.stale += other.stale;
     }
 }
 
@@ -193,8 +197,22 @@ impl Broadcaster {
                 }
             }
         }
+        // A connection silent past the idle timeout is gone (its `$disconnect` may never
+        // have run): no event for it, and its rows go.
+        let now = self.registry.now();
+        let (silent, targets): (Vec<_>, Vec<_>) = targets
+            .into_iter()
+            .partition(|(s, _)| is_silent(s.last_seen(), now));
+        let mut outcome = Delivery {
+            stale: silent.len(),
+            ..Delivery::default()
+        };
+        if !silent.is_empty() {
+            self.close_connections(silent.into_iter().map(|(s, _)| s.connection_id).collect())
+                .await;
+        }
         if targets.is_empty() {
-            return Ok(Delivery::default());
+            return Ok(outcome);
         }
         // The same visibility rule as REST and the feed, on the reader's current role and
         // live session, read in one batch for all targets.
@@ -207,7 +225,6 @@ impl Broadcaster {
                     .map(|(s, _)| (s.user_id.clone(), s.session_id.clone())),
             )
             .await?;
-        let mut outcome = Delivery::default();
         let mut messages = Vec::with_capacity(targets.len());
         for (sub, topic) in &targets {
             let allowed = readers
