@@ -25,7 +25,8 @@ pub struct Realtime {
 impl Realtime {
     pub fn new(state: AppState, gateway: Arc<dyn ConnectionGateway>) -> Self {
         let registry = ConnectionRegistry::new(state.ctx.clone());
-        let broadcaster = Broadcaster::new(registry.clone(), gateway);
+        let broadcaster =
+            Broadcaster::new(registry.clone(), gateway).with_config(&state.config.fanout);
         Self {
             state,
             registry,
