@@ -3,6 +3,7 @@
 //! (presence and admin). All rules live in `momentum_shared::realtime`.
 
 pub mod admin;
+pub mod fanout;
 pub mod gateway;
 pub mod handshake;
 pub mod stream;

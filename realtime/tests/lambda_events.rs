@@ -233,7 +233,7 @@ async fn stream_events_fan_out_and_gone_connections_are_removed() {
     let records = realtime::stream::change_records(event.clone());
     assert_eq!(records.len(), 1, "only inserted change records");
     assert_eq!(records[0].seq, 42);
-    realtime::stream::handle(&rt, event).await;
+    realtime::stream::handle(&rt, event).await.unwrap();
 
     let posts: HashMap<String, Value> = gateway.posts.lock().unwrap().iter().cloned().collect();
     assert_eq!(posts.len(), 1);
@@ -294,7 +294,7 @@ async fn revoked_sessions_close_their_connections() {
     let batch = realtime::stream::batch(event.clone());
     assert!(batch.changes.is_empty());
     assert_eq!(batch.revocations.len(), 1);
-    realtime::stream::handle(&rt, event).await;
+    realtime::stream::handle(&rt, event).await.unwrap();
     assert_eq!(
         *gateway.closed.lock().unwrap(),
         vec!["second=".to_owned(), "first=".to_owned()]
