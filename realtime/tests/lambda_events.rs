@@ -463,3 +463,96 @@ async fn connect_checks_origin_against_the_cors_allowlist() {
         assert!(rt.registry.get(id).await.unwrap().is_none(), "{origin}");
     }
 }
+
+/// An SQS event of the fan-out queue as Lambda delivers it.
+fn sqs_event(messages: &[(&str, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            json!({
+                "messageId": id,
+                "receiptHandle": format!("handle-{id}"),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1795442400000",
+                    "SenderId": "AROAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": "1795442400100",
+                    "MessageGroupId": "g",
+                    "MessageDeduplicationId": id
+                },
+                "messageAttributes": {},
+                "md5OfBody": "0",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:momentum-prod-fanout.fifo",
+                "awsRegion": "eu-west-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+#[tokio::test]
+async fn the_fanout_worker_delivers_queued_shards_and_drops_unreadable_ones() {
+    use momentum_shared::kernel::topic::Topic;
+    use momentum_shared::realtime::shards::Shard;
+
+    let (rt, gateway, token, ws) = setup().await;
+    let mut targets = Vec::new();
+    for c in ["q1=", "q2="] {
+        let conn = rt
+            .registry
+            .connect(&rt.state.auth, c, Some(&token))
+            .await
+            .unwrap();
+        rt.registry
+            .subscribe(&conn, &[format!("workspace:{ws}")])
+            .await
+            .unwrap();
+        let sub = rt.registry.subscriptions(c).await.unwrap().pop().unwrap();
+        targets.push(momentum_shared::realtime::shards::Target::new(
+            &sub,
+            &Topic::Workspace(ws.clone()),
+        ));
+    }
+    // A committed record, as the stream would carry it, split into one shard per target.
+    let who = rt.state.auth.authenticate(&token).unwrap();
+    let record = rt
+        .state
+        .workspaces
+        .changes(&who, &ws, 0, 1)
+        .await
+        .unwrap()
+        .changes
+        .pop()
+        .unwrap();
+    let shards = Shard::split(&record, targets, 1);
+    let mut messages: Vec<(String, String)> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("m{i}"), serde_json::to_string(s).unwrap()))
+        .collect();
+    messages.insert(1, ("bad".into(), "not a shard".into()));
+    let refs: Vec<(&str, String)> = messages
+        .iter()
+        .map(|(id, b)| (id.as_str(), b.clone()))
+        .collect();
+
+    let response = realtime::fanout::handle(rt.broadcaster.worker(), sqs_event(&refs)).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "an unreadable message is dropped, not redelivered forever"
+    );
+    let mut got: Vec<(String, i64)> = gateway
+        .posts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(c, v)| (c.clone(), v["seq"].as_i64().unwrap()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("q1=".into(), record.seq), ("q2=".into(), record.seq)]
+    );
+}
