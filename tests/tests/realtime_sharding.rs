@@ -116,12 +116,29 @@ fn record(seq: i64, ws: &str, entity_type: EntityType, event: &str) -> ChangeRec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sharded_delivery_applies_the_visibility_rule() {
+async fn sharded_delivery_applies_the_visibility_rule_embedded() {
     let state = AppState::with_store(
         AppConfig::for_tests(),
         Arc::new(EmbeddedStore::in_memory()),
         Arc::new(SystemClock),
     );
+    sharded_delivery_applies_the_visibility_rule(state).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_delivery_applies_the_visibility_rule_dynamodb() {
+    let test = "sharded_delivery_applies_the_visibility_rule_dynamodb";
+    let Some(endpoint) = momentum_tests::dynamodb_endpoint(test) else {
+        return;
+    };
+    let mut config = AppConfig::for_tests();
+    config.tables = momentum_tests::test_tables();
+    let store = momentum_tests::dynamodb_store(&endpoint, config.tables.clone()).await;
+    let state = AppState::with_store(config, Arc::new(store), Arc::new(SystemClock));
+    sharded_delivery_applies_the_visibility_rule(state).await;
+}
+
+async fn sharded_delivery_applies_the_visibility_rule(state: AppState) {
     let (owner_token, _) = sign_in(&state, "owner").await;
     let owner = state.auth.authenticate(&owner_token).unwrap();
     let ws = state
