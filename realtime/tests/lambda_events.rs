@@ -556,3 +556,65 @@ async fn the_fanout_worker_delivers_queued_shards_and_drops_unreadable_ones() {
         vec![("q1=".into(), record.seq), ("q2=".into(), record.seq)]
     );
 }
+
+/// A shard queue that is down (SQS unreachable).
+struct DownQueue;
+
+#[async_trait]
+impl momentum_shared::realtime::shards::ShardQueue for DownQueue {
+    async fn dispatch(
+        &self,
+        _: Vec<momentum_shared::realtime::shards::Shard>,
+        _: &momentum_shared::realtime::broadcaster::ShardWorker,
+    ) -> momentum_shared::AppResult<momentum_shared::realtime::broadcaster::Delivery> {
+        Err(momentum_shared::AppError::internal("queue unreachable"))
+    }
+}
+
+/// Shards that could not be handed over fail the stream batch, so the event source retries
+/// it (bisecting, bounded, then its failure queue: infra/template.yaml) instead of the
+/// events being dropped in silence.
+#[tokio::test]
+async fn a_failed_shard_hand_off_fails_the_stream_batch() {
+    let (mut rt, gateway, token, ws) = setup().await;
+    for id in ["s1=", "s2="] {
+        let conn = rt
+            .registry
+            .connect(&rt.state.auth, id, Some(&token))
+            .await
+            .unwrap();
+        rt.registry
+            .subscribe(&conn, &[format!("workspace:{ws}")])
+            .await
+            .unwrap();
+    }
+    rt.broadcaster = rt
+        .broadcaster
+        .clone()
+        .with_config(&momentum_shared::config::FanoutConfig {
+            shard_size: 1,
+            ..Default::default()
+        })
+        .with_queue(Arc::new(DownQueue));
+    let event = json!({"Records": [{
+        "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": {
+            "Keys": {"pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": "0000000000000042"}},
+            "NewImage": {
+                "pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": "0000000000000042"},
+                "entity": {"S": "change"}, "seq": {"N": "42"}, "workspace_id": {"S": ws},
+                "event": {"S": "workspace.updated"}, "entity_type": {"S": "workspace"},
+                "entity_id": {"S": ws}, "kind": {"S": "updated"}, "actor_id": {"S": "u1"},
+                "at": {"S": "2026-11-23T14:00:00Z"},
+                "topics": {"L": [{"S": format!("workspace:{ws}")}]},
+                "data": {"M": {}}, "ttl": {"N": "1798034400"}
+            },
+            "SequenceNumber": "111", "SizeBytes": 26, "StreamViewType": "NEW_IMAGE"
+        },
+        "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/momentum-prod-main/stream/2026-11-23T00:00:00.000"
+    }]});
+    let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event).unwrap();
+    assert!(realtime::stream::handle(&rt, event).await.is_err());
+    assert!(gateway.posts.lock().unwrap().is_empty());
+}
