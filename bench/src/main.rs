@@ -3,6 +3,7 @@
 //!   cargo build --profile bench --bins      # or --release: the shim and Lambda binaries
 //!   target/release/bench http                # login 5, list 50, get 25, write 20; 32 conns, 30 s
 //!   target/release/bench ws-fanout --subscribers 100,1000
+//!   target/release/bench ws-sharded              # 10,000 subscribers, 30 ms posts, simulated
 //!   target/release/bench cold-start
 //!   target/release/bench writers             # 1/8/32/128 writers under the DynamoDB latency model
 //!   target/release/bench footprint --issues 50000 --store file
@@ -20,6 +21,7 @@ mod http_mix;
 mod server;
 mod writers;
 mod ws_fanout;
+mod ws_sharded;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +43,9 @@ enum Scenario {
     /// N WebSocket connections subscribed to one workspace, one writer at a fixed rate:
     /// delivery latency (commit -> received), lost and duplicated events, server RSS.
     WsFanout(ws_fanout::Args),
+    /// Simulated sharded fan-out: N subscribers of one workspace, a fake gateway whose posts
+    /// take a fixed time, shards in parallel: delivery latency p50/p99 by shard size.
+    WsSharded(ws_sharded::Args),
     /// Weighted HTTP workload (login, list issues, get issue, create/update issue) at fixed
     /// concurrency: req/s, p50/p99, errors, storage calls per request by endpoint.
     Http(http_mix::Args),
@@ -66,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(scenario: Scenario) -> anyhow::Result<()> {
     match scenario {
         Scenario::WsFanout(args) => ws_fanout::run(args).await,
+        Scenario::WsSharded(args) => ws_sharded::run(args).await,
         Scenario::Http(args) => http_mix::run(args).await,
         Scenario::ColdStart(args) => cold_start::run(args).await,
         Scenario::Writers(args) => writers::run(args).await,

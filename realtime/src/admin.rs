@@ -16,6 +16,7 @@ use momentum_shared::kernel::access::Scope;
 use momentum_shared::kernel::keys;
 use momentum_shared::kernel::topic::Topic;
 use momentum_shared::realtime::broadcaster::Delivery;
+use momentum_shared::realtime::connections::is_silent;
 use momentum_shared::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -265,8 +266,8 @@ async fn broadcast(
     ))
 }
 
-/// Prune the workspace's stale connections: expired, or no longer held by the gateway
-/// (admins).
+/// Prune the workspace's stale connections: expired, silent past API Gateway's idle timeout,
+/// or no longer held by the gateway (admins).
 #[utoipa::path(post, path = "/ws/cleanup", tag = "realtime", security(("bearer" = [])),
     request_body = CleanupRequest,
     responses((status = 200, body = Envelope<Cleaned>), CommonErrors))]
@@ -282,6 +283,7 @@ async fn cleanup(
     let mut pruned = 0;
     for c in &present {
         let stale = c.ttl <= now
+            || is_silent(c.last_seen(), now)
             || matches!(
                 rt.broadcaster.gateway().exists(&c.connection_id).await,
                 Ok(false)

@@ -3,6 +3,7 @@
 //! (presence and admin). All rules live in `momentum_shared::realtime`.
 
 pub mod admin;
+pub mod fanout;
 pub mod gateway;
 pub mod handshake;
 pub mod stream;
@@ -25,7 +26,8 @@ pub struct Realtime {
 impl Realtime {
     pub fn new(state: AppState, gateway: Arc<dyn ConnectionGateway>) -> Self {
         let registry = ConnectionRegistry::new(state.ctx.clone());
-        let broadcaster = Broadcaster::new(registry.clone(), gateway);
+        let broadcaster =
+            Broadcaster::new(registry.clone(), gateway).with_config(&state.config.fanout);
         Self {
             state,
             registry,

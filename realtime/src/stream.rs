@@ -53,17 +53,24 @@ pub fn change_records(event: Event) -> Vec<ChangeRecord> {
     batch(event).changes
 }
 
-/// Delivers a stream batch, then closes the connections of revoked sessions. Errors are
-/// logged, not retried: a lost event is recovered by the client's `sync`, while a retried
-/// batch would duplicate every event already delivered.
-pub async fn handle(rt: &Realtime, event: Event) {
+/// Delivers a stream batch, then closes the connections of revoked sessions. A batch whose
+/// fan-out could not be done or handed over (storage or the shard queue unavailable) is an
+/// error, so the event source retries it: bisecting the batch, a bounded number of times,
+/// for records at most 5 minutes old, then recording it in the stream's failure queue
+/// (`infra/template.yaml`), so a bad record never blocks the shard. A retried batch may
+/// deliver some events twice; clients drop events by `seq`, and recover anything lost with
+/// `sync`. Revocations are handled even when the fan-out failed.
+pub async fn handle(rt: &Realtime, event: Event) -> Result<(), lambda_runtime::Error> {
     let batch = batch(event);
-    match rt.broadcaster.deliver(&batch.changes).await {
+    let fanned = rt.broadcaster.deliver(&batch.changes).await;
+    match &fanned {
         Ok(d) => tracing::info!(
             records = batch.changes.len(),
             delivered = d.delivered,
+            queued = d.queued,
             gone = d.gone,
             failed = d.failed,
+            stale = d.stale,
             "fan-out"
         ),
         Err(e) => tracing::error!(error = %e, "fan-out failed"),
@@ -74,4 +81,5 @@ pub async fn handle(rt: &Realtime, event: Event) {
             Err(e) => tracing::error!(error = %e, "closing revoked connections failed"),
         }
     }
+    fanned.map(drop).map_err(|e| e.into())
 }

@@ -237,7 +237,7 @@ async fn stream_events_fan_out_and_gone_connections_are_removed() {
     let records = realtime::stream::change_records(event.clone());
     assert_eq!(records.len(), 1, "only inserted change records");
     assert_eq!(records[0].seq, 42);
-    realtime::stream::handle(&rt, event).await;
+    realtime::stream::handle(&rt, event).await.unwrap();
 
     let posts: HashMap<String, Value> = gateway.posts.lock().unwrap().iter().cloned().collect();
     assert_eq!(posts.len(), 1);
@@ -298,7 +298,7 @@ async fn revoked_sessions_close_their_connections() {
     let batch = realtime::stream::batch(event.clone());
     assert!(batch.changes.is_empty());
     assert_eq!(batch.revocations.len(), 1);
-    realtime::stream::handle(&rt, event).await;
+    realtime::stream::handle(&rt, event).await.unwrap();
     assert_eq!(
         *gateway.closed.lock().unwrap(),
         vec!["second=".to_owned(), "first=".to_owned()]
@@ -502,4 +502,159 @@ async fn connect_is_limited_per_source_ip() {
         .await
         .unwrap();
     assert_eq!(other.status_code, 200, "another address has its own budget");
+}
+
+/// An SQS event of the fan-out queue as Lambda delivers it.
+fn sqs_event(messages: &[(&str, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            json!({
+                "messageId": id,
+                "receiptHandle": format!("handle-{id}"),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1795442400000",
+                    "SenderId": "AROAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": "1795442400100",
+                    "MessageGroupId": "g",
+                    "MessageDeduplicationId": id
+                },
+                "messageAttributes": {},
+                "md5OfBody": "0",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:momentum-prod-fanout.fifo",
+                "awsRegion": "eu-west-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+#[tokio::test]
+async fn the_fanout_worker_delivers_queued_shards_and_drops_unreadable_ones() {
+    use momentum_shared::kernel::topic::Topic;
+    use momentum_shared::realtime::shards::Shard;
+
+    let (rt, gateway, token, ws) = setup().await;
+    let mut targets = Vec::new();
+    for c in ["q1=", "q2="] {
+        let conn = rt
+            .registry
+            .connect(&rt.state.auth, c, Some(&token))
+            .await
+            .unwrap();
+        rt.registry
+            .subscribe(&conn, &[format!("workspace:{ws}")])
+            .await
+            .unwrap();
+        let sub = rt.registry.subscriptions(c).await.unwrap().pop().unwrap();
+        targets.push(momentum_shared::realtime::shards::Target::new(
+            &sub,
+            &Topic::Workspace(ws.clone()),
+        ));
+    }
+    // A committed record, as the stream would carry it, split into one shard per target.
+    let who = rt.state.auth.authenticate(&token).unwrap();
+    let record = rt
+        .state
+        .workspaces
+        .changes(&who, &ws, 0, 1)
+        .await
+        .unwrap()
+        .changes
+        .pop()
+        .unwrap();
+    let shards = Shard::split(&record, targets, 1);
+    let mut messages: Vec<(String, String)> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("m{i}"), serde_json::to_string(s).unwrap()))
+        .collect();
+    messages.insert(1, ("bad".into(), "not a shard".into()));
+    let refs: Vec<(&str, String)> = messages
+        .iter()
+        .map(|(id, b)| (id.as_str(), b.clone()))
+        .collect();
+
+    let response = realtime::fanout::handle(rt.broadcaster.worker(), sqs_event(&refs)).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "an unreadable message is dropped, not redelivered forever"
+    );
+    let mut got: Vec<(String, i64)> = gateway
+        .posts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(c, v)| (c.clone(), v["seq"].as_i64().unwrap()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("q1=".into(), record.seq), ("q2=".into(), record.seq)]
+    );
+}
+
+/// A shard queue that is down (SQS unreachable).
+struct DownQueue;
+
+#[async_trait]
+impl momentum_shared::realtime::shards::ShardQueue for DownQueue {
+    async fn dispatch(
+        &self,
+        _: Vec<momentum_shared::realtime::shards::Shard>,
+        _: &momentum_shared::realtime::broadcaster::ShardWorker,
+    ) -> momentum_shared::AppResult<momentum_shared::realtime::broadcaster::Delivery> {
+        Err(momentum_shared::AppError::internal("queue unreachable"))
+    }
+}
+
+/// Shards that could not be handed over fail the stream batch, so the event source retries
+/// it (bisecting, bounded, then its failure queue: infra/template.yaml) instead of the
+/// events being dropped in silence.
+#[tokio::test]
+async fn a_failed_shard_hand_off_fails_the_stream_batch() {
+    let (mut rt, gateway, token, ws) = setup().await;
+    for id in ["s1=", "s2="] {
+        let conn = rt
+            .registry
+            .connect(&rt.state.auth, id, Some(&token))
+            .await
+            .unwrap();
+        rt.registry
+            .subscribe(&conn, &[format!("workspace:{ws}")])
+            .await
+            .unwrap();
+    }
+    rt.broadcaster = rt
+        .broadcaster
+        .clone()
+        .with_config(&momentum_shared::config::FanoutConfig {
+            shard_size: 1,
+            ..Default::default()
+        })
+        .with_queue(Arc::new(DownQueue));
+    let event = json!({"Records": [{
+        "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": {
+            "Keys": {"pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": "0000000000000042"}},
+            "NewImage": {
+                "pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": "0000000000000042"},
+                "entity": {"S": "change"}, "seq": {"N": "42"}, "workspace_id": {"S": ws},
+                "event": {"S": "workspace.updated"}, "entity_type": {"S": "workspace"},
+                "entity_id": {"S": ws}, "kind": {"S": "updated"}, "actor_id": {"S": "u1"},
+                "at": {"S": "2026-11-23T14:00:00Z"},
+                "topics": {"L": [{"S": format!("workspace:{ws}")}]},
+                "data": {"M": {}}, "ttl": {"N": "1798034400"}
+            },
+            "SequenceNumber": "111", "SizeBytes": 26, "StreamViewType": "NEW_IMAGE"
+        },
+        "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/momentum-prod-main/stream/2026-11-23T00:00:00.000"
+    }]});
+    let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event).unwrap();
+    assert!(realtime::stream::handle(&rt, event).await.is_err());
+    assert!(gateway.posts.lock().unwrap().is_empty());
 }

@@ -63,6 +63,30 @@ pub struct AppConfig {
     pub rate_limits: RateLimitConfig,
     /// How long the local shim waits for slow clients and for itself at shutdown.
     pub timeouts: ServerTimeouts,
+    /// Fan-out: post timeout and shard size.
+    pub fanout: FanoutConfig,
+}
+
+/// How the broadcaster posts events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FanoutConfig {
+    /// Hard limit on one `PostToConnection` attempt; a post still running then counts as
+    /// failed for that connection (not retried: a hung connection must not hold a slot of
+    /// the batch). `MOMENTUM_WS_POST_TIMEOUT_MS`, default 3 s.
+    pub post_timeout: Duration,
+    /// Subscribers per shard: a record with more targets is split into shards delivered in
+    /// parallel (on AWS each shard is an SQS message for the fan-out worker).
+    /// `MOMENTUM_FANOUT_SHARD_SIZE`, default 500.
+    pub shard_size: usize,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        Self {
+            post_timeout: Duration::from_secs(3),
+            shard_size: 500,
+        }
+    }
 }
 
 /// Read timeouts and the shutdown grace of the local shim's HTTP server (in the cloud, API
@@ -290,6 +314,15 @@ impl AppConfig {
             body_read: env.millis("MOMENTUM_BODY_READ_TIMEOUT_MS", defaults.body_read)?,
             shutdown_grace: env.millis("MOMENTUM_SHUTDOWN_GRACE_MS", defaults.shutdown_grace)?,
         };
+        let fanout_defaults = FanoutConfig::default();
+        let fanout = FanoutConfig {
+            post_timeout: env
+                .millis("MOMENTUM_WS_POST_TIMEOUT_MS", fanout_defaults.post_timeout)?,
+            shard_size: env.parse("MOMENTUM_FANOUT_SHARD_SIZE", fanout_defaults.shard_size)?,
+        };
+        if fanout.shard_size == 0 {
+            return Err(ConfigError("MOMENTUM_FANOUT_SHARD_SIZE must be > 0".into()));
+        }
         Ok(Self {
             mode,
             store,
@@ -304,6 +337,7 @@ impl AppConfig {
             local_default_origins,
             rate_limits,
             timeouts,
+            fanout,
         })
     }
 

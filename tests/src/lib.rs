@@ -101,6 +101,15 @@ impl Drop for TestServer {
 impl TestServer {
     /// Starts the shim on `backend`; `None` when DynamoDB is not available (skip printed).
     pub async fn start(backend: Backend, test: &str) -> Option<Self> {
+        Self::start_with_clock(backend, test, Arc::new(SystemClock)).await
+    }
+
+    /// `start`, with the server's time read from `clock` (tests move a `ManualClock`).
+    pub async fn start_with_clock(
+        backend: Backend,
+        test: &str,
+        clock: Arc<dyn momentum_shared::clock::Clock>,
+    ) -> Option<Self> {
         let mut config = AppConfig::for_tests();
         config.expose_storage_calls = true;
         let store: Arc<dyn Store> = match backend {
@@ -116,7 +125,7 @@ impl TestServer {
                 Arc::new(dynamodb_store(&endpoint, config.tables.clone()).await)
             }
         };
-        let state = AppState::with_store(config, store, Arc::new(SystemClock));
+        let state = AppState::with_store(config, store, clock);
         Some(Self::serve(state).await)
     }
 
@@ -301,6 +310,47 @@ macro_rules! on_every_store {
                         $crate::TestServer::start($crate::Backend::DynamoDb, stringify!($case)).await
                     {
                         super::$case(server).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Like `on_every_store!`, for cases that move time: each `async fn(TestServer, ManualClock)`
+/// runs on a server whose clock is the `ManualClock` it is given.
+#[macro_export]
+macro_rules! on_every_store_with_clock {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let clock = momentum_shared::clock::ManualClock::starting_now();
+                    let server = $crate::TestServer::start_with_clock(
+                        $crate::Backend::Embedded,
+                        stringify!($case),
+                        std::sync::Arc::new(clock.clone()),
+                    )
+                    .await
+                    .expect("embedded server");
+                    super::$case(server, clock).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let clock = momentum_shared::clock::ManualClock::starting_now();
+                    if let Some(server) = $crate::TestServer::start_with_clock(
+                        $crate::Backend::DynamoDb,
+                        stringify!($case),
+                        std::sync::Arc::new(clock.clone()),
+                    )
+                    .await
+                    {
+                        super::$case(server, clock).await;
                     }
                 }
             )*

@@ -481,3 +481,106 @@ async fn a_flaky_gateway_still_delivers_every_event_exactly_once() {
     assert_eq!(seen.len(), connections.len() * records.len(), "every event");
     assert!(seen.values().all(|n| *n == 1), "exactly once each");
 }
+
+/// Never answers posts to one connection (a hung TCP stream to API Gateway); answers the
+/// rest at once.
+struct HangingGateway {
+    hung: String,
+    attempts_on_hung: std::sync::atomic::AtomicUsize,
+    inner: RecordingGateway,
+}
+
+#[async_trait]
+impl ConnectionGateway for HangingGateway {
+    async fn post(&self, id: &str, data: Vec<u8>) -> Result<(), GatewayError> {
+        if id == self.hung {
+            self.attempts_on_hung
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::pending::<()>().await;
+        }
+        self.inner.post(id, data).await
+    }
+    async fn close(&self, _: &str) -> Result<(), GatewayError> {
+        Ok(())
+    }
+    async fn exists(&self, _: &str) -> Result<bool, GatewayError> {
+        Ok(true)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_post_fails_its_connection_alone_within_the_post_timeout() {
+    let state = AppState::with_store(
+        AppConfig::for_tests(),
+        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(SystemClock),
+    );
+    let (token, ws) = owner_of_workspace(&state).await;
+    let registry = ConnectionRegistry::new(state.ctx.clone());
+    let connections: Vec<String> = (0..6).map(|i| format!("conn{i}=")).collect();
+    for c in &connections {
+        let conn = registry
+            .connect(&state.auth, c, Some(&token))
+            .await
+            .unwrap();
+        registry
+            .subscribe(&conn, &[format!("workspace:{ws}")])
+            .await
+            .unwrap();
+    }
+    let gateway = Arc::new(HangingGateway {
+        hung: "conn3=".into(),
+        attempts_on_hung: Default::default(),
+        inner: RecordingGateway::default(),
+    });
+    // Retries would have a minute: only the post timeout (100 ms) can end the hung post
+    // in time for the 30 s bound below.
+    let patient = RetryPolicy {
+        base_delay: Duration::from_millis(2),
+        max_delay: Duration::from_millis(20),
+        max_attempts: 12,
+        request_budget: Duration::from_secs(60),
+    };
+    let broadcaster = Broadcaster::new(registry, gateway.clone())
+        .with_retry(patient)
+        .with_config(&momentum_shared::config::FanoutConfig {
+            post_timeout: Duration::from_millis(100),
+            ..Default::default()
+        });
+    let record = ChangeRecord {
+        seq: 1,
+        workspace_id: ws.clone(),
+        event: "workspace.updated".into(),
+        entity_type: EntityType::Workspace,
+        entity_id: ws.clone(),
+        kind: ChangeKind::Updated,
+        actor_id: "usr_actor".into(),
+        at: "2026-11-23T00:00:00Z".into(),
+        topics: vec![Topic::Workspace(ws.clone())],
+        data: json!({}),
+        audience: None,
+    };
+    let delivery = tokio::time::timeout(Duration::from_secs(30), broadcaster.deliver(&[record]))
+        .await
+        .expect("the hung post does not hold up the batch")
+        .unwrap();
+    assert_eq!(delivery.delivered, 5, "{delivery:?}");
+    assert_eq!(delivery.failed, 1, "{delivery:?}");
+    assert_eq!(
+        gateway
+            .attempts_on_hung
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a timed-out post is not retried"
+    );
+    let posted: Vec<String> = gateway
+        .inner
+        .posts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(c, _)| c.clone())
+        .collect();
+    assert_eq!(posted.len(), 5);
+    assert!(!posted.contains(&"conn3=".to_owned()));
+}

@@ -21,13 +21,16 @@ async fn main() -> Result<(), Error> {
     let config = AppConfig::from_env(&Env::process(), Mode::Production)?;
     let state = AppState::from_config(config).await?;
     let gateway = ManagementApiGateway::new(&Realtime::management_endpoint_from_env()?).await;
-    let rt = Realtime::new(state, Arc::new(gateway));
+    let mut rt = Realtime::new(state, Arc::new(gateway));
+    // Large fan-outs go to the fan-out worker through SQS (set by the template); without a
+    // queue they are delivered here, shards in parallel.
+    if let Ok(queue_url) = std::env::var("MOMENTUM_FANOUT_QUEUE_URL") {
+        let queue = realtime::fanout::SqsShardQueue::new(queue_url).await;
+        rt.broadcaster = rt.broadcaster.with_queue(Arc::new(queue));
+    }
     lambda_runtime::run(service_fn(|event: LambdaEvent<Event>| {
         let rt = rt.clone();
-        async move {
-            realtime::stream::handle(&rt, event.payload).await;
-            Ok::<(), Error>(())
-        }
+        async move { realtime::stream::handle(&rt, event.payload).await }
     }))
     .await
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -13,11 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::config::FanoutConfig;
 use crate::error::AppResult;
 use crate::kernel::access::EntityType;
 use crate::kernel::changes::{ChangeKind, ChangeRecord, Revocation};
 use crate::kernel::topic::Topic;
-use crate::realtime::connections::{ConnectionRegistry, Subscription, derived_topics};
+use crate::realtime::connections::{ConnectionRegistry, derived_topics, is_silent};
+use crate::realtime::shards::{InProcessShards, Shard, ShardQueue, Target};
 use crate::storage::RetryPolicy;
 
 /// Why a post failed.
@@ -29,6 +32,10 @@ pub enum GatewayError {
     /// Throttled (429), a 5xx or a timeout: worth another attempt.
     #[error("post failed, retryable: {0}")]
     Retryable(String),
+    /// The attempt outlived the broadcaster's hard post timeout: failed for this connection,
+    /// not retried (a hung connection must not hold a slot of the batch any longer).
+    #[error("post timed out")]
+    TimedOut,
     /// Refused for good (forbidden, payload too large, ...).
     #[error("post failed: {0}")]
     Other(String),
@@ -40,17 +47,41 @@ impl GatewayError {
     }
 }
 
+/// How posts are made: retries of transient failures within `retry`'s budget, each attempt
+/// cut off at `timeout`, at most `concurrency` at once per batch.
+#[derive(Clone, Copy, Debug)]
+pub struct PostPolicy {
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub concurrency: usize,
+}
+
+impl Default for PostPolicy {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::gateway(),
+            timeout: FanoutConfig::default().post_timeout,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
 /// Posts with retries of transient failures (a retried post whose first attempt did arrive
 /// is delivered twice: clients drop events by `seq`, as they must on reconnects anyway).
 async fn post_with_retry(
     gateway: &dyn ConnectionGateway,
-    policy: &RetryPolicy,
+    policy: &PostPolicy,
     connection_id: &str,
     data: Vec<u8>,
 ) -> Result<(), GatewayError> {
     policy
+        .retry
         .run(
-            || gateway.post(connection_id, data.clone()),
+            || async {
+                tokio::time::timeout(policy.timeout, gateway.post(connection_id, data.clone()))
+                    .await
+                    .unwrap_or(Err(GatewayError::TimedOut))
+            },
             GatewayError::is_retryable,
             GatewayError::Retryable,
         )
@@ -112,45 +143,78 @@ pub struct Delivery {
     /// Subscribers not sent the event: not a member now, session revoked, or the record's
     /// visibility rule excludes their role.
     pub skipped_not_member: usize,
+    /// Subscribers silent past API Gateway's idle timeout: not sent the event, closed and
+    /// their items deleted.
+    pub stale: usize,
+    /// Subscribers handed to a shard queue, to be delivered by the fan-out worker.
+    pub queued: usize,
 }
 
 impl Delivery {
-    fn add(&mut self, other: &Delivery) {
+    pub fn add(&mut self, other: &Delivery) {
         self.delivered += other.delivered;
         self.gone += other.gone;
         self.failed += other.failed;
         self.skipped_not_member += other.skipped_not_member;
+        self.stale += other.stale;
+        self.queued += other.queued;
     }
 }
 
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
+/// Finds a record's subscribers and delivers to them: inline when they fit in one shard,
+/// else split into shards handed to the `ShardQueue` (in-process in the shim and tests, an
+/// SQS queue read by the fan-out worker on AWS). Every shard, wherever it runs, goes through
+/// `ShardWorker::deliver`, the one place that applies the visibility rule.
 #[derive(Clone)]
 pub struct Broadcaster {
-    registry: ConnectionRegistry,
-    gateway: Arc<dyn ConnectionGateway>,
-    concurrency: usize,
-    retry: RetryPolicy,
+    worker: ShardWorker,
+    queue: Arc<dyn ShardQueue>,
+    shard_size: usize,
 }
 
 impl Broadcaster {
     pub fn new(registry: ConnectionRegistry, gateway: Arc<dyn ConnectionGateway>) -> Self {
         Self {
-            registry,
-            gateway,
-            concurrency: DEFAULT_CONCURRENCY,
-            retry: RetryPolicy::gateway(),
+            worker: ShardWorker::new(registry, gateway),
+            queue: Arc::new(InProcessShards),
+            shard_size: FanoutConfig::default().shard_size,
         }
+    }
+
+    /// Post timeout and shard size from configuration.
+    pub fn with_config(mut self, config: &FanoutConfig) -> Self {
+        self.worker.policy.timeout = config.post_timeout;
+        self.shard_size = config.shard_size.max(1);
+        self
     }
 
     /// Another retry policy for posts (tests use short delays).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+        self.worker.policy.retry = retry;
+        self
+    }
+
+    /// Posts at most this many at once per shard.
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.worker.policy.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Where shards of large fan-outs go (default: delivered in this process, in parallel).
+    pub fn with_queue(mut self, queue: Arc<dyn ShardQueue>) -> Self {
+        self.queue = queue;
         self
     }
 
     pub fn gateway(&self) -> &Arc<dyn ConnectionGateway> {
-        &self.gateway
+        &self.worker.gateway
+    }
+
+    /// The worker that delivers shards (the fan-out worker Lambda runs the same one).
+    pub fn worker(&self) -> &ShardWorker {
+        &self.worker
     }
 
     /// Delivers records in the order given (callers pass them in seq order per workspace).
@@ -183,18 +247,135 @@ impl Broadcaster {
         let mut topics = record.topics.clone();
         topics.extend(derived_topics(&record.workspace_id, record.entity_type));
         // One event per connection, under the first of its topics that matched.
-        let mut targets: Vec<(Subscription, &Topic)> = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         let mut seen = HashSet::new();
         for topic in &topics {
-            for sub in self.registry.subscribers(topic).await? {
+            for sub in self.worker.registry.subscribers(topic).await? {
                 if sub.workspace_id == record.workspace_id && seen.insert(sub.connection_id.clone())
                 {
-                    targets.push((sub, topic));
+                    targets.push(Target::new(&sub, topic));
                 }
             }
         }
         if targets.is_empty() {
             return Ok(Delivery::default());
+        }
+        if targets.len() <= self.shard_size {
+            return self
+                .worker
+                .deliver(&Shard::whole(record.clone(), targets))
+                .await;
+        }
+        let shards = Shard::split(record, targets, self.shard_size);
+        self.queue.dispatch(shards, &self.worker).await
+    }
+
+    /// Closes connections (server side, through the gateway) and forgets them. Returns how
+    /// many were closed.
+    pub async fn close_connections(&self, connection_ids: Vec<String>) -> usize {
+        self.worker.close_connections(connection_ids).await
+    }
+
+    /// Ends the connections of revoked sessions (logout, password change, refresh-token
+    /// reuse).
+    pub async fn revoke(&self, revocation: &Revocation) -> AppResult<usize> {
+        let mut ended = Vec::new();
+        for session in &revocation.session_ids {
+            ended.extend(
+                self.worker
+                    .registry
+                    .connections_of(&revocation.user_id, Some(session))
+                    .await?,
+            );
+        }
+        Ok(self.close_connections(ended).await)
+    }
+
+    /// Ends connections that hold on to a workspace (present in it or subscribed to it):
+    /// those of one user whose membership ended, or everyone's when the workspace is gone.
+    async fn end_membership(&self, workspace_id: &str, user_id: Option<&str>) -> AppResult<usize> {
+        let mut ended: HashSet<String> = HashSet::new();
+        match user_id {
+            Some(user) => {
+                let registry = &self.worker.registry;
+                for conn in registry.connections_of(user, None).await? {
+                    let holds = match registry.get(&conn).await? {
+                        Some(c) if c.workspace_id.as_deref() == Some(workspace_id) => true,
+                        Some(_) => registry
+                            .subscriptions(&conn)
+                            .await?
+                            .iter()
+                            .any(|s| s.workspace_id == workspace_id),
+                        None => true,
+                    };
+                    if holds {
+                        ended.insert(conn);
+                    }
+                }
+            }
+            None => {
+                for c in self.worker.registry.present(workspace_id).await? {
+                    ended.insert(c.connection_id);
+                }
+                for topic in Topic::workspace_wide(workspace_id) {
+                    for s in self.worker.registry.subscribers(&topic).await? {
+                        ended.insert(s.connection_id);
+                    }
+                }
+            }
+        }
+        Ok(self.close_connections(ended.into_iter().collect()).await)
+    }
+
+    /// Posts an arbitrary message to connections (admin send/broadcast); returns counts.
+    pub async fn post_all(&self, connection_ids: Vec<String>, message: &Value) -> Delivery {
+        let bytes = serde_json::to_vec(message).expect("json");
+        self.worker
+            .post_each(connection_ids.into_iter().map(|c| (c, bytes.clone())))
+            .await
+    }
+}
+
+/// Delivers shards: the one delivery path of every event, inline or from a queue. It asks
+/// the same rules as REST and the feed, on what is stored now: the connection must not be
+/// silent past the idle timeout, its session live, its user a member, and the record
+/// visible to that member's current role (`ChangeRecord::visible_to`).
+#[derive(Clone)]
+pub struct ShardWorker {
+    registry: ConnectionRegistry,
+    gateway: Arc<dyn ConnectionGateway>,
+    policy: PostPolicy,
+}
+
+impl ShardWorker {
+    pub fn new(registry: ConnectionRegistry, gateway: Arc<dyn ConnectionGateway>) -> Self {
+        Self {
+            registry,
+            gateway,
+            policy: PostPolicy::default(),
+        }
+    }
+
+    /// Delivers one shard's record to its targets.
+    pub async fn deliver(&self, shard: &Shard) -> AppResult<Delivery> {
+        let record = &shard.record;
+        // A connection silent past the idle timeout is gone (its `$disconnect` may never
+        // have run): no event for it, and its rows go.
+        let now = self.registry.now();
+        let (silent, targets): (Vec<&Target>, Vec<&Target>) = shard
+            .targets
+            .iter()
+            .partition(|t| is_silent(t.last_seen, now));
+        let mut outcome = Delivery {
+            stale: silent.len(),
+            ..Delivery::default()
+        };
+        if !silent.is_empty() {
+            self.close_connections(silent.iter().map(|t| t.connection_id.clone()).collect())
+                .await;
+        }
+        if targets.is_empty() {
+            return Ok(outcome);
         }
         // The same visibility rule as REST and the feed, on the reader's current role and
         // live session, read in one batch for all targets.
@@ -204,34 +385,42 @@ impl Broadcaster {
                 &record.workspace_id,
                 targets
                     .iter()
-                    .map(|(s, _)| (s.user_id.clone(), s.session_id.clone())),
+                    .map(|t| (t.user_id.clone(), t.session_id.clone())),
             )
             .await?;
-        let mut outcome = Delivery::default();
         let mut messages = Vec::with_capacity(targets.len());
-        for (sub, topic) in &targets {
+        for target in targets {
             let allowed = readers
-                .get(&(sub.user_id.clone(), sub.session_id.clone()))
-                .is_some_and(|role| record.visible_to(&sub.user_id, *role));
+                .get(&(target.user_id.clone(), target.session_id.clone()))
+                .is_some_and(|role| record.visible_to(&target.user_id, *role));
             if !allowed {
                 outcome.skipped_not_member += 1;
                 continue;
             }
-            let bytes = serde_json::to_vec(&Event::new(topic, record)).expect("events serialise");
-            messages.push((sub.connection_id.clone(), bytes));
+            let bytes =
+                serde_json::to_vec(&Event::new(&target.topic, record)).expect("events serialise");
+            messages.push((target.connection_id.clone(), bytes));
         }
+        outcome.add(&self.post_each(messages).await);
+        Ok(outcome)
+    }
+
+    /// Posts each message to its connection, at most `concurrency` at once; a gone
+    /// connection is forgotten.
+    async fn post_each(&self, messages: impl IntoIterator<Item = (String, Vec<u8>)>) -> Delivery {
+        let policy = self.policy;
         let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(messages)
             .map(|(conn, bytes)| {
                 let gateway = self.gateway.clone();
-                let retry = self.retry;
                 async move {
-                    let r = post_with_retry(gateway.as_ref(), &retry, &conn, bytes).await;
+                    let r = post_with_retry(gateway.as_ref(), &policy, &conn, bytes).await;
                     (conn, r)
                 }
             })
-            .buffer_unordered(self.concurrency)
+            .buffer_unordered(policy.concurrency)
             .collect()
             .await;
+        let mut outcome = Delivery::default();
         for (conn, result) in results {
             match result {
                 Ok(()) => outcome.delivered += 1,
@@ -247,11 +436,10 @@ impl Broadcaster {
                 }
             }
         }
-        Ok(outcome)
+        outcome
     }
 
-    /// Closes connections (server side, through the gateway) and forgets them. Returns how
-    /// many were closed.
+    /// Closes connections (server side, through the gateway) and forgets them.
     pub async fn close_connections(&self, connection_ids: Vec<String>) -> usize {
         let n = connection_ids.len();
         for conn in connection_ids {
@@ -263,86 +451,5 @@ impl Broadcaster {
             }
         }
         n
-    }
-
-    /// Ends the connections of revoked sessions (logout, password change, refresh-token
-    /// reuse).
-    pub async fn revoke(&self, revocation: &Revocation) -> AppResult<usize> {
-        let mut ended = Vec::new();
-        for session in &revocation.session_ids {
-            ended.extend(
-                self.registry
-                    .connections_of(&revocation.user_id, Some(session))
-                    .await?,
-            );
-        }
-        Ok(self.close_connections(ended).await)
-    }
-
-    /// Ends connections that hold on to a workspace (present in it or subscribed to it):
-    /// those of one user whose membership ended, or everyone's when the workspace is gone.
-    async fn end_membership(&self, workspace_id: &str, user_id: Option<&str>) -> AppResult<usize> {
-        let mut ended: HashSet<String> = HashSet::new();
-        match user_id {
-            Some(user) => {
-                for conn in self.registry.connections_of(user, None).await? {
-                    let holds = match self.registry.get(&conn).await? {
-                        Some(c) if c.workspace_id.as_deref() == Some(workspace_id) => true,
-                        Some(_) => self
-                            .registry
-                            .subscriptions(&conn)
-                            .await?
-                            .iter()
-                            .any(|s| s.workspace_id == workspace_id),
-                        None => true,
-                    };
-                    if holds {
-                        ended.insert(conn);
-                    }
-                }
-            }
-            None => {
-                for c in self.registry.present(workspace_id).await? {
-                    ended.insert(c.connection_id);
-                }
-                for topic in Topic::workspace_wide(workspace_id) {
-                    for s in self.registry.subscribers(&topic).await? {
-                        ended.insert(s.connection_id);
-                    }
-                }
-            }
-        }
-        Ok(self.close_connections(ended.into_iter().collect()).await)
-    }
-
-    /// Posts an arbitrary message to connections (admin send/broadcast); returns counts.
-    pub async fn post_all(&self, connection_ids: Vec<String>, message: &Value) -> Delivery {
-        let bytes = serde_json::to_vec(message).expect("json");
-        let results: Vec<(String, Result<(), GatewayError>)> =
-            futures::stream::iter(connection_ids)
-                .map(|conn| {
-                    let gateway = self.gateway.clone();
-                    let bytes = bytes.clone();
-                    let retry = self.retry;
-                    async move {
-                        let r = post_with_retry(gateway.as_ref(), &retry, &conn, bytes).await;
-                        (conn, r)
-                    }
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-        let mut outcome = Delivery::default();
-        for (conn, r) in results {
-            match r {
-                Ok(()) => outcome.delivered += 1,
-                Err(GatewayError::Gone) => {
-                    outcome.gone += 1;
-                    let _ = self.registry.disconnect(&conn).await;
-                }
-                Err(_) => outcome.failed += 1,
-            }
-        }
-        outcome
     }
 }

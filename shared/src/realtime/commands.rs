@@ -155,7 +155,15 @@ pub async fn handle(
         "response"
     };
     let (result, close) = match live_connection(state, registry, connection_id).await {
-        Ok(conn) => (run(state, registry, &conn, incoming).await, false),
+        Ok(mut conn) => {
+            // Any message proves the connection alive (it resets API Gateway's idle timer
+            // too); `ping` is the one clients send for this alone. A failed refresh is not
+            // the command's failure: the next message tries again.
+            if let Err(e) = registry.touch(&mut conn).await {
+                tracing::warn!(connection = %connection_id, error = %e, "could not refresh last_seen");
+            }
+            (run(state, registry, &conn, incoming).await, false)
+        }
         Err(e) => (Err(e.into()), true),
     };
     Reply {

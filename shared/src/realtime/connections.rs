@@ -4,6 +4,12 @@
 //! Gateway's 2 h limit); indexed by `gsi1` = `PRESENCE#{workspace}` / `{user}#{connection}`
 //! for presence. `CONN#{id}` / `SUB#{topic}`: one subscription; indexed by `gsi1` =
 //! `TOPIC#{topic}` / `{connection}` so fan-out finds a topic's subscribers with one Query.
+//!
+//! Presence does not trust `$disconnect` (API Gateway does not promise to deliver it, and a
+//! Lambda that fails while handling it leaves the rows behind): every item of a connection
+//! carries `last_seen`, refreshed by the client's messages (the `ping` command is the
+//! keep-alive, at most one write a minute), and presence and fan-out treat a connection
+//! silent for longer than API Gateway's idle timeout as gone, and delete its items.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,11 +30,32 @@ use crate::kernel::keys;
 use crate::kernel::paging::query_all;
 use crate::kernel::record::{from_item, record_item};
 pub use crate::kernel::topic::Topic;
-use crate::storage::{Index, Item, Key, Query, SortKey, Store, Table, WriteOp};
+use crate::storage::{Condition, Index, Item, Key, Query, SortKey, Store, Table, Update, WriteOp};
 
 /// Connections outlive API Gateway's 2 h maximum by an hour before TTL may remove them.
 pub const CONNECTION_TTL_SECS: u64 = 3 * 3600;
 pub use crate::kernel::limits::MAX_SUBSCRIPTIONS;
+
+/// API Gateway closes a WebSocket connection that has been idle for 10 minutes. A connection
+/// whose last message is older than this is gone, whatever its rows say.
+pub const IDLE_TIMEOUT_SECS: u64 = 10 * 60;
+
+/// `last_seen` is written at most this often per connection: a refresh within a minute of
+/// the stored one is skipped (a minute of slack against a 10-minute timeout), so a client
+/// pinging every few seconds costs one write a minute, not one per ping.
+pub const LAST_SEEN_WRITE_INTERVAL_SECS: u64 = 60;
+
+/// Whether a connection last heard from at `last_seen` has outlived API Gateway's idle
+/// timeout at `now` (both epoch seconds). The one rule presence and fan-out apply.
+pub fn is_silent(last_seen: u64, now: u64) -> bool {
+    now.saturating_sub(last_seen) > IDLE_TIMEOUT_SECS
+}
+
+/// When a connection was last heard from: its `last_seen`, or for rows written before the
+/// field existed, its connect time (its TTL less `CONNECTION_TTL_SECS`).
+fn last_seen_or_connect(last_seen: Option<u64>, ttl: u64) -> u64 {
+    last_seen.unwrap_or_else(|| ttl.saturating_sub(CONNECTION_TTL_SECS))
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Connection {
@@ -39,6 +66,9 @@ pub struct Connection {
     pub workspace_id: Option<String>,
     pub connected_at: String,
     pub ttl: u64,
+    /// Epoch seconds of the connection's last message (at most a minute stale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<u64>,
 }
 
 impl Connection {
@@ -47,6 +77,11 @@ impl Connection {
             user_id: self.user_id.clone(),
             session_id: self.session_id.clone(),
         }
+    }
+
+    /// Epoch seconds of the connection's last message.
+    pub fn last_seen(&self) -> u64 {
+        last_seen_or_connect(self.last_seen, self.ttl)
     }
 }
 
@@ -61,6 +96,17 @@ pub struct Subscription {
     pub workspace_id: String,
     pub topic: String,
     pub ttl: u64,
+    /// A copy of the connection's `last_seen`, written with it, so that fan-out knows a
+    /// silent connection from the topic Query alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<u64>,
+}
+
+impl Subscription {
+    /// Epoch seconds of the connection's last message.
+    pub fn last_seen(&self) -> u64 {
+        last_seen_or_connect(self.last_seen, self.ttl)
+    }
 }
 
 pub fn connection_key(connection_id: &str) -> Key {
@@ -117,6 +163,11 @@ impl ConnectionRegistry {
         }
     }
 
+    /// Epoch seconds now, on the registry's clock.
+    pub fn now(&self) -> u64 {
+        self.ctx.clock.epoch_secs()
+    }
+
     /// `$connect`: verifies the access token and the session, records the connection.
     /// Nothing is written for a refused token.
     pub async fn connect(
@@ -130,13 +181,15 @@ impl ConnectionRegistry {
             .ok_or_else(|| AppError::unauthorized("missing token"))?;
         let who = auth.authenticate(token)?;
         let workspace_id = self.access.current_workspace(&who).await?;
+        let now = self.ctx.clock.epoch_secs();
         let connection = Connection {
             connection_id: connection_id.to_owned(),
             user_id: who.user_id.clone(),
             session_id: who.session_id.clone(),
             workspace_id: workspace_id.clone(),
             connected_at: self.ctx.now(),
-            ttl: self.ctx.clock.epoch_secs() + CONNECTION_TTL_SECS,
+            ttl: now + CONNECTION_TTL_SECS,
+            last_seen: Some(now),
         };
         let mut item = record_item(&connection_key(connection_id), "connection", &connection);
         if let Some(ws) = &workspace_id {
@@ -225,8 +278,16 @@ impl ConnectionRegistry {
 
     /// Connections present in a workspace whose session is live and whose user is a member
     /// now (presence, stats, admin messages).
+    /// Connections silent past the idle timeout are left out and their items deleted.
     pub async fn present_live(&self, workspace_id: &str) -> AppResult<Vec<Connection>> {
-        let present = self.present(workspace_id).await?;
+        let now = self.ctx.clock.epoch_secs();
+        let (silent, present): (Vec<Connection>, Vec<Connection>) = self
+            .present(workspace_id)
+            .await?
+            .into_iter()
+            .partition(|c| is_silent(c.last_seen(), now));
+        self.prune(silent.into_iter().map(|c| c.connection_id).collect())
+            .await;
         let live = self
             .live_readers(
                 workspace_id,
@@ -291,6 +352,57 @@ impl ConnectionRegistry {
         Ok(())
     }
 
+    /// Deletes the items of connections found silent past the idle timeout (best effort: a
+    /// failure is logged, and the next reader that finds them tries again).
+    pub async fn prune(&self, connection_ids: Vec<String>) {
+        for id in &connection_ids {
+            match self.disconnect(id).await {
+                Ok(()) => tracing::info!(connection = %id, "pruned a silent connection"),
+                Err(e) => {
+                    tracing::warn!(connection = %id, error = %e, "could not prune a silent connection")
+                }
+            }
+        }
+    }
+
+    /// Records that the connection was just heard from: sets `last_seen` on its record and
+    /// on each of its subscriptions, unless the stored value is less than
+    /// `LAST_SEEN_WRITE_INTERVAL_SECS` old (then nothing is written). Returns whether it
+    /// wrote. The writes are conditional on the items existing, so a refresh racing a
+    /// disconnect or an unsubscribe never brings an item back. `conn` is updated too, so
+    /// that subscriptions made later in the same command copy the fresh value.
+    pub async fn touch(&self, conn: &mut Connection) -> AppResult<bool> {
+        let now = self.ctx.clock.epoch_secs();
+        if now.saturating_sub(conn.last_seen()) < LAST_SEEN_WRITE_INTERVAL_SECS {
+            return Ok(false);
+        }
+        let keys: Vec<Key> = self
+            .items(&conn.connection_id)
+            .await?
+            .iter()
+            .filter_map(Key::of)
+            .collect();
+        for chunk in keys.chunks(100) {
+            let ops = chunk
+                .iter()
+                .map(|key| WriteOp::Update {
+                    table: Table::Connections,
+                    key: key.clone(),
+                    update: Update::default().set("last_seen", now),
+                    condition: Some(Condition::Exists),
+                })
+                .collect();
+            match self.store.transact(ops).await {
+                Ok(()) => {}
+                // Gone or unsubscribed meanwhile: nothing left to refresh there.
+                Err(e) if e.is_condition_failure() => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        conn.last_seen = Some(now);
+        Ok(true)
+    }
+
     pub async fn subscriptions(&self, connection_id: &str) -> AppResult<Vec<Subscription>> {
         self.items(connection_id)
             .await?
@@ -347,6 +459,7 @@ impl ConnectionRegistry {
                     workspace_id: workspace_id.clone(),
                     topic: topic.to_string(),
                     ttl: conn.ttl,
+                    last_seen: Some(conn.last_seen()),
                 };
                 let mut item = record_item(
                     &subscription_key(&conn.connection_id, topic),

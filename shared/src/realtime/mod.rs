@@ -11,3 +11,4 @@ pub mod connections;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
 pub mod protocol;
+pub mod shards;
