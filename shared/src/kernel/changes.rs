@@ -315,10 +315,11 @@ fn counter_op(counter: &CounterRef, current: i64, by: i64) -> WriteOp {
     }
 }
 
-/// Numbers drawn for a transaction that has not answered yet. If the commit is dropped
-/// meanwhile (the shim cancels a request whose client went away), they are closed with skips
-/// from a task of their own, so readers need not wait `HOLE_GRACE_SECS` for them; should the
-/// transaction still land, its records win the race and the skips do nothing.
+/// Numbers drawn for a transaction that has not succeeded (yet). Unless `settled`, dropping
+/// it closes them with skips from a task of their own: after a failed transaction, and when
+/// the commit itself is dropped meanwhile (the shim cancels a request whose client went
+/// away), so readers need not wait `HOLE_GRACE_SECS` for them. Should the transaction still
+/// land, its records win the race and the skips do nothing.
 struct Drawn {
     open: Option<(ChangeLog, String, Vec<i64>)>,
 }
@@ -330,7 +331,7 @@ impl Drawn {
         }
     }
 
-    /// The transaction answered: the commit itself takes care of the numbers.
+    /// The transaction succeeded: the numbers hold its records.
     fn settled(mut self) {
         self.open = None;
     }
@@ -485,12 +486,15 @@ impl ChangeLog {
             let data_ops = errors.len();
             let pending = Drawn::new(self, workspace_id, &seqs);
             let outcome = self.store.transact(ops).await;
-            pending.settled();
-            if outcome.is_err() {
+            if outcome.is_ok() {
+                pending.settled();
+            } else {
                 // Whatever happened, the numbers drawn must not stay open: a reader would
                 // wait for them (until HOLE_GRACE_SECS). If the transaction did land after
                 // all (an answer lost), its records win the race and the skips do nothing.
-                self.skip(workspace_id, &seqs, &self.clock.rfc3339()).await;
+                // Closed from a task of their own, so a writer that lost a race retries at
+                // once (on a frozen Lambda the task may not run: readers close the numbers).
+                drop(pending);
             }
             match outcome {
                 Ok(()) => {
