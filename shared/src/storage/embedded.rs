@@ -83,6 +83,11 @@ pub struct EmbeddedStore {
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
     tokens: Arc<Mutex<TokenLog>>,
+    /// Calls run on the calling task instead of the blocking pool. Only for the in-memory
+    /// database, which never waits on a disk: its calls take microseconds, and handing each
+    /// to a pool thread (a wake-up and a futex round trip there and back) cost ~30 % of a
+    /// create's CPU under load (perf, `scripts/profile.sh` with `MIX=write=1`).
+    inline: bool,
 }
 
 /// Most transaction tokens remembered; past it the oldest are forgotten early. At this
@@ -162,22 +167,23 @@ impl EmbeddedStore {
                 Ok(Mutex::new(c))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Self::with(writer, readers))
+        Ok(Self::with(writer, readers, false))
     }
 
     /// A private in-memory database (tests, throwaway runs).
     pub fn in_memory() -> Self {
         let conn = Connection::open_in_memory().expect("sqlite in memory");
         prepare(&conn).expect("schema on a fresh in-memory database");
-        Self::with(conn, Vec::new())
+        Self::with(conn, Vec::new(), true)
     }
 
-    fn with(writer: Connection, readers: Vec<Mutex<Connection>>) -> Self {
+    fn with(writer: Connection, readers: Vec<Mutex<Connection>>, inline: bool) -> Self {
         Self {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(readers),
             next_reader: Arc::default(),
             tokens: Arc::default(),
+            inline,
         }
     }
 
@@ -187,14 +193,13 @@ impl EmbeddedStore {
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
         let conn = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves the connection usable: SQLite rolls
-            // an open transaction back when the next one begins.
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(internal)?
+        // A panic while holding the lock leaves the connection usable: SQLite rolls an open
+        // transaction back when the next one begins.
+        let run = move || f(&mut conn.lock().unwrap_or_else(|p| p.into_inner()));
+        if self.inline {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.map_err(internal)?
     }
 
     /// Runs `locked` on a reader (the writer when there is none), then `unlocked` after
@@ -208,12 +213,11 @@ impl EmbeddedStore {
         G: FnOnce(R) -> StoreResult<T> + Send + 'static,
     {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let raw = this.on_reader(locked)?;
-            unlocked(raw)
-        })
-        .await
-        .map_err(internal)?
+        let run = move || unlocked(this.on_reader(locked)?);
+        if self.inline {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.map_err(internal)?
     }
 
     /// A free reader if there is one, else waits for the next in turn.
