@@ -114,9 +114,16 @@ async fn setup(existing: usize) -> Setup {
         display_name: None,
         joined_at: "2026-01-01T00:00:00Z".into(),
     };
+    // The workspace's own item: its age tells a reader of the log from the start whether
+    // numbers missing there expired or are still being written.
+    let workspace = json!({
+        "pk": keys::workspace(&ws).pk, "sk": keys::workspace(&ws).sk,
+        "entity": "workspace", "created_at": SystemClock.rfc3339(),
+    });
     inner
         .transact(vec![
             WriteOp::put(Table::Main, session.as_object().unwrap().clone()),
+            WriteOp::put(Table::Main, workspace.as_object().unwrap().clone()),
             WriteOp::put(
                 Table::Main,
                 record_item(&keys::member(&ws, "u1"), "member", &member),
