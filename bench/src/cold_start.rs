@@ -1,6 +1,16 @@
 //! Cold-start proxy: from process start to the first served request, for every Lambda
 //! binary and the shim, plus each binary's size.
 //!
+//! Lambda binaries run as deployed (`MOMENTUM_ENV=production`, `MOMENTUM_STORE=dynamodb`), so
+//! init includes what the real SDK costs: `aws-config` loading (region and credential
+//! chains), the DynamoDB client and, in the realtime binaries, the API Gateway management
+//! client. Their endpoints point at the fake runtime API below, which would answer 404 to
+//! an SDK call: none is made before the first response (the canned events are refused
+//! before storage is read, and the SDK resolves credentials and opens connections on a
+//! client's first call), so nothing here depends on the network. `--store memory` runs
+//! them on the memory store instead (no SDK client but the realtime gateway's): the
+//! difference is the DynamoDB client's share.
+//!
 //! Lambda binaries are run against a fake Lambda Runtime API served here on 127.0.0.1: the
 //! first `GET /2018-06-01/runtime/invocation/next` gets a canned event (an API Gateway v2
 //! HTTP request without a token, a WebSocket `$connect` without a token, or an empty
@@ -39,6 +49,16 @@ pub struct Args {
     /// Give up on one start after this many seconds.
     #[arg(long, default_value_t = 20)]
     timeout_secs: u64,
+    /// The Lambda binaries' store: `dynamodb` as deployed (the SDK client is built at init),
+    /// or `memory` to leave the DynamoDB client out.
+    #[arg(long, value_enum, default_value_t = LambdaStore::Dynamodb)]
+    store: LambdaStore,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LambdaStore {
+    Dynamodb,
+    Memory,
 }
 
 #[derive(Clone, Copy)]
@@ -228,11 +248,14 @@ fn event_json(event: Event, request_id: &str) -> Value {
     }
 }
 
-/// Lambda environment for a local-mode binary on a memory store, and nothing else.
+/// The environment Lambda gives a function plus the template's `MOMENTUM_*` variables, and
+/// nothing else. Both SDK endpoints are the fake runtime API (never called; see the module
+/// comment).
 fn lambda_command(
     bin: &Path,
     name: &str,
     runtime_api: &str,
+    store: LambdaStore,
     log: &Path,
 ) -> anyhow::Result<Command> {
     let mut cmd = Command::new(bin);
@@ -251,9 +274,8 @@ fn lambda_command(
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_SESSION_TOKEN", "bench")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("MOMENTUM_ENV", "local")
-        .env("MOMENTUM_STORE", "memory")
         .env(
             "MOMENTUM_JWT_SECRET",
             "benchmark-secret-benchmark-secret-benchmark",
@@ -265,6 +287,18 @@ fn lambda_command(
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(log)?)
         .stderr(std::fs::File::create(log.with_extension("err"))?);
+    match store {
+        LambdaStore::Dynamodb => cmd
+            .env("MOMENTUM_ENV", "production")
+            .env("MOMENTUM_STORE", "dynamodb")
+            .env(
+                "MOMENTUM_DYNAMODB_ENDPOINT",
+                format!("http://{runtime_api}"),
+            ),
+        LambdaStore::Memory => cmd
+            .env("MOMENTUM_ENV", "local")
+            .env("MOMENTUM_STORE", "memory"),
+    };
     Ok(cmd)
 }
 
@@ -281,6 +315,7 @@ async fn lambda_once(
     bin: &Path,
     name: &str,
     event: Event,
+    store: LambdaStore,
     timeout: Duration,
 ) -> anyhow::Result<Sample> {
     let dir = temp_dir(name)?;
@@ -291,7 +326,7 @@ async fn lambda_once(
         request_id,
         ..Invocation::default()
     };
-    let mut cmd = lambda_command(bin, name, runtime_api, &log)?;
+    let mut cmd = lambda_command(bin, name, runtime_api, store, &log)?;
     let spawned = Instant::now();
     let mut child = ChildGuard(cmd.spawn()?, Some(log.with_extension("err")));
     loop {
@@ -398,9 +433,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let timeout = Duration::from_secs(args.timeout_secs);
     println!(
-        "{} starts per binary from {}; times are medians, ms from spawn",
+        "{} starts per binary from {}; Lambdas on the {} store; times are medians, ms from spawn",
         args.runs,
-        args.bin_dir.display()
+        args.bin_dir.display(),
+        match args.store {
+            LambdaStore::Dynamodb => "DynamoDB (SDK clients built at init)",
+            LambdaStore::Memory => "memory",
+        }
     );
     println!(
         "{:<12} {:>12} {:>9} {:>10} {:>9} {:>9} {:>8}  first answer",
@@ -412,7 +451,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         for _ in 0..args.runs.max(1) {
             let s = match event {
                 Event::Shim => shim_once(&path, timeout).await?,
-                _ => lambda_once(&rt, &runtime_api, &path, name, event, timeout).await?,
+                _ => {
+                    lambda_once(&rt, &runtime_api, &path, name, event, args.store, timeout).await?
+                }
             };
             samples.push(s);
         }
