@@ -65,6 +65,10 @@ enum LambdaStore {
 enum Event {
     /// API Gateway HTTP API (payload v2) request for this path, without a token.
     Http(&'static str),
+    /// `POST /auth/login` for an unknown address: the first storage read, so on the
+    /// DynamoDB store the SDK's first call (credentials, signing, the HTTPS connector with
+    /// its root certificates, a local round trip, answered `ResourceNotFoundException`).
+    Login,
     /// API Gateway WebSocket `$connect` without a token.
     WsConnect,
     /// A DynamoDB stream batch with no records.
@@ -73,16 +77,18 @@ enum Event {
     Shim,
 }
 
-const BINARIES: &[(&str, Event)] = &[
-    ("auth", Event::Http("/auth/profile")),
-    ("workspaces", Event::Http("/workspaces")),
-    ("projects", Event::Http("/projects")),
-    ("labels", Event::Http("/labels")),
-    ("comments", Event::Http("/comments")),
-    ("ws_admin", Event::Http("/ws/stats")),
-    ("websocket", Event::WsConnect),
-    ("broadcaster", Event::Stream),
-    ("local", Event::Shim),
+/// (row label, binary, event).
+const BINARIES: &[(&str, &str, Event)] = &[
+    ("auth", "auth", Event::Http("/auth/profile")),
+    ("auth login", "auth", Event::Login),
+    ("workspaces", "workspaces", Event::Http("/workspaces")),
+    ("projects", "projects", Event::Http("/projects")),
+    ("labels", "labels", Event::Http("/labels")),
+    ("comments", "comments", Event::Http("/comments")),
+    ("ws_admin", "ws_admin", Event::Http("/ws/stats")),
+    ("websocket", "websocket", Event::WsConnect),
+    ("broadcaster", "broadcaster", Event::Stream),
+    ("local", "local", Event::Shim),
 ];
 
 /// One start's progress, reset before each spawn.
@@ -177,6 +183,26 @@ async fn error(State(rt): State<Shared>, UrlPath(id): UrlPath<String>, body: Byt
     StatusCode::ACCEPTED
 }
 
+/// Any SDK call (the endpoints point here): DynamoDB's answer for a missing table, which the
+/// store maps to a non-retryable error, so a request that reads storage answers at once.
+async fn sdk_call() -> (StatusCode, HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    headers.insert("x-amzn-requestid", HeaderValue::from_static("bench"));
+    let body = json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+        "message": "Requested resource not found (momentum bench)"
+    });
+    (
+        StatusCode::BAD_REQUEST,
+        headers,
+        Bytes::from(body.to_string()),
+    )
+}
+
 async fn init_error(State(rt): State<Shared>, body: Bytes) -> StatusCode {
     let id = rt.current.lock().unwrap().request_id.clone();
     finish(
@@ -189,14 +215,24 @@ async fn init_error(State(rt): State<Shared>, body: Bytes) -> StatusCode {
 
 fn event_json(event: Event, request_id: &str) -> Value {
     let epoch_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let (method, path, body) = match event {
+        Event::Login => (
+            "POST",
+            "/auth/login",
+            Some(r#"{"email":"nobody@bench.example","password":"bench-password"}"#),
+        ),
+        Event::Http(path) => ("GET", path, None),
+        _ => ("GET", "", None),
+    };
     match event {
-        Event::Http(path) => json!({
+        Event::Http(_) | Event::Login => json!({
             "version": "2.0",
             "routeKey": "$default",
             "rawPath": path,
             "rawQueryString": "",
             "headers": {
                 "accept": "application/json",
+                "content-type": "application/json",
                 "host": "bench.execute-api.us-east-1.amazonaws.com",
                 "user-agent": "momentum-bench",
                 "x-forwarded-for": "127.0.0.1",
@@ -209,7 +245,7 @@ fn event_json(event: Event, request_id: &str) -> Value {
                 "domainName": "bench.execute-api.us-east-1.amazonaws.com",
                 "domainPrefix": "bench",
                 "http": {
-                    "method": "GET",
+                    "method": method,
                     "path": path,
                     "protocol": "HTTP/1.1",
                     "sourceIp": "127.0.0.1",
@@ -221,6 +257,7 @@ fn event_json(event: Event, request_id: &str) -> Value {
                 "time": "23/Nov/2026:12:00:00 +0000",
                 "timeEpoch": epoch_ms
             },
+            "body": body,
             "isBase64Encoded": false
         }),
         Event::WsConnect => json!({
@@ -391,20 +428,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .only
         .as_deref()
         .map(|s| s.split(',').map(str::trim).collect());
-    let chosen: Vec<(&str, Event)> = BINARIES
+    let chosen: Vec<(&str, &str, Event)> = BINARIES
         .iter()
         .copied()
-        .filter(|(name, _)| only.as_ref().is_none_or(|o| o.contains(name)))
+        .filter(|(label, name, _)| {
+            only.as_ref()
+                .is_none_or(|o| o.contains(label) || o.contains(name))
+        })
         .collect();
     if chosen.is_empty() {
         anyhow::bail!("--only matched none of the binaries");
     }
     let mut missing = Vec::new();
     let mut bins = Vec::new();
-    for (name, event) in &chosen {
+    for (label, name, event) in &chosen {
         match binary(&args.bin_dir, name) {
-            Ok(path) => bins.push((*name, *event, path)),
-            Err(_) => missing.push(*name),
+            Ok(path) => bins.push((*label, *name, *event, path)),
+            Err(_) if !missing.contains(name) => missing.push(*name),
+            Err(_) => {}
         }
     }
     if !missing.is_empty() {
@@ -426,6 +467,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
+        .route("/", post(sdk_call))
         .with_state(rt.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let runtime_api = listener.local_addr()?.to_string();
@@ -445,7 +487,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "{:<12} {:>12} {:>9} {:>10} {:>9} {:>9} {:>8}  first answer",
         "binary", "size bytes", "init ms", "served ms", "min ms", "max ms", "rss MiB",
     );
-    for (name, event, path) in bins {
+    for (label, name, event, path) in bins {
         let size = std::fs::metadata(&path)?.len();
         let mut samples = Vec::new();
         for _ in 0..args.runs.max(1) {
@@ -463,7 +505,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rss.sort_unstable();
         println!(
             "{:<12} {:>12} {:>9} {:>10} {:>9} {:>9} {:>8.1}  {}",
-            name,
+            label,
             size,
             ms(median(init)),
             ms(median(served.clone())),
