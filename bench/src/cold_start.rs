@@ -66,8 +66,8 @@ enum Event {
     /// API Gateway HTTP API (payload v2) request for this path, without a token.
     Http(&'static str),
     /// `POST /auth/login` for an unknown address: the first storage read, so on the
-    /// DynamoDB store the SDK's first call (credentials, signing, the HTTPS connector with
-    /// its root certificates, a local round trip, answered `ResourceNotFoundException`).
+    /// DynamoDB store the SDK's first call (credentials, signing, a local connection and
+    /// round trip, answered `ResourceNotFoundException`).
     Login,
     /// API Gateway WebSocket `$connect` without a token.
     WsConnect,

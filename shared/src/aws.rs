@@ -6,7 +6,8 @@
 //! jsonwebtoken), so the Lambdas carry one crypto library and one TLS stack; the SDK's
 //! default features would add aws-lc-rs and the legacy hyper 0.14 + rustls 0.21 client
 //! (docs/architecture.md, "TLS and crypto"). Trusted roots are the system's (Lambda's
-//! provided.al2023 CA bundle), loaded when a client first connects, not at init.
+//! provided.al2023 CA bundle), read once per process while the first client is built, so at
+//! init (strace: the CA files are opened before the first `/next`).
 
 use std::time::Duration;
 
@@ -32,10 +33,9 @@ pub struct SdkOptions {
     pub local_credentials: bool,
 }
 
-/// The HTTPS client (rustls + ring) for one SDK config. Connectors and root certificates are
-/// built on first use (per timeout setting), so it costs nothing at init. One per config,
-/// not per process: pooled connections are bound to the Tokio runtime that opened them, and
-/// tests run one runtime each.
+/// The HTTPS client (rustls + ring) for one SDK config. One per config, not per process:
+/// pooled connections are bound to the Tokio runtime that opened them, and tests run one
+/// runtime each (the root certificates are cached process-wide by the SDK).
 pub fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
