@@ -5,7 +5,7 @@
 //! TLS is rustls 0.23 on ring, through the SDK's hyper 1 client: ring is linked anyway (for
 //! jsonwebtoken), so the Lambdas carry one crypto library and one TLS stack; the SDK's
 //! default features would add aws-lc-rs and the legacy hyper 0.14 + rustls 0.21 client
-//! (docs/architecture.md, "TLS and crypto"). Trusted roots are the system's (Lambda's
+//! (docs/architecture.md, "AWS SDK, TLS and crypto"). Trusted roots are the system's (Lambda's
 //! provided.al2023 CA bundle), read once per process while the first client is built, so at
 //! init (strace: the CA files are opened before the first `/next`).
 
