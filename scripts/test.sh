@@ -85,6 +85,16 @@ if [ "${SKIP_LINT:-0}" != "1" ]; then
       exit 1
     fi
   done
+  # One TLS stack in what is deployed: rustls 0.23 on ring through hyper 1 (Cargo.toml,
+  # docs/architecture.md). The SDK's default features would bring back aws-lc and the legacy
+  # hyper 0.14 + rustls 0.21 client.
+  step "one TLS stack in the Lambda and shim builds: no aws-lc, rustls 0.21 or hyper 0.14 (cargo tree)"
+  for crate in auth workspaces projects labels comments realtime local; do
+    if cargo tree --quiet -p "$crate" -e normal | grep -E "aws-lc|rustls v0\.(1|2[01])\.|hyper v0\."; then
+      echo "$crate links a second TLS/crypto stack (above)" >&2
+      exit 1
+    fi
+  done
 fi
 
 step "cargo test --workspace (DynamoDB tests against moto at $MOMENTUM_TEST_DYNAMODB_ENDPOINT)"

@@ -1,6 +1,16 @@
 //! Cold-start proxy: from process start to the first served request, for every Lambda
 //! binary and the shim, plus each binary's size.
 //!
+//! Lambda binaries run as deployed (`MOMENTUM_ENV=production`, `MOMENTUM_STORE=dynamodb`), so
+//! init includes what the real SDK costs: `aws-config` loading (region and credential
+//! chains), the DynamoDB client and, in the realtime binaries, the API Gateway management
+//! client. Their endpoints point at the fake runtime API below, which would answer 404 to
+//! an SDK call: none is made before the first response (the canned events are refused
+//! before storage is read, and the SDK resolves credentials and opens connections on a
+//! client's first call), so nothing here depends on the network. `--store memory` runs
+//! them on the memory store instead (no SDK client but the realtime gateway's): the
+//! difference is the DynamoDB client's share.
+//!
 //! Lambda binaries are run against a fake Lambda Runtime API served here on 127.0.0.1: the
 //! first `GET /2018-06-01/runtime/invocation/next` gets a canned event (an API Gateway v2
 //! HTTP request without a token, a WebSocket `$connect` without a token, or an empty
@@ -39,12 +49,26 @@ pub struct Args {
     /// Give up on one start after this many seconds.
     #[arg(long, default_value_t = 20)]
     timeout_secs: u64,
+    /// The Lambda binaries' store: `dynamodb` as deployed (the SDK client is built at init),
+    /// or `memory` to leave the DynamoDB client out.
+    #[arg(long, value_enum, default_value_t = LambdaStore::Dynamodb)]
+    store: LambdaStore,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LambdaStore {
+    Dynamodb,
+    Memory,
 }
 
 #[derive(Clone, Copy)]
 enum Event {
     /// API Gateway HTTP API (payload v2) request for this path, without a token.
     Http(&'static str),
+    /// `POST /auth/login` for an unknown address: the first storage read, so on the
+    /// DynamoDB store the SDK's first call (credentials, signing, a local connection and
+    /// round trip, answered `ResourceNotFoundException`).
+    Login,
     /// API Gateway WebSocket `$connect` without a token.
     WsConnect,
     /// A DynamoDB stream batch with no records.
@@ -53,16 +77,18 @@ enum Event {
     Shim,
 }
 
-const BINARIES: &[(&str, Event)] = &[
-    ("auth", Event::Http("/auth/profile")),
-    ("workspaces", Event::Http("/workspaces")),
-    ("projects", Event::Http("/projects")),
-    ("labels", Event::Http("/labels")),
-    ("comments", Event::Http("/comments")),
-    ("ws_admin", Event::Http("/ws/stats")),
-    ("websocket", Event::WsConnect),
-    ("broadcaster", Event::Stream),
-    ("local", Event::Shim),
+/// (row label, binary, event).
+const BINARIES: &[(&str, &str, Event)] = &[
+    ("auth", "auth", Event::Http("/auth/profile")),
+    ("auth login", "auth", Event::Login),
+    ("workspaces", "workspaces", Event::Http("/workspaces")),
+    ("projects", "projects", Event::Http("/projects")),
+    ("labels", "labels", Event::Http("/labels")),
+    ("comments", "comments", Event::Http("/comments")),
+    ("ws_admin", "ws_admin", Event::Http("/ws/stats")),
+    ("websocket", "websocket", Event::WsConnect),
+    ("broadcaster", "broadcaster", Event::Stream),
+    ("local", "local", Event::Shim),
 ];
 
 /// One start's progress, reset before each spawn.
@@ -157,6 +183,26 @@ async fn error(State(rt): State<Shared>, UrlPath(id): UrlPath<String>, body: Byt
     StatusCode::ACCEPTED
 }
 
+/// Any SDK call (the endpoints point here): DynamoDB's answer for a missing table, which the
+/// store maps to a non-retryable error, so a request that reads storage answers at once.
+async fn sdk_call() -> (StatusCode, HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    headers.insert("x-amzn-requestid", HeaderValue::from_static("bench"));
+    let body = json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+        "message": "Requested resource not found (momentum bench)"
+    });
+    (
+        StatusCode::BAD_REQUEST,
+        headers,
+        Bytes::from(body.to_string()),
+    )
+}
+
 async fn init_error(State(rt): State<Shared>, body: Bytes) -> StatusCode {
     let id = rt.current.lock().unwrap().request_id.clone();
     finish(
@@ -169,14 +215,24 @@ async fn init_error(State(rt): State<Shared>, body: Bytes) -> StatusCode {
 
 fn event_json(event: Event, request_id: &str) -> Value {
     let epoch_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let (method, path, body) = match event {
+        Event::Login => (
+            "POST",
+            "/auth/login",
+            Some(r#"{"email":"nobody@bench.example","password":"bench-password"}"#),
+        ),
+        Event::Http(path) => ("GET", path, None),
+        _ => ("GET", "", None),
+    };
     match event {
-        Event::Http(path) => json!({
+        Event::Http(_) | Event::Login => json!({
             "version": "2.0",
             "routeKey": "$default",
             "rawPath": path,
             "rawQueryString": "",
             "headers": {
                 "accept": "application/json",
+                "content-type": "application/json",
                 "host": "bench.execute-api.us-east-1.amazonaws.com",
                 "user-agent": "momentum-bench",
                 "x-forwarded-for": "127.0.0.1",
@@ -189,7 +245,7 @@ fn event_json(event: Event, request_id: &str) -> Value {
                 "domainName": "bench.execute-api.us-east-1.amazonaws.com",
                 "domainPrefix": "bench",
                 "http": {
-                    "method": "GET",
+                    "method": method,
                     "path": path,
                     "protocol": "HTTP/1.1",
                     "sourceIp": "127.0.0.1",
@@ -201,6 +257,7 @@ fn event_json(event: Event, request_id: &str) -> Value {
                 "time": "23/Nov/2026:12:00:00 +0000",
                 "timeEpoch": epoch_ms
             },
+            "body": body,
             "isBase64Encoded": false
         }),
         Event::WsConnect => json!({
@@ -228,11 +285,14 @@ fn event_json(event: Event, request_id: &str) -> Value {
     }
 }
 
-/// Lambda environment for a local-mode binary on a memory store, and nothing else.
+/// The environment Lambda gives a function plus the template's `MOMENTUM_*` variables, and
+/// nothing else. Both SDK endpoints are the fake runtime API (never called; see the module
+/// comment).
 fn lambda_command(
     bin: &Path,
     name: &str,
     runtime_api: &str,
+    store: LambdaStore,
     log: &Path,
 ) -> anyhow::Result<Command> {
     let mut cmd = Command::new(bin);
@@ -251,9 +311,8 @@ fn lambda_command(
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_SESSION_TOKEN", "bench")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("MOMENTUM_ENV", "local")
-        .env("MOMENTUM_STORE", "memory")
         .env(
             "MOMENTUM_JWT_SECRET",
             "benchmark-secret-benchmark-secret-benchmark",
@@ -265,6 +324,18 @@ fn lambda_command(
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(log)?)
         .stderr(std::fs::File::create(log.with_extension("err"))?);
+    match store {
+        LambdaStore::Dynamodb => cmd
+            .env("MOMENTUM_ENV", "production")
+            .env("MOMENTUM_STORE", "dynamodb")
+            .env(
+                "MOMENTUM_DYNAMODB_ENDPOINT",
+                format!("http://{runtime_api}"),
+            ),
+        LambdaStore::Memory => cmd
+            .env("MOMENTUM_ENV", "local")
+            .env("MOMENTUM_STORE", "memory"),
+    };
     Ok(cmd)
 }
 
@@ -281,6 +352,7 @@ async fn lambda_once(
     bin: &Path,
     name: &str,
     event: Event,
+    store: LambdaStore,
     timeout: Duration,
 ) -> anyhow::Result<Sample> {
     let dir = temp_dir(name)?;
@@ -291,7 +363,7 @@ async fn lambda_once(
         request_id,
         ..Invocation::default()
     };
-    let mut cmd = lambda_command(bin, name, runtime_api, &log)?;
+    let mut cmd = lambda_command(bin, name, runtime_api, store, &log)?;
     let spawned = Instant::now();
     let mut child = ChildGuard(cmd.spawn()?, Some(log.with_extension("err")));
     loop {
@@ -356,20 +428,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .only
         .as_deref()
         .map(|s| s.split(',').map(str::trim).collect());
-    let chosen: Vec<(&str, Event)> = BINARIES
+    let chosen: Vec<(&str, &str, Event)> = BINARIES
         .iter()
         .copied()
-        .filter(|(name, _)| only.as_ref().is_none_or(|o| o.contains(name)))
+        .filter(|(label, name, _)| {
+            only.as_ref()
+                .is_none_or(|o| o.contains(label) || o.contains(name))
+        })
         .collect();
     if chosen.is_empty() {
         anyhow::bail!("--only matched none of the binaries");
     }
     let mut missing = Vec::new();
     let mut bins = Vec::new();
-    for (name, event) in &chosen {
+    for (label, name, event) in &chosen {
         match binary(&args.bin_dir, name) {
-            Ok(path) => bins.push((*name, *event, path)),
-            Err(_) => missing.push(*name),
+            Ok(path) => bins.push((*label, *name, *event, path)),
+            Err(_) if !missing.contains(name) => missing.push(*name),
+            Err(_) => {}
         }
     }
     if !missing.is_empty() {
@@ -391,6 +467,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
+        .route("/", post(sdk_call))
         .with_state(rt.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let runtime_api = listener.local_addr()?.to_string();
@@ -398,21 +475,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let timeout = Duration::from_secs(args.timeout_secs);
     println!(
-        "{} starts per binary from {}; times are medians, ms from spawn",
+        "{} starts per binary from {}; Lambdas on the {} store; times are medians, ms from spawn",
         args.runs,
-        args.bin_dir.display()
+        args.bin_dir.display(),
+        match args.store {
+            LambdaStore::Dynamodb => "DynamoDB (SDK clients built at init)",
+            LambdaStore::Memory => "memory",
+        }
     );
     println!(
         "{:<12} {:>12} {:>9} {:>10} {:>9} {:>9} {:>8}  first answer",
         "binary", "size bytes", "init ms", "served ms", "min ms", "max ms", "rss MiB",
     );
-    for (name, event, path) in bins {
+    for (label, name, event, path) in bins {
         let size = std::fs::metadata(&path)?.len();
         let mut samples = Vec::new();
         for _ in 0..args.runs.max(1) {
             let s = match event {
                 Event::Shim => shim_once(&path, timeout).await?,
-                _ => lambda_once(&rt, &runtime_api, &path, name, event, timeout).await?,
+                _ => {
+                    lambda_once(&rt, &runtime_api, &path, name, event, args.store, timeout).await?
+                }
             };
             samples.push(s);
         }
@@ -422,7 +505,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rss.sort_unstable();
         println!(
             "{:<12} {:>12} {:>9} {:>10} {:>9} {:>9} {:>8.1}  {}",
-            name,
+            label,
             size,
             ms(median(init)),
             ms(median(served.clone())),

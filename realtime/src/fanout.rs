@@ -71,7 +71,14 @@ pub struct SqsShardQueue {
 
 impl SqsShardQueue {
     pub async fn new(queue_url: String) -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        // The shared SDK set-up (one TLS stack, no SDK retries): a failed hand-off fails the
+        // stream batch, whose bounded retries (template) send it again.
+        let sdk = momentum_shared::aws::load(&momentum_shared::aws::SdkOptions {
+            region: None,
+            attempt_timeout: std::time::Duration::from_secs(3),
+            local_credentials: false,
+        })
+        .await;
         Self {
             client: aws_sdk_sqs::Client::new(&sdk),
             queue_url,

@@ -4,8 +4,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_config::meta::region::RegionProviderChain;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
@@ -20,33 +18,17 @@ impl ManagementApiGateway {
     /// `endpoint`: `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` in the cloud,
     /// `http://127.0.0.1:8000` for the shim.
     pub async fn new(endpoint: &str) -> Self {
-        let region = RegionProviderChain::default_provider().or_else("us-east-1");
-        // One attempt per call: the broadcaster retries retryable posts with its own policy
-        // and budget, so SDK retries would only multiply attempts.
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(3))
-                    .operation_timeout(Duration::from_secs(3))
-                    .build(),
-            );
         let local = endpoint.starts_with("http://127.")
             || endpoint.starts_with("http://localhost")
             || endpoint.starts_with("http://[::1]");
-        if local && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(
-                aws_sdk_apigatewaymanagement::config::Credentials::new(
-                    "local",
-                    "local",
-                    None,
-                    None,
-                    "momentum-local",
-                ),
-            );
-        }
-        let sdk = loader.load().await;
+        // One attempt per call: the broadcaster retries retryable posts with its own policy
+        // and budget, so SDK retries would only multiply attempts.
+        let sdk = momentum_shared::aws::load(&momentum_shared::aws::SdkOptions {
+            region: None,
+            attempt_timeout: Duration::from_secs(3),
+            local_credentials: local,
+        })
+        .await;
         let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
             .endpoint_url(endpoint)
             .build();

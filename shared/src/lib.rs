@@ -3,6 +3,7 @@
 
 pub mod areas;
 pub mod auth;
+pub mod aws;
 pub mod body_read;
 pub mod clock;
 pub mod config;

@@ -6,10 +6,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -210,14 +206,6 @@ fn sort_expr(e: &mut Expr, attr: &str, sort: &SortKey) -> String {
 
 impl DynamoStore {
     pub async fn connect(settings: &DynamoSettings) -> Self {
-        let region = RegionProviderChain::first_try(
-            settings
-                .region
-                .clone()
-                .map(aws_sdk_dynamodb::config::Region::new),
-        )
-        .or_default_provider()
-        .or_else("us-east-1");
         // One attempt per call: retries belong to `Retrying`, which keeps one budget per
         // request and one client request token per transaction across attempts (SDK retries
         // inside it would multiply attempts and overrun the budget). Against AWS a stuck
@@ -228,27 +216,12 @@ impl DynamoStore {
             Some(_) => Duration::from_secs(60),
             None => Duration::from_secs(5),
         };
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(attempt)
-                    .operation_timeout(attempt)
-                    .build(),
-            );
-        // Local endpoints (LocalStack, moto) accept any credentials; without this the SDK
-        // would probe the instance metadata service for a while before failing.
-        if settings.endpoint.is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "momentum-local",
-            ));
-        }
-        let sdk = loader.load().await;
+        let sdk = crate::aws::load(&crate::aws::SdkOptions {
+            region: settings.region.clone(),
+            attempt_timeout: attempt,
+            local_credentials: settings.endpoint.is_some(),
+        })
+        .await;
         let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
         if let Some(endpoint) = &settings.endpoint {
             config = config.endpoint_url(endpoint);
@@ -739,13 +712,14 @@ mod tests {
     /// A store whose every call fails to connect (nothing listens on port 1).
     fn unreachable_store(sent: &Sent) -> DynamoStore {
         let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .http_client(crate::aws::https_client())
             .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
                 "k", "s", None, None, "test",
             ))
             .endpoint_url("http://127.0.0.1:1")
-            .retry_config(RetryConfig::disabled())
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
             .interceptor(sent.clone())
             .build();
         DynamoStore {
