@@ -634,9 +634,12 @@ impl ChangeLog {
         limit: u32,
     ) -> AppResult<ChangesSince> {
         let since = since.max(0);
-        // Each round closes at most one run of old holes; a run needs a record after it, so
-        // rounds are bounded by the page.
-        for _ in 0..8 {
+        // Each round closes at most `MAX_SKIPS_PER_ROUND` numbers of one run of old holes,
+        // then reads again; the last round only reads, so a reader meeting a very long run
+        // (many writers that died at once) gets what precedes it and comes back.
+        const ROUNDS: usize = 8;
+        const MAX_SKIPS_PER_ROUND: i64 = 100;
+        for round in 0..ROUNDS {
             let page = self
                 .store
                 .query(
@@ -678,14 +681,14 @@ impl ChangeLog {
                 return Err(resync_required(since));
             }
             let age = epoch_of(&next_at).map(|t| self.clock.now().unix_timestamp() - t);
-            if age.is_none_or(|age| age < HOLE_GRACE_SECS) {
+            if age.is_none_or(|age| age < HOLE_GRACE_SECS) || round + 1 == ROUNDS {
                 // A writer may still be filling it: stop before it.
                 return Ok(out);
             }
-            let seqs: Vec<i64> = (from..to).collect();
+            let seqs: Vec<i64> = (from..to.min(from + MAX_SKIPS_PER_ROUND)).collect();
             self.skip(workspace_id, &seqs, &next_at).await;
         }
-        Err(AppError::unavailable("the change log is busy; retry"))
+        unreachable!("the last round returns")
     }
 
     /// With nothing after `since`: a cursor beyond the last number drawn was never handed
