@@ -15,7 +15,7 @@ use crate::{mib, percentile};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Weights: login=5,list=50,get=25,write=20 (any subset).
+    /// Weights: login=5,list=50,get=25,write=20 (any subset; also create=, update=).
     #[arg(long, default_value = "login=5,list=50,get=25,write=20")]
     mix: String,
     /// Seconds of load.
@@ -73,6 +73,8 @@ fn parse_mix(mix: &str) -> anyhow::Result<Vec<(Op, u32)>> {
             "list" => Op::List,
             "get" => Op::Get,
             "write" => Op::Write,
+            "create" => Op::Create,
+            "update" => Op::Update,
             other => anyhow::bail!("unknown op {other:?}"),
         };
         out.push((op, w.trim().parse()?));
