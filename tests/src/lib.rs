@@ -800,3 +800,35 @@ impl WsClient {
         let _ = self.stream.close(None).await;
     }
 }
+
+/// Registers `name` and logs in through the services of `state` (no HTTP): the access token
+/// and the user id. For tests that drive a state of their own (fan-out, sharding).
+pub async fn sign_in_directly(state: &AppState, name: &str) -> (String, String) {
+    use momentum_shared::areas::auth::{LoginRequest, RegisterRequest};
+    let email = format!("{name}@example.com");
+    state
+        .auth
+        .register(
+            None,
+            RegisterRequest {
+                email: email.clone(),
+                username: name.into(),
+                password: PASSWORD.into(),
+                display_name: None,
+            },
+        )
+        .await
+        .unwrap();
+    let login = state
+        .auth
+        .login(
+            None,
+            LoginRequest {
+                email,
+                password: PASSWORD.into(),
+            },
+        )
+        .await
+        .unwrap();
+    (login.tokens.access_token, login.user.id)
+}

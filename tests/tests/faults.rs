@@ -25,7 +25,7 @@ use momentum_shared::realtime::faults::FaultyGateway;
 use momentum_shared::storage::embedded::EmbeddedStore;
 use momentum_shared::storage::faults::{Fault, FaultyStore, OpKind};
 use momentum_shared::storage::{RetryPolicy, Store, Table};
-use momentum_tests::{Reply, TestServer, Ws, id, workspace};
+use momentum_tests::{Reply, TestServer, Ws, id, sign_in_directly, workspace};
 use serde_json::{Value, json};
 
 type Faulty = Arc<FaultyStore<EmbeddedStore>>;
@@ -377,34 +377,9 @@ impl ConnectionGateway for RecordingGateway {
 
 /// Registers a user who creates a workspace; returns the access token and workspace id.
 async fn owner_of_workspace(state: &AppState) -> (String, String) {
-    use momentum_shared::areas::auth::{LoginRequest, RegisterRequest};
     use momentum_shared::areas::workspaces::CreateWorkspace;
-    let (email, password) = ("live@example.com", "correct horse");
-    state
-        .auth
-        .register(
-            None,
-            RegisterRequest {
-                email: email.into(),
-                username: "live".into(),
-                password: password.into(),
-                display_name: None,
-            },
-        )
-        .await
-        .unwrap();
-    let login = state
-        .auth
-        .login(
-            None,
-            LoginRequest {
-                email: email.into(),
-                password: password.into(),
-            },
-        )
-        .await
-        .unwrap();
-    let who = state.auth.authenticate(&login.tokens.access_token).unwrap();
+    let (token, _) = sign_in_directly(state, "live").await;
+    let who = state.auth.authenticate(&token).unwrap();
     let ws = state
         .workspaces
         .create(
@@ -417,7 +392,28 @@ async fn owner_of_workspace(state: &AppState) -> (String, String) {
         )
         .await
         .unwrap();
-    (login.tokens.access_token, ws.workspace.id)
+    (token, ws.workspace.id)
+}
+
+/// A workspace of a new owner and `n` connections of that owner subscribed to it.
+async fn subscribed_connections(
+    state: &AppState,
+    n: usize,
+) -> (String, ConnectionRegistry, Vec<String>) {
+    let (token, ws) = owner_of_workspace(state).await;
+    let registry = ConnectionRegistry::new(state.ctx.clone());
+    let connections: Vec<String> = (0..n).map(|i| format!("conn{i}=")).collect();
+    for c in &connections {
+        let conn = registry
+            .connect(&state.auth, c, Some(&token))
+            .await
+            .unwrap();
+        registry
+            .subscribe(&conn, &[format!("workspace:{ws}")])
+            .await
+            .unwrap();
+    }
+    (ws, registry, connections)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,19 +425,7 @@ async fn a_flaky_gateway_still_delivers_every_event_exactly_once() {
         Arc::new(EmbeddedStore::in_memory()),
         Arc::new(SystemClock),
     );
-    let (token, ws) = owner_of_workspace(&state).await;
-    let registry = ConnectionRegistry::new(state.ctx.clone());
-    let connections: Vec<String> = (0..8).map(|i| format!("conn{i}=")).collect();
-    for c in &connections {
-        let conn = registry
-            .connect(&state.auth, c, Some(&token))
-            .await
-            .unwrap();
-        registry
-            .subscribe(&conn, &[format!("workspace:{ws}")])
-            .await
-            .unwrap();
-    }
+    let (ws, registry, connections) = subscribed_connections(&state, 8).await;
     let gateway = Arc::new(FaultyGateway::new(RecordingGateway::default(), 17));
     gateway.set_rate(0.3);
     let fast = RetryPolicy {
@@ -515,19 +499,7 @@ async fn a_hung_post_fails_its_connection_alone_within_the_post_timeout() {
         Arc::new(EmbeddedStore::in_memory()),
         Arc::new(SystemClock),
     );
-    let (token, ws) = owner_of_workspace(&state).await;
-    let registry = ConnectionRegistry::new(state.ctx.clone());
-    let connections: Vec<String> = (0..6).map(|i| format!("conn{i}=")).collect();
-    for c in &connections {
-        let conn = registry
-            .connect(&state.auth, c, Some(&token))
-            .await
-            .unwrap();
-        registry
-            .subscribe(&conn, &[format!("workspace:{ws}")])
-            .await
-            .unwrap();
-    }
+    let (ws, registry, _) = subscribed_connections(&state, 6).await;
     let gateway = Arc::new(HangingGateway {
         hung: "conn3=".into(),
         attempts_on_hung: Default::default(),

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use momentum_shared::AppState;
-use momentum_shared::areas::auth::{LoginRequest, RegisterRequest};
 use momentum_shared::areas::workspaces::{CreateWorkspace, membership_of};
 use momentum_shared::clock::SystemClock;
 use momentum_shared::config::{AppConfig, FanoutConfig};
@@ -23,6 +22,7 @@ use momentum_shared::realtime::connections::ConnectionRegistry;
 use momentum_shared::realtime::shards::{Shard, ShardQueue};
 use momentum_shared::storage::embedded::EmbeddedStore;
 use momentum_shared::storage::{Table, WriteOp};
+use momentum_tests::sign_in_directly;
 use serde_json::json;
 
 /// Records which connection got which event.
@@ -69,36 +69,6 @@ impl ShardQueue for JsonQueue {
     }
 }
 
-async fn sign_in(state: &AppState, name: &str) -> (String, String) {
-    let email = format!("{name}@example.com");
-    let password = "correct horse";
-    state
-        .auth
-        .register(
-            None,
-            RegisterRequest {
-                email: email.clone(),
-                username: name.into(),
-                password: password.into(),
-                display_name: None,
-            },
-        )
-        .await
-        .unwrap();
-    let login = state
-        .auth
-        .login(
-            None,
-            LoginRequest {
-                email,
-                password: password.into(),
-            },
-        )
-        .await
-        .unwrap();
-    (login.tokens.access_token, login.user.id)
-}
-
 fn record(seq: i64, ws: &str, entity_type: EntityType, event: &str) -> ChangeRecord {
     ChangeRecord {
         seq,
@@ -139,7 +109,7 @@ async fn sharded_delivery_applies_the_visibility_rule_dynamodb() {
 }
 
 async fn sharded_delivery_applies_the_visibility_rule(state: AppState) {
-    let (owner_token, _) = sign_in(&state, "owner").await;
+    let (owner_token, _) = sign_in_directly(&state, "owner").await;
     let owner = state.auth.authenticate(&owner_token).unwrap();
     let ws = state
         .workspaces
@@ -155,7 +125,7 @@ async fn sharded_delivery_applies_the_visibility_rule(state: AppState) {
         .unwrap()
         .workspace
         .id;
-    let (guest_token, guest_id) = sign_in(&state, "guest").await;
+    let (guest_token, guest_id) = sign_in_directly(&state, "guest").await;
     let member = Member {
         workspace_id: ws.clone(),
         user_id: guest_id.clone(),
