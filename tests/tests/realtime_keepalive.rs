@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use momentum_shared::clock::{Clock, ManualClock};
 use momentum_shared::realtime::connections::ConnectionRegistry;
-use momentum_tests::{TestServer, WsClient, on_every_store_with_clock, user};
+use momentum_tests::{TestServer, User, WsClient, on_every_store_with_clock, user};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -36,16 +36,22 @@ async fn online(s: &TestServer, token: Option<&str>, ws: &str) -> Vec<Value> {
         .clone()
 }
 
-async fn a_silent_connection_leaves_presence_and_fan_out(s: TestServer, clock: ManualClock) {
-    let owner = user(&s, "owner").await;
+/// A new user and the workspace they created (its id).
+async fn owner_and_workspace(s: &TestServer, name: &str) -> (User, String) {
+    let owner = user(s, "owner").await;
     let ws = s
-        .post("/workspaces", owner.t(), &json!({"name": "Keepalive"}))
+        .post("/workspaces", owner.t(), &json!({"name": name}))
         .await
         .expect(201)
         .data()["id"]
         .as_str()
         .unwrap()
         .to_owned();
+    (owner, ws)
+}
+
+async fn a_silent_connection_leaves_presence_and_fan_out(s: TestServer, clock: ManualClock) {
+    let (owner, ws) = owner_and_workspace(&s, "Keepalive").await;
     let registry = ConnectionRegistry::new(s.state.ctx.clone());
     // a pings, b and c fall silent; a and b are subscribed, c is only present.
     let mut a = WsClient::connect(&s, owner.t()).await.unwrap();
@@ -117,15 +123,7 @@ async fn a_silent_connection_leaves_presence_and_fan_out(s: TestServer, clock: M
 }
 
 async fn pings_write_last_seen_at_most_once_a_minute(s: TestServer, clock: ManualClock) {
-    let owner = user(&s, "owner").await;
-    let ws = s
-        .post("/workspaces", owner.t(), &json!({"name": "Pings"}))
-        .await
-        .expect(201)
-        .data()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (owner, ws) = owner_and_workspace(&s, "Pings").await;
     let registry = ConnectionRegistry::new(s.state.ctx.clone());
     let mut a = WsClient::connect(&s, owner.t()).await.unwrap();
     let a_id = connection_id(&mut a).await;
