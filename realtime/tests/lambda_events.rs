@@ -504,6 +504,20 @@ async fn connect_is_limited_per_source_ip() {
     assert_eq!(other.status_code, 200, "another address has its own budget");
 }
 
+/// Records connection `id` of the token's session, subscribed to `workspace:{ws}`, straight
+/// through the registry (no `$connect` event).
+async fn subscribe_to_workspace(rt: &Realtime, id: &str, token: &str, ws: &str) {
+    let conn = rt
+        .registry
+        .connect(&rt.state.auth, id, Some(token))
+        .await
+        .unwrap();
+    rt.registry
+        .subscribe(&conn, &[format!("workspace:{ws}")])
+        .await
+        .unwrap();
+}
+
 /// An SQS event of the fan-out queue as Lambda delivers it.
 fn sqs_event(messages: &[(&str, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
     let records: Vec<Value> = messages
@@ -540,15 +554,7 @@ async fn the_fanout_worker_delivers_queued_shards_and_drops_unreadable_ones() {
     let (rt, gateway, token, ws) = setup().await;
     let mut targets = Vec::new();
     for c in ["q1=", "q2="] {
-        let conn = rt
-            .registry
-            .connect(&rt.state.auth, c, Some(&token))
-            .await
-            .unwrap();
-        rt.registry
-            .subscribe(&conn, &[format!("workspace:{ws}")])
-            .await
-            .unwrap();
+        subscribe_to_workspace(&rt, c, &token, &ws).await;
         let sub = rt.registry.subscriptions(c).await.unwrap().pop().unwrap();
         targets.push(momentum_shared::realtime::shards::Target::new(
             &sub,
@@ -618,15 +624,7 @@ impl momentum_shared::realtime::shards::ShardQueue for DownQueue {
 async fn a_failed_shard_hand_off_fails_the_stream_batch() {
     let (mut rt, gateway, token, ws) = setup().await;
     for id in ["s1=", "s2="] {
-        let conn = rt
-            .registry
-            .connect(&rt.state.auth, id, Some(&token))
-            .await
-            .unwrap();
-        rt.registry
-            .subscribe(&conn, &[format!("workspace:{ws}")])
-            .await
-            .unwrap();
+        subscribe_to_workspace(&rt, id, &token, &ws).await;
     }
     rt.broadcaster = rt
         .broadcaster
