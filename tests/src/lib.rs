@@ -98,6 +98,26 @@ impl Drop for TestServer {
     }
 }
 
+/// A test configuration and a fresh store on `backend` (on DynamoDB: new tables, named in
+/// the configuration); `None` when DynamoDB is not available (skip printed).
+pub async fn backend_store(backend: Backend, test: &str) -> Option<(AppConfig, Arc<dyn Store>)> {
+    let mut config = AppConfig::for_tests();
+    let store: Arc<dyn Store> = match backend {
+        Backend::Embedded => Arc::new(EmbeddedStore::in_memory()),
+        Backend::DynamoDb => {
+            let endpoint = dynamodb_endpoint(test)?;
+            config.store = StoreKind::DynamoDb {
+                endpoint: Some(endpoint.clone()),
+                region: Some("us-east-1".into()),
+                create_tables: true,
+            };
+            config.tables = test_tables();
+            Arc::new(dynamodb_store(&endpoint, config.tables.clone()).await)
+        }
+    };
+    Some((config, store))
+}
+
 impl TestServer {
     /// Starts the shim on `backend`; `None` when DynamoDB is not available (skip printed).
     pub async fn start(backend: Backend, test: &str) -> Option<Self> {
@@ -110,21 +130,8 @@ impl TestServer {
         test: &str,
         clock: Arc<dyn momentum_shared::clock::Clock>,
     ) -> Option<Self> {
-        let mut config = AppConfig::for_tests();
+        let (mut config, store) = backend_store(backend, test).await?;
         config.expose_storage_calls = true;
-        let store: Arc<dyn Store> = match backend {
-            Backend::Embedded => Arc::new(EmbeddedStore::in_memory()),
-            Backend::DynamoDb => {
-                let endpoint = dynamodb_endpoint(test)?;
-                config.store = StoreKind::DynamoDb {
-                    endpoint: Some(endpoint.clone()),
-                    region: Some("us-east-1".into()),
-                    create_tables: true,
-                };
-                config.tables = test_tables();
-                Arc::new(dynamodb_store(&endpoint, config.tables.clone()).await)
-            }
-        };
         let state = AppState::with_store(config, store, clock);
         Some(Self::serve(state).await)
     }

@@ -10,15 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use momentum_shared::AppState;
 use momentum_shared::clock::SystemClock;
-use momentum_shared::config::{AppConfig, StoreKind};
-use momentum_shared::storage::embedded::EmbeddedStore;
 use momentum_shared::storage::{
     Condition, Item, Key, Page, Query, Store, StoreResult, Table, TransactionToken, Update, WriteOp,
 };
-use momentum_tests::{
-    Backend, Reply, TestServer, World, dynamodb_endpoint, dynamodb_store, id, on_every_store,
-    test_tables, world,
-};
+use momentum_tests::{Backend, Reply, TestServer, World, backend_store, id, on_every_store, world};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -463,20 +458,7 @@ impl Store for Outraced {
 
 /// The shim over an `Outraced` store on `backend` (None: DynamoDB not configured).
 async fn outraced_server(backend: Backend, test: &str) -> Option<(TestServer, Arc<Outraced>)> {
-    let mut config = AppConfig::for_tests();
-    let inner: Arc<dyn Store> = match backend {
-        Backend::Embedded => Arc::new(EmbeddedStore::in_memory()),
-        Backend::DynamoDb => {
-            let endpoint = dynamodb_endpoint(test)?;
-            config.store = StoreKind::DynamoDb {
-                endpoint: Some(endpoint.clone()),
-                region: Some("us-east-1".into()),
-                create_tables: true,
-            };
-            config.tables = test_tables();
-            Arc::new(dynamodb_store(&endpoint, config.tables.clone()).await)
-        }
-    };
+    let (config, inner) = backend_store(backend, test).await?;
     let store = Arc::new(Outraced {
         inner,
         armed: AtomicBool::new(false),

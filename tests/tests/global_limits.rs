@@ -7,13 +7,8 @@ use std::sync::Arc;
 
 use momentum_shared::AppState;
 use momentum_shared::clock::ManualClock;
-use momentum_shared::config::{AppConfig, StoreKind};
 use momentum_shared::ratelimit::{Rate, RateLimitConfig};
-use momentum_shared::storage::Store;
-use momentum_shared::storage::embedded::EmbeddedStore;
-use momentum_tests::{
-    Backend, Reply, TestServer, WsClient, dynamodb_endpoint, dynamodb_store, test_tables, user,
-};
+use momentum_tests::{Backend, Reply, TestServer, WsClient, backend_store, user};
 use serde_json::json;
 
 const INSTANCES: usize = 4;
@@ -25,21 +20,8 @@ async fn instances(
     test: &str,
     limits: RateLimitConfig,
 ) -> Option<(Vec<TestServer>, TestServer, ManualClock)> {
-    let mut config = AppConfig::for_tests();
+    let (mut config, store) = backend_store(backend, test).await?;
     config.expose_storage_calls = true;
-    let store: Arc<dyn Store> = match backend {
-        Backend::Embedded => Arc::new(EmbeddedStore::in_memory()),
-        Backend::DynamoDb => {
-            let endpoint = dynamodb_endpoint(test)?;
-            config.store = StoreKind::DynamoDb {
-                endpoint: Some(endpoint.clone()),
-                region: Some("us-east-1".into()),
-                create_tables: false,
-            };
-            config.tables = test_tables();
-            Arc::new(dynamodb_store(&endpoint, config.tables.clone()).await)
-        }
-    };
     let clock = ManualClock::starting_now();
     let state = |limits: RateLimitConfig| {
         let mut config = config.clone();
