@@ -635,17 +635,29 @@ impl ChangeLog {
     ) -> AppResult<ChangesSince> {
         let since = since.max(0);
         // Each round closes at most `MAX_SKIPS_PER_ROUND` numbers of one run of old holes,
-        // then reads again; the last round only reads, so a reader meeting a very long run
-        // (many writers that died at once) gets what precedes it and comes back.
+        // then reads on from there (the page's room is what the earlier rounds left); the last
+        // round only reads, so a reader meeting a very long run (many writers that died at
+        // once) gets what precedes it and comes back.
         const ROUNDS: usize = 8;
         const MAX_SKIPS_PER_ROUND: i64 = 100;
+        let mut out = ChangesSince {
+            records: Vec::new(),
+            last_seq: since,
+            has_more: false,
+        };
         for round in 0..ROUNDS {
+            let read = u32::try_from(out.last_seq - since).unwrap_or(u32::MAX);
+            let room = limit.saturating_sub(read);
+            if room == 0 {
+                out.has_more = true;
+                return Ok(out);
+            }
             let page = self
                 .store
                 .query(
                     &Query::new(Table::Main, log_partition(workspace_id))
-                        .sort(SortKey::Gt(seq_sk(since)))
-                        .limit(limit),
+                        .sort(SortKey::Gt(seq_sk(out.last_seq)))
+                        .limit(room),
                 )
                 .await?;
             let full = page.next_cursor.is_some();
@@ -654,24 +666,20 @@ impl ChangeLog {
                 .into_iter()
                 .map(Slot::parse)
                 .collect::<AppResult<Vec<_>>>()?;
-            let mut out = ChangesSince {
-                records: Vec::new(),
-                last_seq: since,
-                has_more: false,
-            };
+            let nothing_after = slots.is_empty() && out.last_seq == since;
             let mut hole = None;
-            for slot in &slots {
+            for slot in slots {
                 if slot.seq() != out.last_seq + 1 {
                     hole = Some((out.last_seq + 1, slot.seq(), slot.at().to_owned()));
                     break;
                 }
                 out.last_seq = slot.seq();
                 if let Slot::Record(r) = slot {
-                    out.records.push(r.clone());
+                    out.records.push(r);
                 }
             }
             let Some((from, to, next_at)) = hole else {
-                if slots.is_empty() {
+                if nothing_after {
                     self.check_head(workspace_id, since).await?;
                 }
                 out.has_more = full;
