@@ -79,10 +79,12 @@ impl SqsShardQueue {
             local_credentials: false,
         })
         .await;
-        Self {
-            client: aws_sdk_sqs::Client::new(&sdk),
-            queue_url,
-        }
+        Self::with_client(aws_sdk_sqs::Client::new(&sdk), queue_url)
+    }
+
+    /// A queue on a client built elsewhere (tests point one at moto's SQS).
+    pub fn with_client(client: aws_sdk_sqs::Client, queue_url: String) -> Self {
+        Self { client, queue_url }
     }
 }
 
