@@ -36,11 +36,12 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "writer: {} writes at {}/s; shim: {}, store {}; memory of the shim process (MiB): \
-         rss before connecting, rss after the last write (all connections open), peak (VmHWM)",
+         rss before connecting, rss after the last write (all connections open), peak (VmHWM); \
+         KiB/sub = (rss after - rss before) / subscribers",
         args.writes, args.rate, args.server.server, args.server.store
     );
     println!(
-        "{:>11} {:>7} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9}",
+        "{:>11} {:>7} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8}",
         "subscribers",
         "writes",
         "p50 ms",
@@ -52,7 +53,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "connect s",
         "rss before",
         "rss after",
-        "rss peak"
+        "rss peak",
+        "KiB/sub"
     );
     for n in args.subscribers.split(',') {
         let n: usize = n.trim().parse()?;
@@ -192,7 +194,7 @@ async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
     // First write to the last event received anywhere: delivered events per second.
     let span = (last_event - started).as_secs_f64().max(1e-3);
     println!(
-        "{:>11} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>6} {:>6} {:>9.0} {:>10.1} {:>10.1} {:>9.1} {:>9.1}",
+        "{:>11} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>6} {:>6} {:>9.0} {:>10.1} {:>10.1} {:>9.1} {:>9.1} {:>8.1}",
         subscribers,
         writes,
         percentile(&latencies, 0.50) as f64 / 1000.0,
@@ -205,6 +207,7 @@ async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
         mib(before.rss_kib),
         mib(after.rss_kib),
         mib(after.hwm_kib),
+        after.rss_kib.saturating_sub(before.rss_kib) as f64 / subscribers.max(1) as f64,
     );
     Ok(())
 }

@@ -199,7 +199,7 @@ pub async fn serve_options(
         state
             .ctx
             .changes
-            .set_sink(Arc::new(ws::LocalSink::start(rt.clone())));
+            .set_sink(Arc::new(ws::LocalSink::start(rt.clone(), hub.clone())));
     }
     let timeouts = state.config.timeouts;
     let app = app_with(rt, hub.clone(), options.websocket);

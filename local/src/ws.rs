@@ -349,10 +349,19 @@ pub struct LocalSink {
 }
 
 impl LocalSink {
-    pub fn start(rt: Realtime) -> Self {
+    /// Feeds committed records and revocations to `rt`'s broadcaster, in order. While `hub`
+    /// has no socket open they are dropped unread: the shim's gateways (direct, or this
+    /// server's own `@connections`) reach only `hub`'s sockets, so every post would answer
+    /// `Gone`; skipping saves the subscriber queries (one per topic per record) that would
+    /// otherwise share the CPU with the requests. A socket that opens meanwhile catches up
+    /// with `sync`, as after any connect.
+    pub fn start(rt: Realtime, hub: Hub) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         tokio::spawn(async move {
             while let Some(next) = rx.recv().await {
+                if hub.is_empty() {
+                    continue;
+                }
                 let done = match &next {
                     Outgoing::Records(records) => rt.broadcaster.deliver(records).await.map(drop),
                     Outgoing::Revoked(revocation) => {
