@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use momentum_shared::AppState;
 use momentum_shared::clock::ManualClock;
-use momentum_shared::kernel::access::{Role, token_hash};
+use momentum_shared::kernel::access::{Role, is_token_id, new_token_id, token_hash};
 use momentum_shared::kernel::keys;
+use momentum_shared::openapi::TOKEN_ID_PATTERN;
 use momentum_shared::ratelimit::{Rate, RateLimitConfig};
 use momentum_shared::storage::Table;
 use momentum_tests::{
@@ -433,6 +434,24 @@ async fn the_openapi_document_describes_the_token_scheme(s: TestServer) {
     ] {
         assert_eq!(security(path, method), ["bearer"], "{method} {path}");
     }
+    // Token ids have their exact shape, so fuzzers and clients know what can name one.
+    let pattern = |path: &str, name: &str| -> String {
+        doc["paths"][path]["delete"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == json!(name))
+            .unwrap_or_else(|| panic!("{name} of {path}"))["schema"]["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no pattern on {name} of {path}"))
+            .to_owned()
+    };
+    assert_eq!(pattern("/auth/tokens/{id}", "id"), TOKEN_ID_PATTERN);
+    assert_eq!(
+        pattern("/workspaces/{id}/tokens/{token_id}", "token_id"),
+        TOKEN_ID_PATTERN
+    );
+    assert!(is_token_id(&new_token_id()));
 }
 
 on_every_store!(
@@ -474,11 +493,15 @@ async fn requests_are_limited_per_token(s: TestServer, clock: ManualClock) {
     }
     let r = s.get(&path, Some(&first)).await.expect(429);
     assert_eq!(r.error_code(), "RATE_LIMITED");
+    assert_eq!(r.storage_calls(), 0, "refused by the local bucket");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     // Another token of the same user, and the user's session, have budgets of their own.
     s.get(&path, Some(&second)).await.expect(200);
-    s.get(&path, w.member.t()).await.expect(200);
+    let jwt = s.get(&path, w.member.t()).await.expect(200);
+    // An admitted check adds its read and conditional put to the authorization batch.
+    let warm = s.get(&path, Some(&second)).await.expect(200);
+    assert_eq!(warm.storage_calls(), jwt.storage_calls() + 2);
     // Nor does another member's token pay for this one's flood.
     let other = new_member(&s, &w.ws, "another", Role::Member).await;
     let third = read_token(&s, &other).await;
