@@ -407,6 +407,30 @@ async fn admins_list_and_revoke_tokens_acting_in_their_workspace(s: TestServer) 
     assert!(ids(&listed).is_empty(), "{}", listed.body);
 }
 
+/// `Idempotency-Key` replays are scoped to the credential's owner before the handler runs:
+/// a forged token naming a user's id must not replay (or claim) that user's keys.
+async fn a_forged_token_never_replays_a_users_idempotent_response(s: TestServer) {
+    let u = user(&s, "idem").await;
+    let post = |token: String| {
+        let req = s
+            .http
+            .post(format!("{}/workspaces", s.base))
+            .bearer_auth(token)
+            .header("idempotency-key", "same-key")
+            .json(&json!({"name": "Once"}));
+        async move { Reply::read(req.send().await.expect("request")).await }
+    };
+    post(u.token.clone()).await.expect(201);
+    let user_hex = uuid::Uuid::parse_str(&u.id).unwrap().simple().to_string();
+    let forged = format!("mtm_pat_{}_{user_hex}_{}", new_token_id(), "0".repeat(64));
+    let r = post(forged).await.expect(401);
+    assert!(r.headers.get("idempotent-replayed").is_none());
+    // A real token of the user's has keys of its own too: it creates, it does not replay.
+    let token = write_token(&s, &u).await;
+    let r = post(token).await.expect(201);
+    assert!(r.headers.get("idempotent-replayed").is_none());
+}
+
 async fn the_openapi_document_describes_the_token_scheme(s: TestServer) {
     let doc = s.get("/openapi.json", None).await.expect(200).body;
     let scheme = &doc["components"]["securitySchemes"]["api_token"];
@@ -462,6 +486,7 @@ on_every_store!(
     a_removed_members_tokens_stop_at_once,
     account_routes_and_websocket_refuse_tokens,
     admins_list_and_revoke_tokens_acting_in_their_workspace,
+    a_forged_token_never_replays_a_users_idempotent_response,
     the_openapi_document_describes_the_token_scheme,
 );
 
