@@ -29,6 +29,7 @@ use realtime::gateway::ManagementApiGateway;
         (name = "auth", description = "Accounts, sessions, tokens"),
         (name = "workspaces", description = "Workspaces, members, change feed"),
         (name = "realtime", description = "Presence and admin messaging over WebSocket connections"),
+        (name = "tokens", description = "Personal API tokens (mtm_pat_...): created and listed by their owner, listed and revoked by workspace admins"),
     ),
     components(schemas(momentum_shared::realtime::broadcaster::LiveEvent))
 )]

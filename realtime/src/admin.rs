@@ -131,7 +131,7 @@ async fn scope(
 }
 
 /// Members of the workspace with open realtime connections.
-#[utoipa::path(get, path = "/ws/online", tag = "realtime", security(("bearer" = [])),
+#[utoipa::path(get, path = "/ws/online", tag = "realtime", security(("bearer" = []), ("api_token" = [])),
     params(WorkspaceParam),
     responses((status = 200, body = Envelope<Online>), CommonErrors))]
 async fn online(
@@ -158,7 +158,7 @@ async fn online(
 }
 
 /// Connection statistics of the workspace (admins).
-#[utoipa::path(get, path = "/ws/stats", tag = "realtime", security(("bearer" = [])),
+#[utoipa::path(get, path = "/ws/stats", tag = "realtime", security(("bearer" = []), ("api_token" = [])),
     params(WorkspaceParam),
     responses((status = 200, body = Envelope<Stats>), CommonErrors))]
 async fn stats(
@@ -197,7 +197,7 @@ async fn stats(
 }
 
 /// Send a message to one member's connections (admins).
-#[utoipa::path(post, path = "/ws/send", tag = "realtime", security(("bearer" = [])),
+#[utoipa::path(post, path = "/ws/send", tag = "realtime", security(("bearer" = []), ("api_token" = [])),
     request_body = SendRequest,
     responses((status = 200, body = Envelope<Sent>), CommonErrors))]
 async fn send(
@@ -239,7 +239,7 @@ async fn send(
 }
 
 /// Send a message to every connection of the workspace (admins).
-#[utoipa::path(post, path = "/ws/broadcast", tag = "realtime", security(("bearer" = [])),
+#[utoipa::path(post, path = "/ws/broadcast", tag = "realtime", security(("bearer" = []), ("api_token" = [])),
     request_body = BroadcastRequest,
     responses((status = 200, body = Envelope<Sent>), CommonErrors))]
 async fn broadcast(
@@ -268,7 +268,7 @@ async fn broadcast(
 
 /// Prune the workspace's stale connections: expired, silent past API Gateway's idle timeout,
 /// or no longer held by the gateway (admins).
-#[utoipa::path(post, path = "/ws/cleanup", tag = "realtime", security(("bearer" = [])),
+#[utoipa::path(post, path = "/ws/cleanup", tag = "realtime", security(("bearer" = []), ("api_token" = [])),
     request_body = CleanupRequest,
     responses((status = 200, body = Envelope<Cleaned>), CommonErrors))]
 async fn cleanup(

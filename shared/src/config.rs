@@ -270,6 +270,7 @@ fn rate_limits_from_env(env: &Env) -> Result<RateLimitConfig, ConfigError> {
         auth_user: env.rate("MOMENTUM_RATE_LIMIT_AUTH_USER", rl::DEFAULT_AUTH_USER)?,
         ws_connect: env.rate("MOMENTUM_RATE_LIMIT_WS_CONNECT", rl::DEFAULT_WS_CONNECT)?,
         ws_command: env.rate("MOMENTUM_RATE_LIMIT_WS_COMMAND", rl::DEFAULT_WS_COMMAND)?,
+        api_token: env.rate("MOMENTUM_RATE_LIMIT_API_TOKEN", rl::DEFAULT_API_TOKEN)?,
         max_keys: env.parse("MOMENTUM_RATE_LIMIT_MAX_KEYS", rl::DEFAULT_MAX_KEYS)?,
     };
     if rate_limits.max_keys == 0 {

@@ -192,7 +192,9 @@ where
     }
 }
 
-/// The caller, from `Authorization: Bearer <access token>`.
+/// The caller, from `Authorization: Bearer <access token or API token>`. An API token's
+/// per-token rate limit is taken here, so every route that accepts a caller counts it; its
+/// scopes and restriction are checked where every request is authorized (`Access`).
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<AppState> for Auth {
@@ -212,7 +214,11 @@ impl FromRequestParts<AppState> for Auth {
             })
             .filter(|t| !t.is_empty())
             .ok_or_else(|| AppError::unauthorized("malformed authorization header"))?;
-        state.auth.authenticate(token).map(Auth)
+        let who = state.auth.authenticate(token)?;
+        if let Some(proof) = &who.token {
+            state.limits.check_api_token(&proof.hash).await?;
+        }
+        Ok(Auth(who))
     }
 }
 
@@ -494,7 +500,9 @@ pub mod schema {
         Unavailable(ErrorEnvelope),
     }
 
-    /// Adds the bearer scheme used by `security(("bearer" = []))`.
+    /// Adds the two bearer schemes: `bearer` (a session's JWT access token, every route)
+    /// and `api_token` (a personal API token `mtm_pat_...`, listed by the routes that accept
+    /// one: every route outside `/auth/*`).
     pub struct BearerAuth;
 
     impl Modify for BearerAuth {
@@ -506,6 +514,19 @@ pub mod schema {
                     HttpBuilder::new()
                         .scheme(HttpAuthScheme::Bearer)
                         .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+            components.add_security_scheme(
+                "api_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("mtm_pat_...")
+                        .description(Some(
+                            "Personal API token (POST /auth/tokens): `read` and/or `write` \
+                             scope, optionally restricted to one workspace",
+                        ))
                         .build(),
                 ),
             );

@@ -115,7 +115,9 @@ fn valid_key(raw: &HeaderValue) -> Result<String, AppError> {
     }
 }
 
-/// The user of a valid bearer token; keys are scoped per user.
+/// Whose keys these are: the user of a valid JWT; for an API token, the user and the token's
+/// hash. A token is only parsed here (it is verified where the request is authorized), so
+/// its keys are its own: a forged token naming someone's user id never meets their records.
 fn bearer_user(state: &AppState, req: &Request) -> Option<String> {
     req.headers()
         .get(header::AUTHORIZATION)
@@ -125,7 +127,10 @@ fn bearer_user(state: &AppState, req: &Request) -> Option<String> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .and_then(|t| state.auth.authenticate(t.trim()).ok())
-        .map(|p| p.user_id)
+        .map(|p| match p.token {
+            Some(proof) => format!("{}#{}", p.user_id, proof.hash),
+            None => p.user_id,
+        })
 }
 
 /// The key's record in `state` (`pending` while the handler runs, then `done`).

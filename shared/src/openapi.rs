@@ -37,7 +37,12 @@ fn text_pattern_of(name: &str) -> Option<&'static str> {
 enum IdShape {
     Uuid,
     Scoped(Kind),
+    /// An API token's id: 32 lowercase hex characters.
+    Token,
 }
+
+/// The shape of an API token id.
+pub const TOKEN_ID_PATTERN: &str = "^[0-9a-f]{32}$";
 
 /// Fields and query parameters named like this hold ids of one shape, wherever they occur.
 fn shape_of_name(name: &str) -> Option<IdShape> {
@@ -52,6 +57,7 @@ fn shape_of_name(name: &str) -> Option<IdShape> {
         "issue_id" | "parent_id" | "issue_ids" => Scoped(Kind::Issue),
         "cycle_id" => Scoped(Kind::Cycle),
         "label_id" | "label_ids" => Scoped(Kind::Label),
+        "token_id" => Token,
         _ => return None,
     })
 }
@@ -70,6 +76,7 @@ fn shape_of_path_id(path: &str) -> Option<IdShape> {
         "labels" => IdShape::Scoped(Kind::Label),
         "comments" => IdShape::Scoped(Kind::Comment),
         "invitations" => IdShape::Scoped(Kind::Invitation),
+        "auth" if path.starts_with("/auth/tokens/") => IdShape::Token,
         _ => return None,
     })
 }
@@ -94,6 +101,9 @@ fn constrain(schema: &mut Value, shape: &IdShape) {
         }
         IdShape::Scoped(kind) => {
             obj.insert("pattern".into(), json!(id_pattern(*kind)));
+        }
+        IdShape::Token => {
+            obj.insert("pattern".into(), json!(TOKEN_ID_PATTERN));
         }
     }
 }

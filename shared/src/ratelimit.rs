@@ -83,6 +83,8 @@ pub struct RateLimitConfig {
     pub ws_connect: Option<Rate>,
     /// WebSocket commands per connection.
     pub ws_command: Option<Rate>,
+    /// REST requests per API token.
+    pub api_token: Option<Rate>,
     /// Local (first-filter) buckets kept per limit before idle ones are evicted.
     pub max_keys: usize,
 }
@@ -91,6 +93,7 @@ pub const DEFAULT_AUTH_IP: Rate = Rate::new(30, 30);
 pub const DEFAULT_AUTH_USER: Rate = Rate::new(10, 5);
 pub const DEFAULT_WS_CONNECT: Rate = Rate::new(30, 60);
 pub const DEFAULT_WS_COMMAND: Rate = Rate::new(60, 600);
+pub const DEFAULT_API_TOKEN: Rate = Rate::new(120, 600);
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 impl Default for RateLimitConfig {
@@ -100,6 +103,7 @@ impl Default for RateLimitConfig {
             auth_user: Some(DEFAULT_AUTH_USER),
             ws_connect: Some(DEFAULT_WS_CONNECT),
             ws_command: Some(DEFAULT_WS_COMMAND),
+            api_token: Some(DEFAULT_API_TOKEN),
             max_keys: DEFAULT_MAX_KEYS,
         }
     }
@@ -113,6 +117,7 @@ impl RateLimitConfig {
             auth_user: None,
             ws_connect: None,
             ws_command: None,
+            api_token: None,
             max_keys: DEFAULT_MAX_KEYS,
         }
     }
@@ -260,6 +265,7 @@ pub enum Limit {
     AuthUser,
     WsConnect,
     WsCommand,
+    ApiToken,
 }
 
 /// What a limit does when the store cannot answer its global check.
@@ -278,6 +284,7 @@ impl Limit {
             Limit::AuthUser => "auth_user",
             Limit::WsConnect => "ws_connect",
             Limit::WsCommand => "ws_command",
+            Limit::ApiToken => "api_token",
         }
     }
 
@@ -289,7 +296,9 @@ impl Limit {
     pub fn on_store_failure(self) -> OnStoreFailure {
         match self {
             Limit::AuthIp | Limit::AuthUser => OnStoreFailure::Closed,
-            Limit::WsConnect | Limit::WsCommand => OnStoreFailure::Open,
+            // The per-token limit protects capacity too; a token's request needs the store
+            // for its own authorization anyway, which then fails on its own terms.
+            Limit::WsConnect | Limit::WsCommand | Limit::ApiToken => OnStoreFailure::Open,
         }
     }
 }
@@ -310,9 +319,10 @@ impl LimitKey {
         Self(format!("acct:{}:{}", action.as_str(), digest(subject)))
     }
 
-    /// An API token, by its id (the key kind a per-token limit will use).
-    pub fn api_token(token_id: &str) -> Self {
-        Self(format!("token:{}", digest(token_id)))
+    /// An API token, by the SHA-256 of the presented token: only its holder can spend its
+    /// budget (its id is no secret: lists show it).
+    pub fn api_token(token_hash: &str) -> Self {
+        Self(format!("token:{}", digest(token_hash)))
     }
 
     /// A WebSocket connection (API Gateway's connection id).
@@ -469,6 +479,7 @@ pub struct RateLimits {
     auth_user: Option<GlobalLimiter>,
     ws_connect: Option<GlobalLimiter>,
     ws_command: Option<GlobalLimiter>,
+    api_token: Option<GlobalLimiter>,
 }
 
 /// The 429 a refused request gets.
@@ -519,6 +530,7 @@ impl RateLimits {
             auth_user: limiter(Limit::AuthUser, config.auth_user),
             ws_connect: limiter(Limit::WsConnect, config.ws_connect),
             ws_command: limiter(Limit::WsCommand, config.ws_command),
+            api_token: limiter(Limit::ApiToken, config.api_token),
         }
     }
 
@@ -529,6 +541,7 @@ impl RateLimits {
             auth_user: None,
             ws_connect: None,
             ws_command: None,
+            api_token: None,
         }
     }
 
@@ -558,6 +571,17 @@ impl RateLimits {
         check(&self.ws_connect, LimitKey::ip(ip), None, || {
             "WebSocket connections from this address".into()
         })
+        .await
+    }
+
+    /// The per-token limit of REST requests; `token_hash` is the presented token's SHA-256.
+    pub async fn check_api_token(&self, token_hash: &str) -> AppResult<()> {
+        check(
+            &self.api_token,
+            LimitKey::api_token(token_hash),
+            None,
+            || "requests with this API token".into(),
+        )
         .await
     }
 
@@ -667,6 +691,7 @@ mod tests {
             auth_user: Some(Rate::new(1, 1)),
             ws_connect: Some(Rate::new(1, 30)),
             ws_command: Some(Rate::new(2, 60)),
+            api_token: Some(Rate::new(1, 60)),
             max_keys: 10,
         };
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
@@ -702,6 +727,11 @@ mod tests {
         limits.check_ws_command("c1").await.unwrap();
         assert!(limits.check_ws_command("c1").await.is_err());
         limits.check_ws_command("c2").await.unwrap();
+        // Each API token has its own budget.
+        limits.check_api_token("hash-a").await.unwrap();
+        let e = limits.check_api_token("hash-a").await.unwrap_err();
+        assert_eq!((e.code, e.retry_after), (ErrorCode::RateLimited, Some(1)));
+        limits.check_api_token("hash-b").await.unwrap();
         let none = RateLimits::unlimited();
         for _ in 0..1000 {
             none.check_auth_ip(AuthAction::Login, None).await.unwrap();
@@ -834,6 +864,7 @@ mod tests {
             auth_user: Some(Rate::new(2, 60)),
             ws_connect: Some(Rate::new(2, 60)),
             ws_command: Some(Rate::new(2, 60)),
+            api_token: Some(Rate::new(2, 60)),
             max_keys: 10,
         };
         let limits = RateLimits::new(&config, faulty.clone(), Arc::new(clock));

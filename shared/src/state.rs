@@ -10,6 +10,7 @@ use crate::areas::issues::IssueService;
 use crate::areas::labels::LabelService;
 use crate::areas::projects::ProjectService;
 use crate::areas::teams::TeamService;
+use crate::areas::tokens::TokenService;
 use crate::areas::workflows::WorkflowService;
 use crate::areas::workspaces::WorkspaceService;
 use crate::clock::{Clock, SystemClock};
@@ -32,6 +33,7 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     pub workspaces: Arc<WorkspaceService>,
     pub teams: Arc<TeamService>,
+    pub tokens: Arc<TokenService>,
     pub workflows: Arc<WorkflowService>,
     pub invitations: Arc<InvitationService>,
     pub labels: Arc<LabelService>,
@@ -94,6 +96,7 @@ impl AppState {
             limits,
             workspaces: Arc::new(WorkspaceService::new(ctx.clone())),
             teams: Arc::new(TeamService::new(ctx.clone())),
+            tokens: Arc::new(TokenService::new(ctx.clone())),
             workflows: Arc::new(WorkflowService::new(ctx.clone())),
             invitations: Arc::new(InvitationService::new(ctx.clone())),
             labels: Arc::new(LabelService::new(ctx.clone())),

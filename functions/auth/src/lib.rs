@@ -2,7 +2,7 @@
 //! map the result; the rules live in `momentum_shared::areas::auth`.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use momentum_shared::AppState;
 use momentum_shared::areas::auth::Profile;
@@ -10,6 +10,7 @@ use momentum_shared::areas::auth::{
     ChangePasswordRequest, LoginRequest, LoginResponse, RefreshRequest, RegisterAccepted,
     RegisterRequest, TokenPair, UpdateProfileRequest,
 };
+use momentum_shared::areas::tokens::{ApiToken, CreateApiToken, CreatedApiToken, RevokedApiToken};
 use momentum_shared::http::schema::{CommonErrors, Envelope};
 use momentum_shared::http::{ApiResponse, ApiResult, Auth, ClientIp, Json};
 use serde::Serialize;
@@ -26,6 +27,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(profile, update_profile))
         .routes(routes!(change_password))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
 }
 
 /// The app a Lambda serves: the routes plus body limit, fallbacks and request context.
@@ -109,4 +112,37 @@ async fn change_password(
     Json(req): Json<ChangePasswordRequest>,
 ) -> ApiResult<TokenPair> {
     Ok(ApiResponse::ok(s.auth.change_password(&who, req).await?))
+}
+
+/// Create a personal API token. The token is in this answer only; it is stored hashed.
+/// Needs a signed-in session (an API token is refused).
+#[utoipa::path(post, path = "/auth/tokens", tag = "tokens", security(("bearer" = [])),
+    request_body = CreateApiToken,
+    responses((status = 201, body = Envelope<CreatedApiToken>), CommonErrors))]
+async fn create_token(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Json(req): Json<CreateApiToken>,
+) -> ApiResult<CreatedApiToken> {
+    let created = s.tokens.create(&who, req).await?;
+    Ok(ApiResponse::with_status(StatusCode::CREATED, created))
+}
+
+/// The caller's API tokens (never their secrets).
+#[utoipa::path(get, path = "/auth/tokens", tag = "tokens", security(("bearer" = [])),
+    responses((status = 200, body = Envelope<Vec<ApiToken>>), CommonErrors))]
+async fn list_tokens(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<Vec<ApiToken>> {
+    Ok(ApiResponse::ok(s.tokens.list(&who).await?))
+}
+
+/// Delete one of the caller's API tokens: the next request with it is refused.
+#[utoipa::path(delete, path = "/auth/tokens/{id}", tag = "tokens", security(("bearer" = [])),
+    params(("id" = String, Path, description = "token id (32 hex characters)")),
+    responses((status = 200, body = Envelope<RevokedApiToken>), CommonErrors))]
+async fn revoke_token(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<RevokedApiToken> {
+    Ok(ApiResponse::ok(s.tokens.revoke(&who, &id).await?))
 }

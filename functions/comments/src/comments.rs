@@ -18,7 +18,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// An issue's comments, oldest first, paginated. Replies carry `parent_id`; deleted
 /// comments stay as tombstones (`deleted: true`, empty body).
-#[utoipa::path(get, path = "/comments", tag = "comments", security(("bearer" = [])),
+#[utoipa::path(get, path = "/comments", tag = "comments", security(("bearer" = []), ("api_token" = [])),
     params(CommentListParams, PageParams),
     responses((status = 200, body = Envelope<Paged<Comment>>), CommonErrors))]
 async fn list(
@@ -34,7 +34,7 @@ async fn list(
 
 /// Comment on an issue (members and up), or reply to a comment of the same issue with
 /// `parent_id`. `@username` mentions of members are recorded in `mentions`.
-#[utoipa::path(post, path = "/comments", tag = "comments", security(("bearer" = [])),
+#[utoipa::path(post, path = "/comments", tag = "comments", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateComment,
     responses((status = 201, body = Envelope<Comment>), CommonErrors))]
 async fn create(
@@ -47,7 +47,7 @@ async fn create(
 }
 
 /// One comment.
-#[utoipa::path(get, path = "/comments/{id}", tag = "comments", security(("bearer" = [])),
+#[utoipa::path(get, path = "/comments/{id}", tag = "comments", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "comment id")),
     responses((status = 200, body = Envelope<Comment>), CommonErrors))]
 async fn get_one(
@@ -60,7 +60,7 @@ async fn get_one(
 
 /// Edit a comment's body (its author only); sets `edited_at`. The expected version may come
 /// as `version` or as an `If-Match` header.
-#[utoipa::path(put, path = "/comments/{id}", tag = "comments", security(("bearer" = [])),
+#[utoipa::path(put, path = "/comments/{id}", tag = "comments", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "comment id"),
         ("If-Match" = Option<String>, Header, description = "expected version")),
     request_body = UpdateComment,
@@ -81,7 +81,7 @@ async fn update(
 
 /// Delete a comment (its author, or an admin or owner). The delete is soft: the comment
 /// stays in its thread with `deleted: true` and an empty body; the tombstone is returned.
-#[utoipa::path(delete, path = "/comments/{id}", tag = "comments", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/comments/{id}", tag = "comments", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "comment id"),
         ("If-Match" = Option<String>, Header, description = "expected version")),
     responses((status = 200, body = Envelope<Comment>),

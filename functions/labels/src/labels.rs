@@ -70,7 +70,7 @@ fn batch_reply(outcome: BatchOutcome, ok: StatusCode) -> Response {
 }
 
 /// Labels of a workspace (default: the current one), in id order; `level` filters.
-#[utoipa::path(get, path = "/labels", tag = "labels", security(("bearer" = [])),
+#[utoipa::path(get, path = "/labels", tag = "labels", security(("bearer" = []), ("api_token" = [])),
     params(ListLabelsParams),
     responses((status = 200, body = Envelope<Paged<Label>>), CommonErrors))]
 async fn list(
@@ -83,7 +83,7 @@ async fn list(
 
 /// Create a label (admins and owners). A name already used in the workspace (whatever its
 /// case) is a 409 on `name`.
-#[utoipa::path(post, path = "/labels", tag = "labels", security(("bearer" = [])),
+#[utoipa::path(post, path = "/labels", tag = "labels", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateLabel,
     responses((status = 201, body = Envelope<Label>), CommonErrors))]
 async fn create(
@@ -96,7 +96,7 @@ async fn create(
 }
 
 /// One label.
-#[utoipa::path(get, path = "/labels/{id}", tag = "labels", security(("bearer" = [])),
+#[utoipa::path(get, path = "/labels/{id}", tag = "labels", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "label id")),
     responses((status = 200, body = Envelope<Label>), CommonErrors))]
 async fn get_one(
@@ -108,7 +108,7 @@ async fn get_one(
 }
 
 /// Update a label (admins and owners). `version` (or `If-Match`) must match the current one.
-#[utoipa::path(put, path = "/labels/{id}", tag = "labels", security(("bearer" = [])),
+#[utoipa::path(put, path = "/labels/{id}", tag = "labels", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "label id"),
         ("If-Match" = Option<String>, Header, description = "expected version")),
     request_body = UpdateLabel,
@@ -128,7 +128,7 @@ async fn update(
 }
 
 /// Delete a label (admins and owners); its name becomes free. Answers the deleted label.
-#[utoipa::path(delete, path = "/labels/{id}", tag = "labels", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/labels/{id}", tag = "labels", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "label id")),
     responses((status = 200, body = Envelope<Label>), CommonErrors))]
 async fn delete(
@@ -142,7 +142,7 @@ async fn delete(
 /// Create 1–33 labels at once in one transaction, all or none (admins and owners). When any
 /// item is refused, nothing is written and `error.items` says which and why; more than 33
 /// labels is a 400 on `labels`.
-#[utoipa::path(post, path = "/labels/batch", tag = "labels", security(("bearer" = [])),
+#[utoipa::path(post, path = "/labels/batch", tag = "labels", security(("bearer" = []), ("api_token" = [])),
     request_body = BatchCreateLabels,
     responses((status = 201, body = Envelope<BatchResult>),
         (status = 400, description = "invalid items; nothing written", body = BatchErrorEnvelope),
@@ -158,7 +158,7 @@ async fn batch_create(
 
 /// Update 1–24 labels of one workspace at once in one transaction, all or none (admins and
 /// owners); more than 24 is a 400 on `labels`.
-#[utoipa::path(put, path = "/labels/batch", tag = "labels", security(("bearer" = [])),
+#[utoipa::path(put, path = "/labels/batch", tag = "labels", security(("bearer" = []), ("api_token" = [])),
     request_body = BatchUpdateLabels,
     responses((status = 200, body = Envelope<BatchResult>),
         (status = 400, description = "invalid items; nothing written", body = BatchErrorEnvelope),
@@ -177,7 +177,7 @@ async fn batch_update(
 /// Delete 1–33 labels of one workspace at once, all or none (admins and owners): they are
 /// removed from their issues, then deleted in one transaction; more than 33 is a 400 on
 /// `ids`.
-#[utoipa::path(delete, path = "/labels/batch", tag = "labels", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/labels/batch", tag = "labels", security(("bearer" = []), ("api_token" = [])),
     request_body = BatchDeleteLabels,
     responses((status = 200, body = Envelope<BatchResult>),
         (status = 404, description = "unknown ids; nothing written", body = BatchErrorEnvelope),

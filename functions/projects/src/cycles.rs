@@ -25,7 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// A team's cycles, by start date.
-#[utoipa::path(get, path = "/cycles", tag = "cycles", security(("bearer" = [])),
+#[utoipa::path(get, path = "/cycles", tag = "cycles", security(("bearer" = []), ("api_token" = [])),
     params(ListCyclesParams),
     responses((status = 200, body = Envelope<Paged<CycleView>>), CommonErrors))]
 async fn list(
@@ -37,7 +37,7 @@ async fn list(
 }
 
 /// Create a cycle in a team (numbered per team; members and up).
-#[utoipa::path(post, path = "/cycles", tag = "cycles", security(("bearer" = [])),
+#[utoipa::path(post, path = "/cycles", tag = "cycles", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateCycle,
     responses((status = 201, body = Envelope<CycleView>), CommonErrors))]
 async fn create(
@@ -50,7 +50,7 @@ async fn create(
 }
 
 /// One cycle, with its status (planned, active, completed).
-#[utoipa::path(get, path = "/cycles/{id}", tag = "cycles", security(("bearer" = [])),
+#[utoipa::path(get, path = "/cycles/{id}", tag = "cycles", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "cycle id")),
     responses((status = 200, body = Envelope<CycleView>), CommonErrors))]
 async fn get_one(
@@ -63,7 +63,7 @@ async fn get_one(
 
 /// Partial update of name, description and dates (`version` or `If-Match` -> 412 on
 /// mismatch).
-#[utoipa::path(put, path = "/cycles/{id}", tag = "cycles", security(("bearer" = [])),
+#[utoipa::path(put, path = "/cycles/{id}", tag = "cycles", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "cycle id"),
         ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
     request_body = UpdateCycle,
@@ -83,7 +83,7 @@ async fn update(
 }
 
 /// Delete a cycle; its issues leave it.
-#[utoipa::path(delete, path = "/cycles/{id}", tag = "cycles", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/cycles/{id}", tag = "cycles", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "cycle id")),
     responses((status = 200, body = Envelope<Deleted>), CommonErrors))]
 async fn delete(
@@ -96,7 +96,7 @@ async fn delete(
 }
 
 /// Put 1–50 issues of the cycle's team into the cycle; returns them.
-#[utoipa::path(post, path = "/cycles/{id}/issues", tag = "cycles", security(("bearer" = [])),
+#[utoipa::path(post, path = "/cycles/{id}/issues", tag = "cycles", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "cycle id")),
     request_body = AssignIssues,
     responses((status = 200, body = Envelope<Vec<Issue>>), CommonErrors))]
@@ -111,7 +111,7 @@ async fn add_issues(
 
 /// Take an issue out of the cycle (404 when it is not in it).
 #[utoipa::path(delete, path = "/cycles/{id}/issues/{issue_id}", tag = "cycles",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "cycle id"),
         ("issue_id" = String, Path, description = "issue id")),
     responses((status = 200, body = Envelope<Issue>), CommonErrors))]
@@ -126,7 +126,7 @@ async fn remove_issue(
 }
 
 /// Issue counts by state category and completion percent.
-#[utoipa::path(get, path = "/cycles/{id}/stats", tag = "cycles", security(("bearer" = [])),
+#[utoipa::path(get, path = "/cycles/{id}/stats", tag = "cycles", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "cycle id")),
     responses((status = 200, body = Envelope<CycleStats>), CommonErrors))]
 async fn stats(

@@ -39,7 +39,7 @@ pub struct GetParams {
 /// Issues of a team or workspace, filtered and sorted, by cursor. With filters the chosen
 /// index does not answer, a page may hold fewer than `limit` issues and still have a
 /// `next_cursor`: keep paging until `next_cursor` is null.
-#[utoipa::path(get, path = "/issues", tag = "issues", security(("bearer" = [])),
+#[utoipa::path(get, path = "/issues", tag = "issues", security(("bearer" = []), ("api_token" = [])),
     params(ListIssuesParams),
     responses((status = 200, body = Envelope<Paged<Issue>>), CommonErrors))]
 async fn list(
@@ -52,7 +52,7 @@ async fn list(
 
 /// Create an issue in a team: numbered per team (`ENG-1`, `ENG-2`, ...), in the workflow's
 /// default state unless `state_id` says otherwise (members and up).
-#[utoipa::path(post, path = "/issues", tag = "issues", security(("bearer" = [])),
+#[utoipa::path(post, path = "/issues", tag = "issues", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateIssue,
     responses((status = 201, body = Envelope<Issue>), CommonErrors))]
 async fn create(
@@ -66,7 +66,7 @@ async fn create(
 
 /// One issue, by id or by identifier (`ENG-42`, resolved in `workspace_id` or the caller's
 /// current workspace).
-#[utoipa::path(get, path = "/issues/{id}", tag = "issues", security(("bearer" = [])),
+#[utoipa::path(get, path = "/issues/{id}", tag = "issues", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "issue id, or identifier such as ENG-42"), GetParams),
     responses((status = 200, body = Envelope<Issue>), CommonErrors))]
 async fn get_one(
@@ -82,7 +82,7 @@ async fn get_one(
 
 /// Partial update; `null` clears optional fields. Send the version you read as `version`
 /// or `If-Match` to fail with 412 instead of overwriting someone else's change.
-#[utoipa::path(put, path = "/issues/{id}", tag = "issues", security(("bearer" = [])),
+#[utoipa::path(put, path = "/issues/{id}", tag = "issues", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "issue id"),
         ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
     request_body = UpdateIssue,
@@ -102,7 +102,7 @@ async fn update(
 }
 
 /// Delete an issue (members and up); its sub-issues lose their parent.
-#[utoipa::path(delete, path = "/issues/{id}", tag = "issues", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/issues/{id}", tag = "issues", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "issue id")),
     responses((status = 200, body = Envelope<Deleted>), CommonErrors))]
 async fn delete(
@@ -115,7 +115,7 @@ async fn delete(
 }
 
 /// The issue's history, oldest first: who changed which field from what to what.
-#[utoipa::path(get, path = "/issues/{id}/activity", tag = "issues", security(("bearer" = [])),
+#[utoipa::path(get, path = "/issues/{id}/activity", tag = "issues", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "issue id"), PageParams),
     responses((status = 200, body = Envelope<Paged<Activity>>), CommonErrors))]
 async fn activity(
@@ -128,7 +128,7 @@ async fn activity(
 }
 
 /// The states the issue may move to from its current state.
-#[utoipa::path(get, path = "/issues/{id}/transitions", tag = "issues", security(("bearer" = [])),
+#[utoipa::path(get, path = "/issues/{id}/transitions", tag = "issues", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "issue id")),
     responses((status = 200, body = Envelope<Transitions>), CommonErrors))]
 async fn transitions(
@@ -141,7 +141,7 @@ async fn transitions(
 
 /// Move the issue to another state: 409 (listing the allowed states) when the current
 /// state does not lead there; 400 for a state of another workflow.
-#[utoipa::path(post, path = "/issues/{id}/transitions", tag = "issues", security(("bearer" = [])),
+#[utoipa::path(post, path = "/issues/{id}/transitions", tag = "issues", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "issue id"),
         ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
     request_body = TransitionIssue,
@@ -161,7 +161,7 @@ async fn transition(
 }
 
 /// Sub-issues, oldest first.
-#[utoipa::path(get, path = "/issues/{id}/children", tag = "issues", security(("bearer" = [])),
+#[utoipa::path(get, path = "/issues/{id}/children", tag = "issues", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "issue id"), PageParams),
     responses((status = 200, body = Envelope<Paged<Issue>>), CommonErrors))]
 async fn children(

@@ -31,7 +31,7 @@ pub struct Deleted {
 // ----- project statuses ------------------------------------------------------------------
 
 /// A workspace's project statuses, by position.
-#[utoipa::path(get, path = "/project-statuses", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(get, path = "/project-statuses", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     params(StatusListParams),
     responses((status = 200, body = Envelope<Vec<ProjectStatus>>), CommonErrors))]
 async fn list_statuses(
@@ -47,7 +47,7 @@ async fn list_statuses(
 }
 
 /// Create a project status (admins and owners).
-#[utoipa::path(post, path = "/project-statuses", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(post, path = "/project-statuses", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateProjectStatus,
     responses((status = 201, body = Envelope<ProjectStatus>), CommonErrors))]
 async fn create_status(
@@ -60,7 +60,7 @@ async fn create_status(
 }
 
 /// One project status.
-#[utoipa::path(get, path = "/project-statuses/{id}", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(get, path = "/project-statuses/{id}", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "project status id")),
     responses((status = 200, body = Envelope<ProjectStatus>), CommonErrors))]
 async fn get_status(
@@ -73,7 +73,7 @@ async fn get_status(
 
 /// Change a project status's name, category, color or position (admins and owners).
 /// The expected version may come as `version` or as an `If-Match` header.
-#[utoipa::path(put, path = "/project-statuses/{id}", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(put, path = "/project-statuses/{id}", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "project status id"),
         ("If-Match" = Option<String>, Header, description = "expected version")),
     request_body = UpdateProjectStatus,
@@ -93,7 +93,7 @@ async fn update_status(
 }
 
 /// Delete a project status no project uses (admins and owners; 409 while projects use it).
-#[utoipa::path(delete, path = "/project-statuses/{id}", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/project-statuses/{id}", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "project status id"),
         ("If-Match" = Option<String>, Header, description = "expected version")),
     responses((status = 200, body = Envelope<Deleted>),
@@ -113,7 +113,7 @@ async fn delete_status(
 
 /// A workspace's projects, paginated, optionally filtered by status, owner and priority.
 /// A filtered page may hold fewer than `limit` items while `next_cursor` is present.
-#[utoipa::path(get, path = "/projects", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(get, path = "/projects", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     params(ProjectFilter, PageParams),
     responses((status = 200, body = Envelope<Paged<Project>>), CommonErrors))]
 async fn list(
@@ -129,7 +129,7 @@ async fn list(
 
 /// Create a project (members and up). The key is unique in the workspace (409 on
 /// `project_key`); the owner defaults to the caller.
-#[utoipa::path(post, path = "/projects", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(post, path = "/projects", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateProject,
     responses((status = 201, body = Envelope<ProjectView>), CommonErrors))]
 async fn create(
@@ -142,7 +142,7 @@ async fn create(
 }
 
 /// One project, with its status's category.
-#[utoipa::path(get, path = "/projects/{id}", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(get, path = "/projects/{id}", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "project id")),
     responses((status = 200, body = Envelope<ProjectView>), CommonErrors))]
 async fn get_one(
@@ -155,7 +155,7 @@ async fn get_one(
 
 /// Change a project (members and up). Absent fields stay; `null` clears optional ones. The
 /// expected version may come as `version` or as an `If-Match` header.
-#[utoipa::path(put, path = "/projects/{id}", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(put, path = "/projects/{id}", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "project id"),
         ("If-Match" = Option<String>, Header, description = "expected version")),
     request_body = UpdateProject,
@@ -175,7 +175,7 @@ async fn update(
 }
 
 /// Delete a project (members and up); its key becomes free.
-#[utoipa::path(delete, path = "/projects/{id}", tag = "projects", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/projects/{id}", tag = "projects", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "project id"),
         ("If-Match" = Option<String>, Header, description = "expected version")),
     responses((status = 200, body = Envelope<Deleted>),

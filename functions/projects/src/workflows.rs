@@ -38,7 +38,7 @@ pub struct WorkflowListParams {
 
 /// Workflows of a team or a workspace, each with its states sorted by position (any
 /// member).
-#[utoipa::path(get, path = "/workflows", tag = "workflows", security(("bearer" = [])),
+#[utoipa::path(get, path = "/workflows", tag = "workflows", security(("bearer" = []), ("api_token" = [])),
     params(WorkflowListParams),
     responses((status = 200, body = Envelope<Vec<WorkflowView>>), CommonErrors))]
 async fn list(
@@ -55,7 +55,7 @@ async fn list(
 
 /// Create a workflow for a team with the default states (admins and owners);
 /// `make_default` makes it the team's workflow.
-#[utoipa::path(post, path = "/workflows", tag = "workflows", security(("bearer" = [])),
+#[utoipa::path(post, path = "/workflows", tag = "workflows", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateWorkflow,
     responses((status = 201, body = Envelope<WorkflowView>), CommonErrors))]
 async fn create(
@@ -68,7 +68,7 @@ async fn create(
 }
 
 /// One workflow with its states (any member).
-#[utoipa::path(get, path = "/workflows/{id}", tag = "workflows", security(("bearer" = [])),
+#[utoipa::path(get, path = "/workflows/{id}", tag = "workflows", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workflow id")),
     responses((status = 200, body = Envelope<WorkflowView>), CommonErrors))]
 async fn get_one(
@@ -80,7 +80,7 @@ async fn get_one(
 }
 
 /// Rename a workflow or change its default state (admins and owners).
-#[utoipa::path(put, path = "/workflows/{id}", tag = "workflows", security(("bearer" = [])),
+#[utoipa::path(put, path = "/workflows/{id}", tag = "workflows", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workflow id"),
         ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
     request_body = UpdateWorkflow,
@@ -101,7 +101,7 @@ async fn update(
 
 /// Add a state to a workflow (admins and owners).
 #[utoipa::path(post, path = "/workflows/{id}/states", tag = "workflows",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workflow id")),
     request_body = CreateState,
     responses((status = 201, body = Envelope<WorkflowState>), CommonErrors))]
@@ -118,7 +118,7 @@ async fn create_state(
 /// Change a state's name, category, color, position or allowed transitions (admins and
 /// owners).
 #[utoipa::path(put, path = "/workflows/{id}/states/{state_id}", tag = "workflows",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workflow id"), ("state_id" = String, Path)),
     request_body = UpdateState,
     responses((status = 200, body = Envelope<WorkflowState>), CommonErrors))]
@@ -146,7 +146,7 @@ pub struct DeleteStateParams {
 /// (409). Its issues move to `replacement_state_id`; without one, a state that holds issues
 /// is refused (409, saying how many).
 #[utoipa::path(delete, path = "/workflows/{id}/states/{state_id}", tag = "workflows",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workflow id"), ("state_id" = String, Path),
         DeleteStateParams),
     responses((status = 200, body = Envelope<Deleted>), CommonErrors))]

@@ -27,7 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The caller's pending invitations, across workspaces (expired ones are left out).
-#[utoipa::path(get, path = "/invitations", tag = "invitations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/invitations", tag = "invitations", security(("bearer" = []), ("api_token" = [])),
     params(PageParams),
     responses((status = 200, body = Envelope<Paged<Invitation>>), CommonErrors))]
 async fn list_mine(
@@ -40,7 +40,7 @@ async fn list_mine(
 
 /// Invite an email to a workspace (default: the current one; admins and owners). Valid for
 /// 7 days. 409 when the email already has a pending invitation there or is a member.
-#[utoipa::path(post, path = "/invitations", tag = "invitations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/invitations", tag = "invitations", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateInvitation,
     responses((status = 201, body = Envelope<Invitation>), CommonErrors))]
 async fn create(
@@ -54,7 +54,7 @@ async fn create(
 
 /// A workspace's invitations, in id order (admins and owners).
 #[utoipa::path(get, path = "/workspaces/{id}/invitations", tag = "invitations",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id"), PageParams),
     responses((status = 200, body = Envelope<Paged<Invitation>>), CommonErrors))]
 async fn list_for_workspace(
@@ -71,7 +71,7 @@ async fn list_for_workspace(
 /// Accept an invitation addressed to the caller's email: the caller becomes a member.
 /// 409 when it is no longer pending or has expired.
 #[utoipa::path(post, path = "/invitations/{id}/accept", tag = "invitations",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "invitation id")),
     responses((status = 200, body = Envelope<AcceptedInvitation>), CommonErrors))]
 async fn accept(
@@ -84,7 +84,7 @@ async fn accept(
 
 /// Decline an invitation addressed to the caller's email.
 #[utoipa::path(post, path = "/invitations/{id}/decline", tag = "invitations",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "invitation id")),
     responses((status = 200, body = Envelope<Invitation>), CommonErrors))]
 async fn decline(
@@ -97,7 +97,7 @@ async fn decline(
 
 /// Revoke a pending invitation (admins and owners). Answers it with status `revoked`.
 #[utoipa::path(delete, path = "/invitations/{id}", tag = "invitations",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "invitation id")),
     responses((status = 200, body = Envelope<Invitation>), CommonErrors))]
 async fn revoke(
@@ -110,7 +110,7 @@ async fn revoke(
 
 /// Create a shareable invite code (admins and owners).
 #[utoipa::path(post, path = "/workspaces/{id}/invite-codes", tag = "invitations",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id")),
     request_body = CreateInviteCode,
     responses((status = 201, body = Envelope<InviteCode>), CommonErrors))]
@@ -126,7 +126,7 @@ async fn create_code(
 
 /// A workspace's invite codes, with uses and status (admins and owners).
 #[utoipa::path(get, path = "/workspaces/{id}/invite-codes", tag = "invitations",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id"), PageParams),
     responses((status = 200, body = Envelope<Paged<InviteCode>>), CommonErrors))]
 async fn list_codes(
@@ -142,7 +142,7 @@ async fn list_codes(
 
 /// Delete an invite code (admins and owners of its workspace). Answers the deleted code.
 #[utoipa::path(delete, path = "/invite-codes/{code}", tag = "invitations",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("code" = String, Path, description = "invite code")),
     responses((status = 200, body = Envelope<InviteCode>), CommonErrors))]
 async fn delete_code(
@@ -158,7 +158,7 @@ async fn delete_code(
 /// Join the workspace of an invite code (any signed-in user). 409 when the code expired,
 /// reached its maximum uses, or the caller is already a member.
 #[utoipa::path(post, path = "/invite-codes/{code}/join", tag = "invitations",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("code" = String, Path, description = "invite code (case-insensitive)")),
     responses((status = 200, body = Envelope<Member>), CommonErrors))]
 async fn join(

@@ -1,7 +1,9 @@
-//! The workspaces function: workspaces, members, change feed, teams, invitations.
+//! The workspaces function: workspaces, members, change feed, teams, invitations, the
+//! workspace's API tokens.
 
 pub mod invitations;
 pub mod teams;
+pub mod tokens;
 pub mod workspaces;
 
 use axum::Router;
@@ -14,6 +16,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(workspaces::routes())
         .merge(teams::routes())
         .merge(invitations::routes())
+        .merge(tokens::routes())
 }
 
 /// The app the Lambda serves.

@@ -33,7 +33,7 @@ pub struct TeamListParams {
 }
 
 /// Teams of a workspace, paginated (any member).
-#[utoipa::path(get, path = "/teams", tag = "teams", security(("bearer" = [])),
+#[utoipa::path(get, path = "/teams", tag = "teams", security(("bearer" = []), ("api_token" = [])),
     params(TeamListParams, PageParams),
     responses((status = 200, body = Envelope<Paged<Team>>), CommonErrors))]
 async fn list(
@@ -49,7 +49,7 @@ async fn list(
 
 /// Create a team (admins and owners): the caller becomes its lead; it gets a workflow with
 /// the default states. A taken key is 409 on `key`.
-#[utoipa::path(post, path = "/teams", tag = "teams", security(("bearer" = [])),
+#[utoipa::path(post, path = "/teams", tag = "teams", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateTeam,
     responses((status = 201, body = Envelope<CreatedTeam>), CommonErrors))]
 async fn create(
@@ -62,7 +62,7 @@ async fn create(
 }
 
 /// One team (any member).
-#[utoipa::path(get, path = "/teams/{id}", tag = "teams", security(("bearer" = [])),
+#[utoipa::path(get, path = "/teams/{id}", tag = "teams", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "team id")),
     responses((status = 200, body = Envelope<Team>), CommonErrors))]
 async fn get_one(
@@ -74,7 +74,7 @@ async fn get_one(
 }
 
 /// Update key, name or description (admins and owners).
-#[utoipa::path(put, path = "/teams/{id}", tag = "teams", security(("bearer" = [])),
+#[utoipa::path(put, path = "/teams/{id}", tag = "teams", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "team id"),
         ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
     request_body = UpdateTeam,
@@ -95,7 +95,7 @@ async fn update(
 
 /// Delete a team that never had issues (admins and owners), with its memberships and
 /// workflows. A team with issues is 409.
-#[utoipa::path(delete, path = "/teams/{id}", tag = "teams", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/teams/{id}", tag = "teams", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "team id")),
     responses((status = 200, body = Envelope<Deleted>), CommonErrors))]
 async fn delete(
@@ -108,7 +108,7 @@ async fn delete(
 }
 
 /// Members of a team, paginated (any member).
-#[utoipa::path(get, path = "/teams/{id}/members", tag = "teams", security(("bearer" = [])),
+#[utoipa::path(get, path = "/teams/{id}/members", tag = "teams", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "team id"), PageParams),
     responses((status = 200, body = Envelope<Paged<TeamMember>>), CommonErrors))]
 async fn members(
@@ -122,7 +122,7 @@ async fn members(
 
 /// Add a workspace member to the team (admins), or join it as `member` (members, for
 /// themselves).
-#[utoipa::path(post, path = "/teams/{id}/members", tag = "teams", security(("bearer" = [])),
+#[utoipa::path(post, path = "/teams/{id}/members", tag = "teams", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "team id")),
     request_body = AddTeamMember,
     responses((status = 201, body = Envelope<TeamMember>), CommonErrors))]
@@ -138,7 +138,7 @@ async fn add_member(
 
 /// Change a team member's role (admins and owners).
 #[utoipa::path(put, path = "/teams/{id}/members/{user_id}", tag = "teams",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "team id"), ("user_id" = String, Path)),
     request_body = ChangeTeamMemberRole,
     responses((status = 200, body = Envelope<TeamMember>), CommonErrors))]
@@ -155,7 +155,7 @@ async fn change_member_role(
 
 /// Remove a team member (admins and owners), or leave the team (anyone, for themselves).
 #[utoipa::path(delete, path = "/teams/{id}/members/{user_id}", tag = "teams",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "team id"), ("user_id" = String, Path)),
     responses((status = 200, body = Envelope<Deleted>), CommonErrors))]
 async fn remove_member(

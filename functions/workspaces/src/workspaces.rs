@@ -33,7 +33,7 @@ pub struct Deleted {
 }
 
 /// The caller's workspaces, each with the caller's role.
-#[utoipa::path(get, path = "/workspaces", tag = "workspaces", security(("bearer" = [])),
+#[utoipa::path(get, path = "/workspaces", tag = "workspaces", security(("bearer" = []), ("api_token" = [])),
     responses((status = 200, body = Envelope<Vec<WorkspaceView>>), CommonErrors))]
 async fn list_mine(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<Vec<WorkspaceView>> {
     Ok(ApiResponse::ok(s.workspaces.list_mine(&who).await?))
@@ -41,7 +41,7 @@ async fn list_mine(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<Vec<
 
 /// Create a workspace: the caller becomes its owner; it gets a default team and workflow
 /// and becomes the caller's current workspace.
-#[utoipa::path(post, path = "/workspaces", tag = "workspaces", security(("bearer" = [])),
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", security(("bearer" = []), ("api_token" = [])),
     request_body = CreateWorkspace,
     responses((status = 201, body = Envelope<CreatedWorkspace>), CommonErrors))]
 async fn create(
@@ -54,14 +54,14 @@ async fn create(
 }
 
 /// The caller's current workspace.
-#[utoipa::path(get, path = "/workspaces/current", tag = "workspaces", security(("bearer" = [])),
+#[utoipa::path(get, path = "/workspaces/current", tag = "workspaces", security(("bearer" = []), ("api_token" = [])),
     responses((status = 200, body = Envelope<WorkspaceView>), CommonErrors))]
 async fn current(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<WorkspaceView> {
     Ok(ApiResponse::ok(s.workspaces.current(&who).await?))
 }
 
 /// Make a workspace the caller's current one (members only).
-#[utoipa::path(post, path = "/workspaces/switch", tag = "workspaces", security(("bearer" = [])),
+#[utoipa::path(post, path = "/workspaces/switch", tag = "workspaces", security(("bearer" = []), ("api_token" = [])),
     request_body = SwitchWorkspace,
     responses((status = 200, body = Envelope<WorkspaceView>), CommonErrors))]
 async fn switch(
@@ -73,7 +73,7 @@ async fn switch(
 }
 
 /// One workspace.
-#[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces", security(("bearer" = [])),
+#[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id")),
     responses((status = 200, body = Envelope<WorkspaceView>), CommonErrors))]
 async fn get_one(
@@ -85,7 +85,7 @@ async fn get_one(
 }
 
 /// Update name, url key or description (admins and owners).
-#[utoipa::path(put, path = "/workspaces/{id}", tag = "workspaces", security(("bearer" = [])),
+#[utoipa::path(put, path = "/workspaces/{id}", tag = "workspaces", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id"),
         ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
     request_body = UpdateWorkspace,
@@ -105,7 +105,7 @@ async fn update(
 }
 
 /// Delete the workspace (owners only).
-#[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id")),
     responses((status = 200, body = Envelope<Deleted>), CommonErrors))]
 async fn delete(
@@ -118,7 +118,7 @@ async fn delete(
 }
 
 /// Members of a workspace, paginated.
-#[utoipa::path(get, path = "/workspaces/{id}/members", tag = "workspaces", security(("bearer" = [])),
+#[utoipa::path(get, path = "/workspaces/{id}/members", tag = "workspaces", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id"), PageParams),
     responses((status = 200, body = Envelope<Paged<Member>>), CommonErrors))]
 async fn members(
@@ -134,7 +134,7 @@ async fn members(
 
 /// Change a member's role (admins; owner role by owners only).
 #[utoipa::path(put, path = "/workspaces/{id}/members/{user_id}", tag = "workspaces",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id"), ("user_id" = String, Path)),
     request_body = ChangeMemberRole,
     responses((status = 200, body = Envelope<Member>), CommonErrors))]
@@ -151,7 +151,7 @@ async fn change_role(
 
 /// Remove a member (admins; owners for owners), or leave (any member, for themselves).
 #[utoipa::path(delete, path = "/workspaces/{id}/members/{user_id}", tag = "workspaces",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id"), ("user_id" = String, Path)),
     responses((status = 200, body = Envelope<Deleted>), CommonErrors))]
 async fn remove_member(
@@ -176,7 +176,7 @@ pub struct ChangesParams {
 
 /// Changes after `since`, in commit order: delta sync and resume after reconnect.
 /// A `since` older than retention answers 410 `RESYNC_REQUIRED`.
-#[utoipa::path(get, path = "/workspaces/{id}/changes", tag = "workspaces", security(("bearer" = [])),
+#[utoipa::path(get, path = "/workspaces/{id}/changes", tag = "workspaces", security(("bearer" = []), ("api_token" = [])),
     params(("id" = String, Path, description = "workspace id"), ChangesParams),
     responses((status = 200, body = Envelope<ChangesPage>),
         (status = 410, description = "cursor older than retention", body = momentum_shared::http::schema::ErrorEnvelope),

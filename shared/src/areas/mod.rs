@@ -10,5 +10,6 @@ pub mod issues;
 pub mod labels;
 pub mod projects;
 pub mod teams;
+pub mod tokens;
 pub mod workflows;
 pub mod workspaces;

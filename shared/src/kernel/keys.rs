@@ -25,6 +25,24 @@ pub fn user_partition(user_id: &str) -> String {
     format!("USER#{user_id}")
 }
 
+pub const API_TOKEN_PREFIX: &str = "TOKEN#";
+
+/// A personal API token, in its owner's partition (their tokens are one Query).
+pub fn api_token(user_id: &str, token_id: &str) -> Key {
+    Key::new(
+        user_partition(user_id),
+        format!("{API_TOKEN_PREFIX}{token_id}"),
+    )
+}
+
+/// A token's index item in a workspace it acts in (the admins' list is one Query).
+pub fn workspace_token(workspace_id: &str, token_id: &str) -> Key {
+    Key::new(
+        workspace_partition(workspace_id),
+        format!("{API_TOKEN_PREFIX}{token_id}"),
+    )
+}
+
 /// A refresh token, keyed by its SHA-256.
 pub fn refresh_token(token_hash: &str) -> Key {
     Key::new(format!("REFRESH#{token_hash}"), "REFRESH")

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
-use crate::kernel::access::Principal;
+use crate::kernel::access::{Action, Principal};
 use crate::kernel::input::json::{StrictJsonError, strict_json};
 use crate::kernel::paging::PageParams;
 use crate::kernel::paging::{MAX_CHANGES_LIMIT, changes_limit};
@@ -98,7 +98,11 @@ async fn live_connection(
     connection_id: &str,
 ) -> AppResult<Connection> {
     let conn = registry.require(connection_id).await?;
-    state.ctx.access.session(&conn.principal(), &[]).await?;
+    state
+        .ctx
+        .access
+        .session(&conn.principal(), Action::Read, &[])
+        .await?;
     Ok(conn)
 }
 

@@ -73,10 +73,7 @@ pub struct Connection {
 
 impl Connection {
     pub fn principal(&self) -> Principal {
-        Principal {
-            user_id: self.user_id.clone(),
-            session_id: self.session_id.clone(),
-        }
+        Principal::session(self.user_id.clone(), self.session_id.clone())
     }
 
     /// Epoch seconds of the connection's last message.
@@ -180,6 +177,13 @@ impl ConnectionRegistry {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| AppError::unauthorized("missing token"))?;
         let who = auth.authenticate(token)?;
+        // Sockets belong to a login session (revocation closes them by session); API
+        // tokens are for REST integrations, which hear of changes through webhooks.
+        if who.is_api_token() {
+            return Err(AppError::unauthorized(
+                "API tokens are not accepted on WebSocket connections; sign in",
+            ));
+        }
         let workspace_id = self.access.current_workspace(&who).await?;
         let now = self.ctx.clock.epoch_secs();
         let connection = Connection {

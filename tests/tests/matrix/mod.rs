@@ -15,6 +15,7 @@ pub mod labels;
 pub mod projects;
 pub mod realtime;
 pub mod teams;
+pub mod tokens;
 pub mod workflows;
 pub mod workspaces;
 
@@ -338,6 +339,7 @@ pub fn all_rows() -> Vec<Row> {
     rows.extend(cycles::rows());
     rows.extend(comments::rows());
     rows.extend(realtime::rows());
+    rows.extend(tokens::rows());
     rows
 }
 

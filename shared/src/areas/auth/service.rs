@@ -17,7 +17,7 @@ use crate::auth::{PasswordHasher, TokenIssuer, new_refresh_token, refresh_token_
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::error::{AppError, AppResult};
-use crate::kernel::access::{Principal, SessionRecord};
+use crate::kernel::access::{Principal, SessionRecord, TOKEN_REVOKED, is_api_token, parse_token};
 use crate::kernel::changes::{ChangeLog, Revocation};
 use crate::kernel::context::{retry_unversioned, version_conflict};
 use crate::kernel::input::text::{normalize_email, optional_text, optional_url, validate_username};
@@ -118,6 +118,18 @@ pub struct LoginResponse {
     pub user: Profile,
 }
 
+/// The account routes (`/auth/*`: logout, profile, password, tokens) need a signed-in
+/// session: an API token cannot end sessions, change who the user is or mint more tokens,
+/// so a leaked one cannot take the account over.
+pub fn require_session(who: &Principal) -> AppResult<()> {
+    if who.is_api_token() {
+        return Err(AppError::forbidden(
+            "API tokens are not accepted on account routes; sign in",
+        ));
+    }
+    Ok(())
+}
+
 const INVALID_CREDENTIALS: &str = "invalid email or password";
 const SESSION_REVOKED: &str = "session expired or revoked; log in again";
 use crate::kernel::limits::MAX_LOGIN_PASSWORD_BYTES;
@@ -193,16 +205,18 @@ impl AuthService {
         &self.tokens
     }
 
-    /// Verifies an access token (no storage call). Session liveness is checked by the
-    /// service calls that read on the user's behalf, in the same batch as their data.
-    pub fn authenticate(&self, access_token: &str) -> AppResult<Principal> {
-        let claims = self
-            .tokens
-            .verify_at(access_token, self.clock.epoch_secs())?;
-        Ok(Principal {
-            user_id: claims.sub,
-            session_id: claims.sid,
-        })
+    /// Verifies a bearer credential without a storage call: an access token (JWT) by its
+    /// signature, an API token (`mtm_pat_...`) by its shape only. Session liveness, and an
+    /// API token's hash, expiry, scopes and restriction, are checked by the service calls
+    /// that read on the user's behalf, in the same batch as their data.
+    pub fn authenticate(&self, bearer: &str) -> AppResult<Principal> {
+        if is_api_token(bearer) {
+            let (user_id, proof) =
+                parse_token(bearer).ok_or_else(|| AppError::unauthorized(TOKEN_REVOKED))?;
+            return Ok(Principal::api_token(user_id, proof));
+        }
+        let claims = self.tokens.verify_at(bearer, self.clock.epoch_secs())?;
+        Ok(Principal::session(claims.sub, claims.sid))
     }
 
     /// Registers an account. `client` is the caller's network address (rate limits:
@@ -501,6 +515,7 @@ impl AuthService {
 
     /// Revokes the caller's session: its refresh tokens and access tokens stop working.
     pub async fn logout(&self, who: &Principal) -> AppResult<()> {
+        require_session(who)?;
         let (revocation, announce) = self.revocation(&who.user_id, vec![who.session_id.clone()]);
         self.store
             .transact(vec![
@@ -517,7 +532,10 @@ impl AuthService {
     }
 
     /// Loads the caller's user record, checking in the same call that the session is live.
+    /// Every account route (profile, password) goes through here, so none accepts an API
+    /// token.
     async fn load_user(&self, who: &Principal) -> AppResult<UserRecord> {
+        require_session(who)?;
         let got = self
             .store
             .batch_get(

@@ -173,7 +173,7 @@ impl InvitationService {
         let mut got = self
             .ctx
             .access
-            .session(who, &[invite_code_lookup_key(&code)])
+            .session(who, Action::Manage, &[invite_code_lookup_key(&code)])
             .await?;
         let lookup: CodeLookup = found(got.pop().flatten(), "invite code")?;
         let ws = lookup.workspace_id;
@@ -214,7 +214,9 @@ impl InvitationService {
     /// are checked; the use is counted in the same transaction as the membership.
     pub async fn join(&self, who: &Principal, raw_code: &str) -> AppResult<Member> {
         let code = parse_code(raw_code)?;
-        let (user, raw_user, mut got) = self.user(who, &[invite_code_lookup_key(&code)]).await?;
+        let (user, raw_user, mut got) = self
+            .user(who, Action::Contribute, &[invite_code_lookup_key(&code)])
+            .await?;
         let lookup: CodeLookup = found(got.pop().flatten(), "invite code")?;
         let now = self.now();
         if expired(&lookup.expires_at, now) {

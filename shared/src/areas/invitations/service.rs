@@ -146,7 +146,7 @@ impl InvitationService {
         page: &PageParams,
     ) -> AppResult<Paged<Invitation>> {
         let limit = page.limit()?;
-        let user: UserRecord = self.user(who, &[]).await?.0;
+        let user: UserRecord = self.user(who, Action::Read, &[]).await?.0;
         let got = self
             .ctx
             .store
@@ -207,11 +207,12 @@ impl InvitationService {
     pub(super) async fn user(
         &self,
         who: &Principal,
+        action: Action,
         extra: &[Key],
     ) -> AppResult<(UserRecord, Item, Vec<Option<Item>>)> {
         let mut keys_ = vec![keys::user(&who.user_id)];
         keys_.extend_from_slice(extra);
-        let mut got = self.ctx.access.session(who, &keys_).await?;
+        let mut got = self.ctx.access.session(who, action, &keys_).await?;
         let rest = got.split_off(1);
         let raw = got
             .pop()
@@ -231,6 +232,7 @@ impl InvitationService {
         let (user, raw, mut got) = self
             .user(
                 who,
+                Action::Contribute,
                 &[
                     keys::invitation(&ws, invitation_id),
                     keys::member(&ws, &who.user_id),

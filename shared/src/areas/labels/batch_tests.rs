@@ -93,10 +93,7 @@ fn stored_label(ws: &str, name: String) -> Label {
 /// (written directly: the change log starts empty).
 async fn setup(existing: usize) -> Setup {
     let ws = uuid::Uuid::now_v7().to_string();
-    let who = Principal {
-        user_id: "u1".into(),
-        session_id: "s1".into(),
-    };
+    let who = Principal::session("u1", "s1");
     let inner = EmbeddedStore::in_memory();
     let far = SystemClock.epoch_secs() + 3600;
     let session = json!({

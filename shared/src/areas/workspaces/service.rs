@@ -97,7 +97,7 @@ impl WorkspaceService {
         let mut got = self
             .ctx
             .access
-            .session(who, &[keys::user(&who.user_id)])
+            .session(who, Action::Contribute, &[keys::user(&who.user_id)])
             .await?;
         got.pop()
             .flatten()
@@ -268,7 +268,7 @@ impl WorkspaceService {
             .iter()
             .map(|m| keys::workspace(&m.workspace_id))
             .collect();
-        let got = self.ctx.access.session(who, &metas).await?;
+        let got = self.ctx.access.session(who, Action::Read, &metas).await?;
         let mut out = Vec::with_capacity(memberships.len());
         for (m, item) in memberships.into_iter().zip(got) {
             if let Some(item) = item {
@@ -292,6 +292,13 @@ impl WorkspaceService {
     }
 
     pub async fn switch(&self, who: &Principal, req: SwitchWorkspace) -> AppResult<WorkspaceView> {
+        // The current workspace is the signed-in user's state; an API token names the
+        // workspace of each request instead.
+        if who.is_api_token() {
+            return Err(AppError::forbidden(
+                "an API token cannot switch the current workspace; pass workspace_id",
+            ));
+        }
         let view = self.get(who, &req.workspace_id).await?;
         self.ctx
             .store

@@ -5,11 +5,17 @@
 mod member;
 mod principal;
 mod role;
+mod token;
 mod visibility;
 
 pub use member::{Member, Membership};
 pub use principal::{Principal, SessionRecord};
 pub use role::{Action, Role};
+pub use token::{
+    ApiTokenRecord, TOKEN_PREFIX, TOKEN_REVOKED, TokenProof, TokenScope, WorkspaceTokenRecord,
+    check_token, display_prefix, is_api_token, is_token_id, new_token, new_token_id, parse_token,
+    token_hash,
+};
 pub use visibility::{Audience, EntityType};
 
 use std::sync::Arc;
@@ -20,8 +26,8 @@ use crate::kernel::keys;
 use serde::de::DeserializeOwned;
 
 use crate::kernel::ids::Kind;
-use crate::kernel::record::from_item;
-use crate::storage::{Item, Key, Store, Table};
+use crate::kernel::record::{from_item, to_item};
+use crate::storage::{Condition, Item, Key, Store, Table, Update, WriteOp};
 
 /// The caller inside one workspace.
 #[derive(Clone, Debug)]
@@ -71,9 +77,12 @@ impl Access {
         Self { store, clock }
     }
 
-    /// Reads session, membership and `extra` keys in one call. Errs with 401 for a dead
-    /// session, 404 (`not_found`) when the caller is not a member, 403 when the role does not
-    /// allow `action`. Returns the scope and the extra items, aligned with `extra`.
+    /// Reads the credential (session, or API token and its index item in the workspace),
+    /// membership and `extra` keys in one call. Errs with 401 for a dead session or token,
+    /// 404 (`not_found`) when the caller is not a member (or the token is restricted to
+    /// another workspace), 403 when the role or the token's scopes do not allow `action` or
+    /// an admin revoked the token in this workspace. Returns the scope and the extra items,
+    /// aligned with `extra`.
     pub async fn authorize(
         &self,
         who: &Principal,
@@ -82,18 +91,51 @@ impl Access {
         not_found: &str,
         extra: &[Key],
     ) -> AppResult<(Scope, Vec<Option<Item>>)> {
-        let mut keys = Vec::with_capacity(extra.len() + 2);
-        keys.push(keys::session(&who.user_id, &who.session_id));
+        let mut keys = Vec::with_capacity(extra.len() + 3);
+        keys.push(credential_key(who));
         keys.push(keys::member(workspace_id, &who.user_id));
+        if let Some(proof) = &who.token {
+            keys.push(keys::workspace_token(workspace_id, &proof.token_id));
+        }
+        let fixed = keys.len();
         keys.extend_from_slice(extra);
         let mut items = self.store.batch_get(Table::Main, &keys).await?;
-        let rest = items.split_off(2);
-        let member = items.pop().flatten();
-        check_session(items.pop().flatten(), self.clock.epoch_secs())?;
+        let rest = items.split_off(fixed);
+        let mut fixed = items.into_iter();
+        let credential = fixed.next().flatten();
+        let member = fixed.next().flatten();
+        let index = fixed.next().flatten();
+        let now = self.clock.epoch_secs();
+        let token = match &who.token {
+            None => {
+                check_session(credential, now)?;
+                None
+            }
+            Some(proof) => {
+                let record = check_token(credential, proof, now)?;
+                if record
+                    .workspace_id
+                    .as_deref()
+                    .is_some_and(|ws| ws != workspace_id)
+                {
+                    return Err(AppError::not_found(not_found));
+                }
+                Some(record)
+            }
+        };
         let member: Member = member
             .map(from_item)
             .transpose()?
             .ok_or_else(|| AppError::not_found(not_found))?;
+        let index: Option<WorkspaceTokenRecord> = index.map(from_item).transpose()?;
+        if let Some(record) = &token {
+            if index.as_ref().is_some_and(|i| i.blocked) {
+                return Err(AppError::forbidden(
+                    "an admin of this workspace revoked this API token here",
+                ));
+            }
+            token::require_scope(record, action)?;
+        }
         let scope = Scope {
             workspace_id: workspace_id.to_owned(),
             user_id: who.user_id.clone(),
@@ -101,6 +143,10 @@ impl Access {
             member,
         };
         scope.require(action)?;
+        if let Some(record) = token {
+            self.note_token_use(&record, Some(workspace_id), index.is_some(), now)
+                .await;
+        }
         Ok((scope, rest))
     }
 
@@ -180,28 +226,120 @@ impl Access {
         }
     }
 
-    /// The caller's current workspace id, if any (checks the session too).
+    /// The caller's current workspace id, if any (checks the credential too). A token
+    /// restricted to a workspace means that workspace.
     pub async fn current_workspace(&self, who: &Principal) -> AppResult<Option<String>> {
-        let user = self
-            .session(who, &[keys::user(&who.user_id)])
-            .await?
+        let (token, mut got) = self.credential(who, &[keys::user(&who.user_id)]).await?;
+        let user = got
             .pop()
             .flatten()
             .ok_or_else(|| AppError::unauthorized(SESSION_REVOKED))?;
+        if let Some(ws) = token.and_then(|t| t.workspace_id) {
+            return Ok(Some(ws));
+        }
         Ok(user
             .get("current_workspace_id")
             .and_then(|v| v.as_str())
             .map(str::to_owned))
     }
 
-    /// Checks only the session (for requests outside any workspace), reading `extra` along.
-    pub async fn session(&self, who: &Principal, extra: &[Key]) -> AppResult<Vec<Option<Item>>> {
+    /// Checks only the credential (for requests outside any workspace), reading `extra`
+    /// along. `action` is what the request does, for an API token's scopes; a token
+    /// restricted to one workspace may not act outside it (403).
+    pub async fn session(
+        &self,
+        who: &Principal,
+        action: Action,
+        extra: &[Key],
+    ) -> AppResult<Vec<Option<Item>>> {
+        let (token, rest) = self.credential(who, extra).await?;
+        if let Some(record) = token {
+            if record.workspace_id.is_some() {
+                return Err(AppError::forbidden(
+                    "this API token is restricted to one workspace",
+                ));
+            }
+            token::require_scope(&record, action)?;
+            self.note_token_use(&record, None, true, self.clock.epoch_secs())
+                .await;
+        }
+        Ok(rest)
+    }
+
+    /// Reads the caller's session or API token with `extra` in one call and checks that it
+    /// is live; returns the token's record (none for a session) and the extra items.
+    async fn credential(
+        &self,
+        who: &Principal,
+        extra: &[Key],
+    ) -> AppResult<(Option<ApiTokenRecord>, Vec<Option<Item>>)> {
         let mut keys = Vec::with_capacity(extra.len() + 1);
-        keys.push(keys::session(&who.user_id, &who.session_id));
+        keys.push(credential_key(who));
         keys.extend_from_slice(extra);
         let mut items = self.store.batch_get(Table::Main, &keys).await?;
         let rest = items.split_off(1);
-        check_session(items.pop().flatten(), self.clock.epoch_secs())?;
-        Ok(rest)
+        let item = items.pop().flatten();
+        let now = self.clock.epoch_secs();
+        let token = match &who.token {
+            None => {
+                check_session(item, now)?;
+                None
+            }
+            Some(proof) => Some(check_token(item, proof, now)?),
+        };
+        Ok((token, rest))
+    }
+
+    /// Records that a token was used, cheaply and at best effort: `last_used_at` is written
+    /// at most once per `TOKEN_TOUCH_SECS`, and the token's index item in `workspace` on its
+    /// first use there (so the workspace's admins see it). A failed write costs the request
+    /// nothing: the next use tries again.
+    async fn note_token_use(
+        &self,
+        record: &ApiTokenRecord,
+        workspace: Option<&str>,
+        listed: bool,
+        now: u64,
+    ) {
+        if let (Some(ws), false) = (workspace, listed) {
+            let index = WorkspaceTokenRecord::new(record, ws, Some(self.clock.rfc3339()));
+            // Never over an item an admin may just have blocked.
+            let put = WriteOp::put_new(Table::Main, to_item(&index));
+            if let Err(e) = self.store.transact(vec![put]).await
+                && !e.is_condition_failure()
+            {
+                tracing::warn!(error = %e, "API token: workspace index not written");
+            }
+        }
+        let stale = record
+            .last_used_epoch
+            .is_none_or(|at| now.saturating_sub(at) >= TOKEN_TOUCH_SECS);
+        if stale {
+            let touch = WriteOp::Update {
+                table: Table::Main,
+                key: keys::api_token(&record.user_id, &record.id),
+                update: Update::default()
+                    .set("last_used_at", self.clock.rfc3339())
+                    .set("last_used_epoch", now),
+                condition: Some(Condition::Exists),
+            };
+            if let Err(e) = self.store.transact(vec![touch]).await
+                && !e.is_condition_failure()
+            {
+                tracing::warn!(error = %e, "API token: last use not recorded");
+            }
+        }
+    }
+}
+
+/// How often at most a token's `last_used_at` is written (seconds): a busy integration
+/// costs one write an hour, not one per request.
+pub const TOKEN_TOUCH_SECS: u64 = 3600;
+
+/// The item that proves the caller's credential: the session a JWT names, or the API token.
+pub fn credential_key(who: &Principal) -> Key {
+    match &who.token {
+        None => keys::session(&who.user_id, &who.session_id),
+        Some(proof) => keys::api_token(&who.user_id, &proof.token_id),
     }
 }
