@@ -1,7 +1,8 @@
-//! The workspaces function: workspaces, members, change feed, teams, invitations.
+//! The workspaces function: workspaces, members, change feed, teams, invitations, webhooks.
 
 pub mod invitations;
 pub mod teams;
+pub mod webhooks;
 pub mod workspaces;
 
 use axum::Router;
@@ -14,6 +15,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(workspaces::routes())
         .merge(teams::routes())
         .merge(invitations::routes())
+        .merge(webhooks::routes())
 }
 
 /// The app the Lambda serves.

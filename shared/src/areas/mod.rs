@@ -10,5 +10,6 @@ pub mod issues;
 pub mod labels;
 pub mod projects;
 pub mod teams;
+pub mod webhooks;
 pub mod workflows;
 pub mod workspaces;

@@ -15,6 +15,7 @@ pub mod labels;
 pub mod projects;
 pub mod realtime;
 pub mod teams;
+pub mod webhooks;
 pub mod workflows;
 pub mod workspaces;
 
@@ -333,6 +334,7 @@ pub fn all_rows() -> Vec<Row> {
     rows.extend(workflows::rows());
     rows.extend(invitations::rows());
     rows.extend(labels::rows());
+    rows.extend(webhooks::rows());
     rows.extend(projects::rows());
     rows.extend(issues::rows());
     rows.extend(cycles::rows());
