@@ -12,7 +12,7 @@ pub const MAX_EVENT_TYPES: usize = 20;
 pub const MAX_EVENT_TYPE_CHARS: usize = 40;
 pub const MAX_WEBHOOK_DESCRIPTION_CHARS: usize = 500;
 /// Webhooks per workspace.
-pub const MAX_WEBHOOKS_PER_WORKSPACE: usize = 20;
+pub const MAX_WEBHOOKS_PER_WORKSPACE: usize = 100;
 
 /// A webhook (`WS#{ws}` / `WEBHOOK#{id}`). Its secret is not stored (see `signing`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

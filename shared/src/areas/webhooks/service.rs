@@ -17,7 +17,7 @@ use super::signing::{self, derive_secret, signature_header};
 use super::target::{TargetPolicy, check_resolves, parse_url};
 use crate::config::WebhookConfig;
 use crate::error::{AppError, AppResult};
-use crate::kernel::access::{Action, EntityType, Principal, Role};
+use crate::kernel::access::{Action, Audience, EntityType, Principal, Role};
 use crate::kernel::changes::{Change, ChangeKind, ChangeRecord, Plan};
 use crate::kernel::context::{
     ServiceContext, check_version, delete_existing, expected_version, found, put_new,
@@ -533,7 +533,11 @@ impl WebhookService {
             at: self.ctx.now(),
             topics: Vec::new(),
             data: json!({"message": "This is a test delivery from Momentum."}),
-            audience: None,
+            // Carries nothing of the workspace: any audience may receive it.
+            audience: Some(Audience {
+                min_role: Role::Guest,
+                user_id: None,
+            }),
         };
         let delivery = self.new_delivery(&webhook, record).await?;
         self.attempt_now(&webhook, delivery, false).await
