@@ -52,6 +52,8 @@ fn shape_of_name(name: &str) -> Option<IdShape> {
         "issue_id" | "parent_id" | "issue_ids" => Scoped(Kind::Issue),
         "cycle_id" => Scoped(Kind::Cycle),
         "label_id" | "label_ids" => Scoped(Kind::Label),
+        "webhook_id" => Scoped(Kind::Webhook),
+        "delivery_id" => Scoped(Kind::WebhookDelivery),
         _ => return None,
     })
 }
@@ -70,6 +72,7 @@ fn shape_of_path_id(path: &str) -> Option<IdShape> {
         "labels" => IdShape::Scoped(Kind::Label),
         "comments" => IdShape::Scoped(Kind::Comment),
         "invitations" => IdShape::Scoped(Kind::Invitation),
+        "webhooks" => IdShape::Scoped(Kind::Webhook),
         _ => return None,
     })
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::kernel::access::Role;
+use crate::kernel::access::{EntityType, Role};
 use crate::kernel::changes::ChangeRecord;
 
 /// Event type patterns per webhook.
@@ -13,6 +13,29 @@ pub const MAX_EVENT_TYPE_CHARS: usize = 40;
 pub const MAX_WEBHOOK_DESCRIPTION_CHARS: usize = 500;
 /// Webhooks per workspace.
 pub const MAX_WEBHOOKS_PER_WORKSPACE: usize = 100;
+
+/// What an event type pattern looks like: `*`, `{entity_type}.*`, `{entity_type}.{kind}`.
+pub fn event_type_pattern() -> String {
+    let types: Vec<&str> = EntityType::ALL.iter().map(|t| t.as_str()).collect();
+    format!(
+        "^(\\*|({})\\.(\\*|created|updated|deleted))$",
+        types.join("|")
+    )
+}
+
+/// The OpenAPI schema of `event_types`: 1–20 patterns.
+fn event_types_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(event_type_pattern())),
+        )
+        .min_items(Some(1))
+        .max_items(Some(MAX_EVENT_TYPES))
+        .build()
+}
 
 /// A webhook (`WS#{ws}` / `WEBHOOK#{id}`). Its secret is not stored (see `signing`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -76,7 +99,7 @@ pub struct CreateWebhook {
     pub description: Option<String>,
     /// Default `["*"]` (every event the audience may see).
     #[serde(default)]
-    #[schema(max_items = 20)]
+    #[schema(schema_with = event_types_schema)]
     pub event_types: Option<Vec<String>>,
     #[serde(default)]
     pub team_id: Option<String>,
@@ -102,7 +125,7 @@ pub struct UpdateWebhook {
     #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Option<Option<String>>,
     #[serde(default)]
-    #[schema(max_items = 20)]
+    #[schema(schema_with = event_types_schema)]
     pub event_types: Option<Vec<String>>,
     #[serde(default, deserialize_with = "crate::kernel::context::present")]
     #[schema(value_type = Option<String>)]
