@@ -37,34 +37,34 @@ impl LocalDispatcher {
             // order, so a record seen later is after the webhook's creation.
             let mut created: HashMap<String, i64> = HashMap::new();
             while let Some(records) = rx.recv().await {
-                for record in records {
+                for record in &records {
                     if record.event == "webhook.created" {
                         created.insert(record.entity_id.clone(), record.seq);
                     }
-                    let webhooks = match service.matching(&record, &created).await {
-                        Ok(w) => w,
+                }
+                let matched = match service.matching(&records, &created).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "webhook matching failed");
+                        continue;
+                    }
+                };
+                for (webhook, record) in matched {
+                    let delivery = match service.new_delivery(&webhook, record).await {
+                        Ok(d) => d,
                         Err(e) => {
-                            tracing::warn!(error = %e.message, seq = record.seq, "webhook matching failed");
+                            tracing::warn!(error = %e.message, "could not record a delivery");
                             continue;
                         }
                     };
-                    for webhook in webhooks {
-                        let delivery = match service.new_delivery(&webhook, record.clone()).await {
-                            Ok(d) => d,
-                            Err(e) => {
-                                tracing::warn!(error = %e.message, "could not record a delivery");
-                                continue;
-                            }
-                        };
-                        let queue = queues.entry(webhook.id.clone()).or_insert_with(|| {
-                            worker(
-                                service.clone(),
-                                webhook.workspace_id.clone(),
-                                webhook.id.clone(),
-                            )
-                        });
-                        let _ = queue.send(delivery.id);
-                    }
+                    let queue = queues.entry(webhook.id.clone()).or_insert_with(|| {
+                        worker(
+                            service.clone(),
+                            webhook.workspace_id.clone(),
+                            webhook.id.clone(),
+                        )
+                    });
+                    let _ = queue.send(delivery.id);
                 }
             }
         });

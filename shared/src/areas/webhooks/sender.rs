@@ -113,3 +113,57 @@ impl WebhookSender for HttpSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use reqwest::dns::Resolve;
+
+    const STRICT: TargetPolicy = TargetPolicy {
+        allow_http: false,
+        allow_private: false,
+    };
+
+    #[tokio::test]
+    async fn the_resolver_hands_out_public_addresses_only() {
+        let strict = GuardedResolver { policy: STRICT };
+        let refused = strict.resolve("localhost".parse().unwrap()).await;
+        assert!(refused.is_err(), "localhost resolves to loopback only");
+        let local = GuardedResolver {
+            policy: TargetPolicy {
+                allow_http: true,
+                allow_private: true,
+            },
+        };
+        let addrs: Vec<SocketAddr> = local
+            .resolve("localhost".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_gets_no_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sender = HttpSender::new(STRICT, Duration::from_secs(10));
+        for url in [
+            format!("https://localhost:{port}/hook"),
+            format!("https://127.0.0.1:{port}/hook"),
+            format!("https://[::ffff:127.0.0.1]:{port}/hook"),
+        ] {
+            let got = sender
+                .send(Outbound {
+                    url: url.clone(),
+                    headers: Vec::new(),
+                    body: b"{}".to_vec(),
+                })
+                .await;
+            assert!(matches!(got, SendResult::Failed { .. }), "{url}: {got:?}");
+        }
+        // Had any attempt connected, its connection would be waiting by now.
+        assert!(listener.accept().now_or_never().is_none());
+    }
+}

@@ -581,22 +581,31 @@ impl WebhookService {
 
     // ---- the dispatcher's side ----
 
-    /// The webhooks a committed record goes to; `seen_created` gives the `seq` of each
+    /// Which webhooks each of `records` (one commit's, or one stream batch's) goes to:
+    /// one Query per workspace of the batch. `seen_created` gives the `seq` of each
     /// `webhook.created` record the caller has seen go by (see `Webhook::wants`).
     pub async fn matching(
         &self,
-        record: &ChangeRecord,
+        records: &[ChangeRecord],
         seen_created: &std::collections::HashMap<String, i64>,
-    ) -> AppResult<Vec<Webhook>> {
+    ) -> AppResult<Vec<(Webhook, ChangeRecord)>> {
         if self.config.secret_key.is_none() {
             return Ok(Vec::new());
         }
-        Ok(self
-            .webhooks_of(&record.workspace_id)
-            .await?
-            .into_iter()
-            .filter(|w| w.wants(record, seen_created.get(&w.id).copied()))
-            .collect())
+        let mut of_workspace: std::collections::HashMap<&str, Vec<Webhook>> = Default::default();
+        let mut out = Vec::new();
+        for record in records {
+            let ws = record.workspace_id.as_str();
+            if !of_workspace.contains_key(ws) {
+                of_workspace.insert(ws, self.webhooks_of(ws).await?);
+            }
+            for webhook in &of_workspace[ws] {
+                if webhook.wants(record, seen_created.get(&webhook.id).copied()) {
+                    out.push((webhook.clone(), record.clone()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Records a pending delivery of `record` to `webhook`, due now.
