@@ -119,7 +119,7 @@ pub struct CreateWebhook {
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     #[serde(default)]
-    #[schema(max_length = 2048)]
+    #[schema(min_length = 1, max_length = 2048)]
     pub url: Option<String>,
     #[serde(default, deserialize_with = "crate::kernel::context::present")]
     #[schema(value_type = Option<String>, max_length = 500)]
