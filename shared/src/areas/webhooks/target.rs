@@ -256,6 +256,8 @@ mod tests {
         ] {
             assert_eq!(field(bad).as_deref(), Some("url"), "{bad}");
         }
+        let long = format!("https://hooks.example.com/{}", "a".repeat(MAX_URL_CHARS));
+        assert_eq!(field(&long).as_deref(), Some("url"), "over 2048 characters");
         let local = TargetPolicy {
             allow_http: true,
             allow_private: true,
