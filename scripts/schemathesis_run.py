@@ -100,6 +100,14 @@ for w in (ws, spare_ws):
     joined = post(f"/workspaces/{w}/invite-codes", {})["code"]
     call("POST", f"/invite-codes/{joined}/join", None, other_token)
 
+# Webhooks point at the discard port on loopback (the shim runs with
+# MOMENTUM_WEBHOOKS_ALLOW_PRIVATE=1; the hooks keep every generated URL there too).
+hook, doomed_hook = (
+    post("/webhooks", {"workspace_id": ws, "url": "http://127.0.0.1:9/hook", "enabled": False})["id"]
+    for _ in range(2)
+)
+delivery = post(f"/webhooks/{hook}/test", {})["id"]
+
 # Path ids per operation; DELETEs get records of their own so the rest keep theirs.
 paths = {
     "/workspaces/{id}": ws,
@@ -112,6 +120,7 @@ paths = {
     "/labels/{id}": label,
     "/comments/{id}": comment,
     "/invitations/{id}": invitation,
+    "/webhooks/{id}": hook,
 }
 doomed = {
     "/workspaces/{id}": doomed_ws,
@@ -122,6 +131,7 @@ doomed = {
     "/cycles/{id}": doomed_cycle,
     "/labels/{id}": doomed_label,
     "/comments/{id}": doomed_comment,
+    "/webhooks/{id}": doomed_hook,
 }
 
 
@@ -155,6 +165,7 @@ lines = [
     f'"path.issue_id" = {toml_str(child)}',
     f'"path.state_id" = {toml_str(doomed_state)}',
     f'"path.code" = {toml_str(code)}',
+    f'"path.delivery_id" = {toml_str(delivery)}',
     "[auth.dynamic.openapi.bearer]",
     'path = "/auth/login"',
     f"payload = {{ email = {toml_str(EMAIL)}, password = {toml_str(PASSWORD)} }}",

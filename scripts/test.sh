@@ -113,7 +113,9 @@ if [ "${SKIP_SCHEMATHESIS:-0}" != "1" ] && [ $# -eq 0 ]; then
   SHIM_PORT=$(free_port)
   # The fuzzer logs in and registers thousands of times from one address: the auth limits
   # stay on but wide (tests/tests/limits.rs covers the limiter itself).
+  # Webhooks may point at loopback (and only there: scripts/schemathesis_hooks.py).
   MOMENTUM_RATE_LIMIT_AUTH_IP=5000,5000 MOMENTUM_RATE_LIMIT_AUTH_USER=5000,5000 \
+    MOMENTUM_WEBHOOKS_ALLOW_PRIVATE=1 \
     "${CARGO_TARGET_DIR:-$ROOT/target}/debug/local" --store memory --port "$SHIM_PORT" \
     >target/schemathesis-shim.log 2>&1 &
   SHIM_PID=$!

@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use momentum_shared::AppState;
+use momentum_shared::areas::webhooks::dispatcher::LocalDispatcher;
 use momentum_shared::config::StoreKind;
 use momentum_shared::http::{ApiResponse, ApiResult};
 use momentum_shared::storage::{Key, Table};
@@ -30,6 +31,7 @@ use realtime::gateway::ManagementApiGateway;
         (name = "workspaces", description = "Workspaces, members, change feed"),
         (name = "realtime", description = "Presence and admin messaging over WebSocket connections"),
         (name = "tokens", description = "Personal API tokens (mtm_pat_...): created and listed by their owner, listed and revoked by workspace admins"),
+        (name = "webhooks", description = "Outgoing signed webhooks: management, deliveries"),
     ),
     components(schemas(momentum_shared::realtime::broadcaster::LiveEvent))
 )]
@@ -196,11 +198,14 @@ pub async fn serve_options(
             }
         };
     let rt = Realtime::new(state.clone(), gateway);
+    // Webhooks are dispatched in-process from the same committed records.
+    let webhooks = LocalDispatcher::start(state.webhooks.clone());
     if options.websocket {
-        state
-            .ctx
-            .changes
-            .set_sink(Arc::new(ws::LocalSink::start(rt.clone(), hub.clone())));
+        state.ctx.changes.set_sink(Arc::new(
+            ws::LocalSink::start(rt.clone(), hub.clone()).with_webhooks(webhooks),
+        ));
+    } else {
+        state.ctx.changes.set_sink(Arc::new(webhooks));
     }
     let timeouts = state.config.timeouts;
     let app = app_with(rt, hub.clone(), options.websocket);

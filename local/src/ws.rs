@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use momentum_shared::areas::webhooks::dispatcher::LocalDispatcher;
 use momentum_shared::error::AppError;
 use momentum_shared::http::ClientIp;
 use momentum_shared::kernel::changes::{ChangeRecord, ChangeSink, CommitTurn, Revocation};
@@ -346,6 +347,8 @@ pub struct LocalSink {
     /// One lock per workspace, held by a commit from reading the sequence to handing over its
     /// records: the queue then receives each workspace's records in seq order.
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The webhook dispatcher, fed the same records in the same order.
+    webhooks: Option<LocalDispatcher>,
 }
 
 impl LocalSink {
@@ -376,7 +379,14 @@ impl LocalSink {
         Self {
             tx,
             turns: Default::default(),
+            webhooks: None,
         }
+    }
+
+    /// Also hands every committed record to the webhook dispatcher.
+    pub fn with_webhooks(mut self, dispatcher: LocalDispatcher) -> Self {
+        self.webhooks = Some(dispatcher);
+        self
     }
 }
 
@@ -391,6 +401,9 @@ impl ChangeSink for LocalSink {
     }
 
     fn committed(&self, records: Vec<ChangeRecord>) {
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.submit(records.clone());
+        }
         let _ = self.tx.send(Outgoing::Records(records));
     }
 

@@ -7,6 +7,7 @@ pub mod fanout;
 pub mod gateway;
 pub mod handshake;
 pub mod stream;
+pub mod webhooks;
 pub mod websocket;
 
 use std::sync::Arc;

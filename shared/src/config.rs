@@ -65,6 +65,110 @@ pub struct AppConfig {
     pub timeouts: ServerTimeouts,
     /// Fan-out: post timeout and shard size.
     pub fanout: FanoutConfig,
+    /// Outgoing webhooks: the secret key, which targets are allowed, the disable rule.
+    pub webhooks: WebhookConfig,
+}
+
+/// Smallest accepted `MOMENTUM_WEBHOOK_SECRET_KEY` outside local mode.
+pub const MIN_WEBHOOK_KEY_BYTES: usize = 32;
+
+/// Outgoing webhooks (docs/webhooks.md).
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Server key every webhook secret is derived from (HMAC-SHA256(key, id:version)), so no
+    /// secret is stored. `MOMENTUM_WEBHOOK_SECRET_KEY`: at least 32 bytes in production (a
+    /// shorter one refuses to start; none leaves webhooks off: creating one answers 503);
+    /// local mode keeps a generated one with its store.
+    pub secret_key: Option<Vec<u8>>,
+    /// `http://` targets are accepted (local mode only; production wants `https://`).
+    pub allow_http: bool,
+    /// Loopback, private and other non-public targets are accepted:
+    /// `MOMENTUM_WEBHOOKS_ALLOW_PRIVATE=1`, refused in production.
+    pub allow_private: bool,
+    /// How long one delivery attempt may take (connect to last byte). 10 s.
+    pub timeout: Duration,
+    /// A webhook is disabled when its consecutive failed attempts reach this many and the
+    /// streak has lasted `disable_after`. `MOMENTUM_WEBHOOK_DISABLE_AFTER_FAILURES`, default 5.
+    pub disable_after_failures: u32,
+    /// `MOMENTUM_WEBHOOK_DISABLE_AFTER_SECS`, default 86 400 (a day).
+    pub disable_after: Duration,
+    /// How long the previous secret still signs after a rotation.
+    /// `MOMENTUM_WEBHOOK_SECRET_GRACE_SECS`, default 86 400.
+    pub secret_grace: Duration,
+}
+
+impl WebhookConfig {
+    /// Local defaults around a given key.
+    pub fn local(secret_key: Option<Vec<u8>>) -> Self {
+        Self {
+            secret_key,
+            allow_http: true,
+            allow_private: false,
+            timeout: Duration::from_secs(10),
+            disable_after_failures: 5,
+            disable_after: Duration::from_secs(24 * 3600),
+            secret_grace: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// What production enforces: `https://` only, public addresses only.
+    pub fn production(secret_key: Option<Vec<u8>>) -> Self {
+        Self {
+            allow_http: false,
+            allow_private: false,
+            ..Self::local(secret_key)
+        }
+    }
+}
+
+fn webhooks_from_env(
+    env: &Env,
+    mode: Mode,
+    store: &StoreKind,
+) -> Result<WebhookConfig, ConfigError> {
+    let key = match (env.get("MOMENTUM_WEBHOOK_SECRET_KEY"), mode) {
+        (Some(k), Mode::Production) if k.len() < MIN_WEBHOOK_KEY_BYTES => {
+            return Err(ConfigError(format!(
+                "MOMENTUM_WEBHOOK_SECRET_KEY must be at least {MIN_WEBHOOK_KEY_BYTES} bytes in production"
+            )));
+        }
+        (Some(k), _) => Some(k.into_bytes()),
+        // Functions that never sign (and deployments without webhooks) need no key.
+        (None, Mode::Production) => None,
+        (None, Mode::Local) => Some(local_secret(store, "webhook-secret-key")?),
+    };
+    let allow_private = env.flag("MOMENTUM_WEBHOOKS_ALLOW_PRIVATE", false)?;
+    if allow_private && mode == Mode::Production {
+        return Err(ConfigError(
+            "MOMENTUM_WEBHOOKS_ALLOW_PRIVATE is refused in production".into(),
+        ));
+    }
+    let base = match mode {
+        Mode::Local => WebhookConfig::local(key),
+        Mode::Production => WebhookConfig::production(key),
+    };
+    let config = WebhookConfig {
+        allow_private,
+        disable_after_failures: env.parse(
+            "MOMENTUM_WEBHOOK_DISABLE_AFTER_FAILURES",
+            base.disable_after_failures,
+        )?,
+        disable_after: Duration::from_secs(env.parse(
+            "MOMENTUM_WEBHOOK_DISABLE_AFTER_SECS",
+            base.disable_after.as_secs(),
+        )?),
+        secret_grace: Duration::from_secs(env.parse(
+            "MOMENTUM_WEBHOOK_SECRET_GRACE_SECS",
+            base.secret_grace.as_secs(),
+        )?),
+        ..base
+    };
+    if config.disable_after_failures == 0 {
+        return Err(ConfigError(
+            "MOMENTUM_WEBHOOK_DISABLE_AFTER_FAILURES must be > 0".into(),
+        ));
+    }
+    Ok(config)
 }
 
 /// How the broadcaster posts events.
@@ -227,7 +331,7 @@ fn auth_from_env(env: &Env, mode: Mode, store: &StoreKind) -> Result<AuthConfig,
                 "MOMENTUM_JWT_SECRET is required in production".into(),
             ));
         }
-        (None, Mode::Local) => local_secret(store)?,
+        (None, Mode::Local) => local_secret(store, "jwt-secret")?,
     };
     let jwt_algorithm = match env.get("MOMENTUM_JWT_ALGORITHM").as_deref() {
         None | Some("HS256") => jsonwebtoken::Algorithm::HS256,
@@ -309,6 +413,7 @@ impl AppConfig {
             None => Vec::new(),
         };
         let rate_limits = rate_limits_from_env(env)?;
+        let webhooks = webhooks_from_env(env, mode, &store)?;
         let defaults = ServerTimeouts::default();
         let timeouts = ServerTimeouts {
             header_read: env.millis("MOMENTUM_HEADER_READ_TIMEOUT_MS", defaults.header_read)?,
@@ -339,6 +444,7 @@ impl AppConfig {
             rate_limits,
             timeouts,
             fanout,
+            webhooks,
         })
     }
 
@@ -389,14 +495,14 @@ fn data_dir(env: &Env) -> PathBuf {
 
 /// Local mode without a configured secret: a random one, kept in the data directory so
 /// tokens survive restarts of the shim (never a secret committed to the repository).
-fn local_secret(store: &StoreKind) -> Result<Vec<u8>, ConfigError> {
+fn local_secret(store: &StoreKind, file: &str) -> Result<Vec<u8>, ConfigError> {
     use rand::RngCore;
     let mut fresh = vec![0u8; 48];
     rand::thread_rng().fill_bytes(&mut fresh);
     let StoreKind::Embedded { data_dir } = store else {
         return Ok(fresh);
     };
-    let path = data_dir.join("jwt-secret");
+    let path = data_dir.join(file);
     match std::fs::read(&path) {
         Ok(secret) if secret.len() >= MIN_JWT_SECRET_BYTES => Ok(secret),
         _ => {
@@ -532,5 +638,41 @@ mod tests {
         }
         let err = config(&[("MOMENTUM_RATE_LIMIT_AUTH_USER", "10")], Mode::Local).unwrap_err();
         assert!(err.0.contains("MOMENTUM_RATE_LIMIT_AUTH_USER"), "{err}");
+    }
+
+    #[test]
+    fn webhook_settings_are_safe_in_production() {
+        let jwt = "x".repeat(32);
+        let err = config(
+            &[
+                ("MOMENTUM_JWT_SECRET", &jwt),
+                ("MOMENTUM_WEBHOOK_SECRET_KEY", "short"),
+            ],
+            Mode::Production,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("MOMENTUM_WEBHOOK_SECRET_KEY"), "{err}");
+        let err = config(
+            &[
+                ("MOMENTUM_JWT_SECRET", &jwt),
+                ("MOMENTUM_WEBHOOKS_ALLOW_PRIVATE", "1"),
+            ],
+            Mode::Production,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("MOMENTUM_WEBHOOKS_ALLOW_PRIVATE"), "{err}");
+        let prod = config(&[("MOMENTUM_JWT_SECRET", &jwt)], Mode::Production).unwrap();
+        assert!(!prod.webhooks.allow_http && !prod.webhooks.allow_private);
+        assert!(prod.webhooks.secret_key.is_none(), "no key: webhooks off");
+        let local = config(
+            &[
+                ("MOMENTUM_WEBHOOKS_ALLOW_PRIVATE", "1"),
+                ("MOMENTUM_STORE", "memory"),
+            ],
+            Mode::Local,
+        )
+        .unwrap();
+        assert!(local.webhooks.allow_http && local.webhooks.allow_private);
+        assert!(local.webhooks.secret_key.is_some_and(|k| k.len() >= 32));
     }
 }

@@ -58,6 +58,8 @@ fn shape_of_name(name: &str) -> Option<IdShape> {
         "cycle_id" => Scoped(Kind::Cycle),
         "label_id" | "label_ids" => Scoped(Kind::Label),
         "token_id" => Token,
+        "webhook_id" => Scoped(Kind::Webhook),
+        "delivery_id" => Scoped(Kind::WebhookDelivery),
         _ => return None,
     })
 }
@@ -77,6 +79,7 @@ fn shape_of_path_id(path: &str) -> Option<IdShape> {
         "comments" => IdShape::Scoped(Kind::Comment),
         "invitations" => IdShape::Scoped(Kind::Invitation),
         "auth" if path.starts_with("/auth/tokens/") => IdShape::Token,
+        "webhooks" => IdShape::Scoped(Kind::Webhook),
         _ => return None,
     })
 }

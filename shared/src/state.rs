@@ -11,6 +11,9 @@ use crate::areas::labels::LabelService;
 use crate::areas::projects::ProjectService;
 use crate::areas::teams::TeamService;
 use crate::areas::tokens::TokenService;
+use crate::areas::webhooks::WebhookService;
+use crate::areas::webhooks::sender::{HttpSender, WebhookSender};
+use crate::areas::webhooks::target::TargetPolicy;
 use crate::areas::workflows::WorkflowService;
 use crate::areas::workspaces::WorkspaceService;
 use crate::clock::{Clock, SystemClock};
@@ -41,6 +44,7 @@ pub struct AppState {
     pub issues: Arc<IssueService>,
     pub cycles: Arc<CycleService>,
     pub comments: Arc<CommentService>,
+    pub webhooks: Arc<WebhookService>,
 }
 
 /// Opens the configured store (creating DynamoDB tables when asked to).
@@ -77,6 +81,21 @@ impl AppState {
 
     /// Builds the state over a given store and clock (tests inject both).
     pub fn with_store(config: AppConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let policy = TargetPolicy {
+            allow_http: config.webhooks.allow_http,
+            allow_private: config.webhooks.allow_private,
+        };
+        let sender = Arc::new(HttpSender::new(policy, config.webhooks.timeout));
+        Self::with_webhook_sender(config, store, clock, sender)
+    }
+
+    /// `with_store`, with deliveries sent through `sender` (tests inject failures).
+    pub fn with_webhook_sender(
+        config: AppConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sender: Arc<dyn WebhookSender>,
+    ) -> Self {
         let store = Retrying::new(store, RetryPolicy::with_budget(config.request_budget));
         let metered = Metered::new(store);
         let storage_totals = metered.totals();
@@ -104,6 +123,11 @@ impl AppState {
             issues: Arc::new(IssueService::new(ctx.clone())),
             cycles: Arc::new(CycleService::new(ctx.clone())),
             comments: Arc::new(CommentService::new(ctx.clone())),
+            webhooks: Arc::new(WebhookService::new(
+                ctx.clone(),
+                config.webhooks.clone(),
+                sender,
+            )),
             config: Arc::new(config),
             store,
             storage_totals,

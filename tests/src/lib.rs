@@ -102,6 +102,8 @@ impl Drop for TestServer {
 /// the configuration); `None` when DynamoDB is not available (skip printed).
 pub async fn backend_store(backend: Backend, test: &str) -> Option<(AppConfig, Arc<dyn Store>)> {
     let mut config = AppConfig::for_tests();
+    // Webhook tests deliver to receivers on 127.0.0.1 (MOMENTUM_WEBHOOKS_ALLOW_PRIVATE=1).
+    config.webhooks.allow_private = true;
     let store: Arc<dyn Store> = match backend {
         Backend::Embedded => Arc::new(EmbeddedStore::in_memory()),
         Backend::DynamoDb => {

@@ -1,9 +1,10 @@
 //! The workspaces function: workspaces, members, change feed, teams, invitations, the
-//! workspace's API tokens.
+//! workspace's API tokens, webhooks.
 
 pub mod invitations;
 pub mod teams;
 pub mod tokens;
+pub mod webhooks;
 pub mod workspaces;
 
 use axum::Router;
@@ -17,6 +18,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(teams::routes())
         .merge(invitations::routes())
         .merge(tokens::routes())
+        .merge(webhooks::routes())
 }
 
 /// The app the Lambda serves.

@@ -11,5 +11,6 @@ pub mod labels;
 pub mod projects;
 pub mod teams;
 pub mod tokens;
+pub mod webhooks;
 pub mod workflows;
 pub mod workspaces;

@@ -36,6 +36,8 @@ pub enum Kind {
     Comment,
     Invitation,
     InviteCode,
+    Webhook,
+    WebhookDelivery,
 }
 
 impl Kind {
@@ -52,6 +54,8 @@ impl Kind {
             Kind::Comment => "cmt",
             Kind::Invitation => "inv",
             Kind::InviteCode => "code",
+            Kind::Webhook => "wh",
+            Kind::WebhookDelivery => "whd",
         }
     }
 
@@ -69,6 +73,8 @@ impl Kind {
             Kind::Comment => "comment",
             Kind::Invitation => "invitation",
             Kind::InviteCode => "invite code",
+            Kind::Webhook => "webhook",
+            Kind::WebhookDelivery => "delivery",
         }
     }
 }

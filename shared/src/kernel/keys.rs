@@ -125,6 +125,8 @@ pub const LABEL: &str = "LABEL";
 pub const LABEL_NAME: &str = "LABELNAME";
 pub const COMMENT: &str = "COMMENT";
 pub const INVITATION: &str = "INVITE";
+pub const WEBHOOK: &str = "WEBHOOK";
+pub const WEBHOOK_DELIVERY: &str = "WHDELIVERY";
 
 pub fn project(workspace_id: &str, project_id: &str) -> Key {
     scoped(workspace_id, PROJECT, project_id)
@@ -152,6 +154,19 @@ pub fn comment(workspace_id: &str, comment_id: &str) -> Key {
 
 pub fn invitation(workspace_id: &str, invitation_id: &str) -> Key {
     scoped(workspace_id, INVITATION, invitation_id)
+}
+
+pub fn webhook(workspace_id: &str, webhook_id: &str) -> Key {
+    scoped(workspace_id, WEBHOOK, webhook_id)
+}
+
+/// Deliveries sort under their webhook, oldest first: `WHDELIVERY#{webhook}#{delivery}`.
+pub fn webhook_delivery(workspace_id: &str, webhook_id: &str, delivery_id: &str) -> Key {
+    scoped(
+        workspace_id,
+        WEBHOOK_DELIVERY,
+        &format!("{webhook_id}#{delivery_id}"),
+    )
 }
 
 /// A team's issue-number counter (`seq`), apart from the team record so that versioned

@@ -16,6 +16,7 @@ pub mod projects;
 pub mod realtime;
 pub mod teams;
 pub mod tokens;
+pub mod webhooks;
 pub mod workflows;
 pub mod workspaces;
 
@@ -334,6 +335,7 @@ pub fn all_rows() -> Vec<Row> {
     rows.extend(workflows::rows());
     rows.extend(invitations::rows());
     rows.extend(labels::rows());
+    rows.extend(webhooks::rows());
     rows.extend(projects::rows());
     rows.extend(issues::rows());
     rows.extend(cycles::rows());

@@ -30,11 +30,12 @@ pub enum EntityType {
     Cycle,
     Label,
     Comment,
+    Webhook,
 }
 
 impl EntityType {
     /// Every entity type; the visibility test iterates this list.
-    pub const ALL: [EntityType; 14] = [
+    pub const ALL: [EntityType; 15] = [
         EntityType::Workspace,
         EntityType::WorkspaceMember,
         EntityType::Invitation,
@@ -49,6 +50,7 @@ impl EntityType {
         EntityType::Cycle,
         EntityType::Label,
         EntityType::Comment,
+        EntityType::Webhook,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,15 +69,17 @@ impl EntityType {
             EntityType::Cycle => "cycle",
             EntityType::Label => "label",
             EntityType::Comment => "comment",
+            EntityType::Webhook => "webhook",
         }
     }
 
     /// The rule: what a member's role must allow to read entities of this type. Invite codes
     /// are credentials (a code joins with its role) and invitations name people and roles,
-    /// so both are for those who manage the workspace's people.
+    /// so both are for those who manage the workspace's people. Webhooks (their URLs and
+    /// delivery state) are for those who manage integrations.
     pub fn read_action(self) -> Action {
         match self {
-            EntityType::Invitation | EntityType::InviteCode => Action::Manage,
+            EntityType::Invitation | EntityType::InviteCode | EntityType::Webhook => Action::Manage,
             EntityType::Workspace
             | EntityType::WorkspaceMember
             | EntityType::Team
