@@ -26,8 +26,10 @@ pub fn lines(args: &Args) -> Vec<Vec<String>> {
         vec!["http", "--duration", d],
         vec!["http", "--mix", "list=1", "--duration", d],
         vec!["http", "--mix", "get=1", "--duration", d],
+        vec!["http", "--mix", "create=1", "--duration", d],
         vec!["ws-fanout", "--subscribers", "100,1000"],
         vec!["ws-sharded"],
+        vec!["webhooks"],
         vec!["cold-start", "--runs", runs],
     ]
     .into_iter()

@@ -19,6 +19,7 @@ mod cold_start;
 mod footprint;
 mod http_mix;
 mod server;
+mod webhooks;
 mod writers;
 mod ws_fanout;
 mod ws_sharded;
@@ -58,6 +59,9 @@ enum Scenario {
     /// Items, bytes, DynamoDB write units and memory per issue (N issues seeded over HTTP
     /// into an in-process shim on the embedded store).
     Footprint(footprint::Args),
+    /// Webhook deliveries from the shim's dispatcher to a local receiver: deliveries/s and
+    /// latency from commit, lost and duplicated.
+    Webhooks(webhooks::Args),
     /// Every scenario behind docs/performance.md, one after another.
     All(all::Args),
 }
@@ -76,6 +80,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::ColdStart(args) => cold_start::run(args).await,
         Scenario::Writers(args) => writers::run(args).await,
         Scenario::Footprint(args) => footprint::run(args).await,
+        Scenario::Webhooks(args) => webhooks::run(args).await,
         Scenario::All(args) => all::run(args).await,
     }
 }

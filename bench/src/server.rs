@@ -178,6 +178,8 @@ pub fn local_command(bin: &Path, store: &str, port: u16, dir: &Path) -> anyhow::
         .env("MOMENTUM_RATE_LIMIT_AUTH_USER", "off")
         // ws-fanout opens thousands of sockets from one address.
         .env("MOMENTUM_RATE_LIMIT_WS_CONNECT", "off")
+        // The webhooks scenario's receiver listens on 127.0.0.1 (local mode only).
+        .env("MOMENTUM_WEBHOOKS_ALLOW_PRIVATE", "1")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
