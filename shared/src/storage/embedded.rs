@@ -40,9 +40,12 @@ use super::{
 /// The layout this code writes (`PRAGMA user_version`); 0 with an `items` table is version 1.
 const SCHEMA_VERSION: i64 = 2;
 
-/// 16 KiB pages (set when a file is created): rows of up to ~16 KB (an issue with a long
-/// description and its change record) stay on their page, and less of each page is left
-/// over (bench footprint, 2,000 issues: 4,131 bytes/issue on 4 KiB pages, 3,949 on 16).
+/// 4 KiB pages (set when a file is created; a file made with 16 KiB pages keeps them). A
+/// write copies each page it touches whole, into the rollback journal (in memory) or the
+/// write-ahead log (file): with 16 KiB pages a create copied four times the bytes and spent
+/// 14 % of its CPU doing so (docs/performance.md, "Writes that scale"). 16 KiB pages were
+/// ~5 % smaller on disk (bench footprint, 2,000 issues: 4,131 bytes/issue on 4 KiB pages,
+/// 3,949 on 16).
 const PRAGMAS: &str = "
 PRAGMA page_size = 4096;
 PRAGMA journal_mode = WAL;
