@@ -164,3 +164,26 @@ pub async fn sign_up(http: &reqwest::Client, base: &str, name: &str) -> anyhow::
         .unwrap_or_default()
         .to_owned())
 }
+
+/// Signs up `name` and creates a workspace of theirs; returns the token and workspace id.
+pub async fn owner_and_workspace(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    workspace: &str,
+) -> anyhow::Result<(String, String)> {
+    let token = sign_up(http, base, name).await?;
+    let created: serde_json::Value = http
+        .post(format!("{base}/workspaces"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": workspace}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ws = created["data"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((token, ws))
+}

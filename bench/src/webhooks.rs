@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::Notify;
 
 use crate::server::{ServerArgs, Shim};
-use crate::{percentile, sign_up};
+use crate::{owner_and_workspace, percentile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -77,19 +77,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shim = Shim::start(&args.server).await?;
     let base = shim.base.clone();
     let http = reqwest::Client::new();
-    let token = sign_up(&http, &base, "hooks").await?;
-    let created: Value = http
-        .post(format!("{base}/workspaces"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Hooks"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let ws = created["data"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (token, ws) = owner_and_workspace(&http, &base, "hooks", "Hooks").await?;
     let hook: Value = http
         .post(format!("{base}/webhooks"))
         .bearer_auth(&token)

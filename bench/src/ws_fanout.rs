@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::server::{Memory, ServerArgs, Shim};
-use crate::{mib, percentile, sign_up};
+use crate::{mib, owner_and_workspace, percentile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -90,19 +90,7 @@ async fn one(subscribers: usize, args: &Args) -> anyhow::Result<()> {
     let shim = Shim::start(&args.server).await?;
     let base = shim.base.clone();
     let http = reqwest::Client::new();
-    let token = sign_up(&http, &base, "writer").await?;
-    let created: Value = http
-        .post(format!("{base}/workspaces"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Fanout"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let ws = created["data"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (token, ws) = owner_and_workspace(&http, &base, "writer", "Fanout").await?;
     let ws_url = base.replacen("http://", "ws://", 1);
     let before = shim.memory().unwrap_or_default();
 
