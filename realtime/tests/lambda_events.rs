@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use momentum_shared::AppState;
-use momentum_shared::areas::auth::{LoginRequest, RegisterRequest};
-use momentum_shared::areas::workspaces::CreateWorkspace;
 use momentum_shared::clock::SystemClock;
 use momentum_shared::config::AppConfig;
 use momentum_shared::realtime::broadcaster::{ConnectionGateway, GatewayError};
 use momentum_shared::storage::embedded::EmbeddedStore;
 use realtime::Realtime;
 use serde_json::{Value, json};
+
+mod common;
 
 /// Records posts; connections listed in `gone` answer 410.
 #[derive(Default)]
@@ -94,46 +94,10 @@ async fn setup_with(config: AppConfig) -> (Realtime, Arc<RecordingGateway>, Stri
         Arc::new(EmbeddedStore::in_memory()),
         Arc::new(SystemClock),
     );
-    state
-        .auth
-        .register(
-            None,
-            RegisterRequest {
-                email: "ws@example.com".into(),
-                username: "wsuser".into(),
-                password: "correct horse".into(),
-                display_name: None,
-            },
-        )
-        .await
-        .unwrap();
-    let login = state
-        .auth
-        .login(
-            None,
-            LoginRequest {
-                email: "ws@example.com".into(),
-                password: "correct horse".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let who = state.auth.authenticate(&login.tokens.access_token).unwrap();
-    let ws = state
-        .workspaces
-        .create(
-            &who,
-            CreateWorkspace {
-                name: "Lambda".into(),
-                url_key: None,
-                description: None,
-            },
-        )
-        .await
-        .unwrap();
+    let (token, _, ws) = common::owner_and_workspace(&state, "wsuser", "Lambda").await;
     let gateway = Arc::new(RecordingGateway::default());
     let rt = Realtime::new(state, gateway.clone());
-    (rt, gateway, login.tokens.access_token, ws.workspace.id)
+    (rt, gateway, token, ws)
 }
 
 #[tokio::test]
@@ -204,26 +168,7 @@ async fn stream_events_fan_out_and_gone_connections_are_removed() {
 
     // A DynamoDB Stream INSERT of a change record, as the event source mapping delivers it.
     let event = json!({"Records": [
-        {
-            "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
-            "awsRegion": "eu-west-1",
-            "dynamodb": {
-                "ApproximateCreationDateTime": 1795442400.0,
-                "Keys": {"pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": "0000000000000042"}},
-                "NewImage": {
-                    "pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": "0000000000000042"},
-                    "entity": {"S": "change"}, "seq": {"N": "42"}, "workspace_id": {"S": ws},
-                    "event": {"S": "issue.updated"}, "entity_type": {"S": "issue"},
-                    "entity_id": {"S": "iss_x"}, "kind": {"S": "updated"}, "actor_id": {"S": "u1"},
-                    "at": {"S": "2026-11-23T14:00:00Z"},
-                    "topics": {"L": [{"S": format!("workspace:{ws}")}]},
-                    "data": {"M": {"title": {"S": "Fix login"}}},
-                    "ttl": {"N": "1798034400"}
-                },
-                "SequenceNumber": "111", "SizeBytes": 26, "StreamViewType": "NEW_IMAGE"
-            },
-            "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/momentum-prod-main/stream/2026-11-23T00:00:00.000"
-        },
+        common::issue_update_insert(&ws, 42),
         {
             "eventID": "2", "eventName": "MODIFY", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
             "awsRegion": "eu-west-1",

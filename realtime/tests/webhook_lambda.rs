@@ -5,16 +5,16 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use momentum_shared::AppState;
-use momentum_shared::areas::auth::{LoginRequest, RegisterRequest};
 use momentum_shared::areas::webhooks::sender::{Outbound, SendResult, WebhookSender};
 use momentum_shared::areas::webhooks::{CreateWebhook, signing};
-use momentum_shared::areas::workspaces::CreateWorkspace;
 use momentum_shared::clock::ManualClock;
 use momentum_shared::config::AppConfig;
 use momentum_shared::error::AppResult;
 use momentum_shared::storage::embedded::EmbeddedStore;
 use realtime::webhooks::{DeliveryJob, DeliveryQueue};
 use serde_json::{Value, json};
+
+mod common;
 
 /// Answers with scripted statuses and records what was sent.
 #[derive(Default)]
@@ -66,29 +66,9 @@ fn sqs_event(jobs: &[DeliveryJob]) -> Value {
     json!({"Records": records})
 }
 
-/// A DynamoDB Stream INSERT of change record `seq` of `ws` (an issue update).
+/// A DynamoDB Stream event of change record `seq` of `ws` (an issue update).
 fn stream_event(ws: &str, seq: i64) -> Value {
-    let sk = format!("{seq:016}");
-    json!({"Records": [{
-        "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
-        "awsRegion": "eu-west-1",
-        "dynamodb": {
-            "ApproximateCreationDateTime": 1795442400.0,
-            "Keys": {"pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": sk}},
-            "NewImage": {
-                "pk": {"S": format!("WS#{ws}#CHANGES")}, "sk": {"S": sk},
-                "entity": {"S": "change"}, "seq": {"N": seq.to_string()}, "workspace_id": {"S": ws},
-                "event": {"S": "issue.updated"}, "entity_type": {"S": "issue"},
-                "entity_id": {"S": "iss_x"}, "kind": {"S": "updated"}, "actor_id": {"S": "u1"},
-                "at": {"S": "2026-11-23T14:00:00Z"},
-                "topics": {"L": [{"S": format!("workspace:{ws}")}]},
-                "data": {"M": {"title": {"S": "Fix login"}}},
-                "ttl": {"N": "1798034400"}
-            },
-            "SequenceNumber": "111", "SizeBytes": 26, "StreamViewType": "NEW_IMAGE"
-        },
-        "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/momentum-prod-main/stream/2026-11-23T00:00:00.000"
-    }]})
+    json!({"Records": [common::issue_update_insert(ws, seq)]})
 }
 
 #[tokio::test]
@@ -103,46 +83,7 @@ async fn stream_records_become_signed_attempts_retried_through_the_queue() {
         Arc::new(clock.clone()),
         sender.clone(),
     );
-    let (email, password) = ("hooks@example.com", "correct horse");
-    state
-        .auth
-        .register(
-            None,
-            RegisterRequest {
-                email: email.into(),
-                username: "hooks".into(),
-                password: password.into(),
-                display_name: None,
-            },
-        )
-        .await
-        .unwrap();
-    let login = state
-        .auth
-        .login(
-            None,
-            LoginRequest {
-                email: email.into(),
-                password: password.into(),
-            },
-        )
-        .await
-        .unwrap();
-    let who = state.auth.authenticate(&login.tokens.access_token).unwrap();
-    let ws = state
-        .workspaces
-        .create(
-            &who,
-            CreateWorkspace {
-                name: "Hooks".into(),
-                url_key: None,
-                description: None,
-            },
-        )
-        .await
-        .unwrap()
-        .workspace
-        .id;
+    let (_, who, ws) = common::owner_and_workspace(&state, "hooks", "Hooks").await;
     let created = state
         .webhooks
         .create(
