@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use momentum_shared::AppState;
 use momentum_shared::areas::workspaces::{CreateWorkspace, membership_of};
 use momentum_shared::clock::SystemClock;
-use momentum_shared::config::{AppConfig, FanoutConfig};
+use momentum_shared::config::FanoutConfig;
 use momentum_shared::error::AppResult;
 use momentum_shared::kernel::access::{EntityType, Member, Role};
 use momentum_shared::kernel::changes::{ChangeKind, ChangeRecord};
@@ -20,9 +20,8 @@ use momentum_shared::realtime::broadcaster::{
 };
 use momentum_shared::realtime::connections::ConnectionRegistry;
 use momentum_shared::realtime::shards::{Shard, ShardQueue};
-use momentum_shared::storage::embedded::EmbeddedStore;
 use momentum_shared::storage::{Table, WriteOp};
-use momentum_tests::sign_in_directly;
+use momentum_tests::{Backend, sign_in_directly};
 use serde_json::json;
 
 /// Records which connection got which event.
@@ -98,25 +97,26 @@ fn record(seq: i64, ws: &str, entity_type: EntityType, event: &str) -> ChangeRec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharded_delivery_applies_the_visibility_rule_embedded() {
-    let state = AppState::with_store(
-        AppConfig::for_tests(),
-        Arc::new(EmbeddedStore::in_memory()),
-        Arc::new(SystemClock),
-    );
+    let test = "sharded_delivery_applies_the_visibility_rule_embedded";
+    let Some(state) = state_on(Backend::Embedded, test).await else {
+        return;
+    };
     sharded_delivery_applies_the_visibility_rule(state, Arc::new(JsonQueue::default())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharded_delivery_applies_the_visibility_rule_dynamodb() {
     let test = "sharded_delivery_applies_the_visibility_rule_dynamodb";
-    let Some(endpoint) = momentum_tests::dynamodb_endpoint(test) else {
+    let Some(state) = state_on(Backend::DynamoDb, test).await else {
         return;
     };
-    let mut config = AppConfig::for_tests();
-    config.tables = momentum_tests::test_tables();
-    let store = momentum_tests::dynamodb_store(&endpoint, config.tables.clone()).await;
-    let state = AppState::with_store(config, Arc::new(store), Arc::new(SystemClock));
     sharded_delivery_applies_the_visibility_rule(state, Arc::new(JsonQueue::default())).await;
+}
+
+/// The services on a fresh store of `backend` (`None`: DynamoDB unavailable, skip printed).
+async fn state_on(backend: Backend, test: &str) -> Option<AppState> {
+    let (config, store) = momentum_tests::backend_store(backend, test).await?;
+    Some(AppState::with_store(config, store, Arc::new(SystemClock)))
 }
 
 /// The AWS path end to end on moto: the broadcaster's `SqsShardQueue` sends the shards to a
@@ -124,13 +124,11 @@ async fn sharded_delivery_applies_the_visibility_rule_dynamodb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharded_delivery_through_sqs_applies_the_visibility_rule_dynamodb() {
     let test = "sharded_delivery_through_sqs_applies_the_visibility_rule_dynamodb";
-    let Some(endpoint) = momentum_tests::dynamodb_endpoint(test) else {
+    let Some(state) = state_on(Backend::DynamoDb, test).await else {
         return;
     };
-    let mut config = AppConfig::for_tests();
-    config.tables = momentum_tests::test_tables();
-    let store = momentum_tests::dynamodb_store(&endpoint, config.tables.clone()).await;
-    let state = AppState::with_store(config, Arc::new(store), Arc::new(SystemClock));
+    // moto serves SQS on the same endpoint as DynamoDB.
+    let endpoint = momentum_tests::dynamodb_endpoint(test).expect("checked by state_on");
     let queue = SqsRoundTrip::create(&endpoint).await;
     sharded_delivery_applies_the_visibility_rule(state, Arc::new(queue)).await;
 }
