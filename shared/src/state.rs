@@ -9,6 +9,7 @@ use crate::areas::invitations::InvitationService;
 use crate::areas::issues::IssueService;
 use crate::areas::labels::LabelService;
 use crate::areas::projects::ProjectService;
+use crate::areas::push::{NoPush, PushOutlet};
 use crate::areas::teams::TeamService;
 use crate::areas::tokens::TokenService;
 use crate::areas::webhooks::WebhookService;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub cycles: Arc<CycleService>,
     pub comments: Arc<CommentService>,
     pub webhooks: Arc<WebhookService>,
+    /// Mobile push for notifications (`NoPush` until configured).
+    pub push: Arc<dyn PushOutlet>,
 }
 
 /// Opens the configured store (creating DynamoDB tables when asked to).
@@ -128,6 +131,7 @@ impl AppState {
                 config.webhooks.clone(),
                 sender,
             )),
+            push: Arc::new(NoPush),
             config: Arc::new(config),
             store,
             storage_totals,

@@ -9,6 +9,7 @@ pub mod invitations;
 pub mod issues;
 pub mod labels;
 pub mod projects;
+pub mod push;
 pub mod teams;
 pub mod tokens;
 pub mod webhooks;
