@@ -85,6 +85,15 @@ if [ "${SKIP_LINT:-0}" != "1" ]; then
       exit 1
     fi
   done
+  # The Lambdas run on DynamoDB only: the embedded store (SQLite) stays out of their builds
+  # (momentum-shared's `embedded` feature; docs/performance.md, zip sizes).
+  step "no SQLite in the Lambda builds (cargo tree)"
+  for crate in auth workspaces projects labels comments realtime; do
+    if cargo tree --quiet -p "$crate" -e normal | grep -q "rusqlite"; then
+      echo "$crate links the embedded store (rusqlite)" >&2
+      exit 1
+    fi
+  done
   # One TLS stack in what is deployed: rustls 0.23 on ring through hyper 1 (Cargo.toml,
   # docs/architecture.md). The SDK's default features would bring back aws-lc and the legacy
   # hyper 0.14 + rustls 0.21 client.

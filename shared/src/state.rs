@@ -22,6 +22,7 @@ use crate::config::{AppConfig, StoreKind};
 use crate::kernel::context::ServiceContext;
 use crate::ratelimit::RateLimits;
 use crate::storage::dynamo::{DynamoSettings, DynamoStore};
+#[cfg(feature = "embedded")]
 use crate::storage::embedded::EmbeddedStore;
 use crate::storage::metered::CallTotals;
 use crate::storage::{Metered, RetryPolicy, Retrying, Store, StoreError};
@@ -53,9 +54,18 @@ pub struct AppState {
 /// Opens the configured store (creating DynamoDB tables when asked to).
 pub async fn open_store(config: &AppConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &config.store {
+        #[cfg(feature = "embedded")]
         StoreKind::Memory => Arc::new(EmbeddedStore::in_memory()),
+        #[cfg(feature = "embedded")]
         StoreKind::Embedded { data_dir } => {
             Arc::new(EmbeddedStore::open(&data_dir.join("momentum.sqlite3"))?)
+        }
+        #[cfg(not(feature = "embedded"))]
+        StoreKind::Memory | StoreKind::Embedded { .. } => {
+            return Err(StoreError::Invalid(
+                "this binary is built without the embedded store: set MOMENTUM_STORE=dynamodb"
+                    .into(),
+            ));
         }
         StoreKind::DynamoDb {
             endpoint,

@@ -9,6 +9,7 @@
 pub mod conformance;
 pub mod cursor;
 pub mod dynamo;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
