@@ -180,3 +180,89 @@ async fn version_1_file_is_migrated_on_open() {
         .unwrap();
     assert_eq!(old, 0, "the old table is gone");
 }
+
+fn file_store() -> EmbeddedStore {
+    let path =
+        std::env::temp_dir().join(format!("momentum-group-{}.sqlite3", uuid::Uuid::new_v4()));
+    EmbeddedStore::open(&path).expect("open file store")
+}
+
+/// Token idempotency on a file, whose writes commit in groups: a repeat in the same group
+/// as the first is answered like a repeat after it.
+#[tokio::test]
+async fn transaction_token_applies_once_on_file() {
+    momentum_shared::storage::conformance::transaction_token_applies_once(Arc::new(file_store()))
+        .await;
+}
+
+/// A file store commits concurrent writes together; one that fails its condition is undone
+/// alone: the writes beside it land whole, and none of its own operations does.
+#[tokio::test]
+async fn concurrent_writes_fail_alone_on_file() {
+    use momentum_shared::storage::{Key, StoreError, Table, Update, WriteOp};
+    use serde_json::json;
+    let store: Arc<dyn Store> = Arc::new(file_store());
+    let item = |v: serde_json::Value| v.as_object().unwrap().clone();
+    store
+        .transact(vec![WriteOp::put(
+            Table::Main,
+            item(json!({"pk": "P", "sk": "TAKEN"})),
+        )])
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let store = store.clone();
+            let sk = if n % 2 == 0 {
+                format!("NEW{n}")
+            } else {
+                "TAKEN".to_owned()
+            };
+            let ops = vec![
+                WriteOp::put_new(Table::Main, item(json!({"pk": "P", "sk": sk, "n": n}))),
+                WriteOp::Update {
+                    table: Table::Main,
+                    key: Key::new("P", "COUNTER"),
+                    update: Update::default().add("applied", 1),
+                    condition: None,
+                },
+            ];
+            tokio::spawn(async move { (n, store.transact(ops).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (n, outcome) = task.await.unwrap();
+        if n % 2 == 0 {
+            outcome.unwrap_or_else(|e| panic!("write {n} failed: {e}"));
+        } else {
+            assert!(
+                matches!(outcome, Err(StoreError::TransactionCanceled { .. })),
+                "write {n}: {outcome:?}"
+            );
+        }
+    }
+    let counter = store
+        .get(Table::Main, &Key::new("P", "COUNTER"))
+        .await
+        .unwrap();
+    assert_eq!(
+        counter.unwrap()["applied"],
+        json!(32),
+        "only the 32 writes that landed count"
+    );
+    for n in (0..64).step_by(2) {
+        let got = store
+            .get(Table::Main, &Key::new("P", format!("NEW{n}")))
+            .await
+            .unwrap();
+        assert_eq!(got.unwrap()["n"], json!(n));
+    }
+    let taken = store
+        .get(Table::Main, &Key::new("P", "TAKEN"))
+        .await
+        .unwrap();
+    assert!(
+        taken.unwrap().get("n").is_none(),
+        "the failed puts changed nothing"
+    );
+}

@@ -346,4 +346,15 @@ mod tests {
     async fn embedded_store_keeps_the_change_log_guarantee() {
         super::concurrent_writers_crashes_and_readers(Arc::new(EmbeddedStore::in_memory())).await;
     }
+
+    /// On a file, whose writer commits concurrent writes in groups.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn embedded_file_store_keeps_the_change_log_guarantee() {
+        let path = std::env::temp_dir().join(format!(
+            "momentum-guarantee-{}.sqlite3",
+            uuid::Uuid::new_v4()
+        ));
+        let store = EmbeddedStore::open(&path).expect("open file store");
+        super::concurrent_writers_crashes_and_readers(Arc::new(store)).await;
+    }
 }

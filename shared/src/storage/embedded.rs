@@ -16,13 +16,16 @@
 //! - Index entries are `(tbl, partition id, sort key)` and the row id SQLite appends, which
 //!   orders items that share an index sort key (a cursor finds its item's row id).
 //!
-//! A file store keeps one writer connection and a pool of read-only connections (WAL lets
-//! them read while a transaction commits); an in-memory store has one connection.
+//! A file store keeps one writer connection, owned by a writer thread that commits writes in
+//! groups, and a pool of read-only connections (WAL lets them read while a group commits);
+//! an in-memory store has one connection, used on the calling task.
 
+use std::any::Any;
 use std::collections::{HashSet, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -77,20 +80,47 @@ CREATE INDEX IF NOT EXISTS items_gsi2 ON items (tbl, g2pk, g2sk) WHERE g2pk IS N
 /// Read-only connections of a file store.
 const READERS: usize = 4;
 
-/// SQLite-backed store. Calls run on the blocking pool so a slow disk never stalls the async
-/// workers; one writer connection behind a mutex serialises writes exactly like a single
-/// writer, and reads of a file store go to a pool of read-only connections.
+/// SQLite-backed store. One writer connection serialises writes exactly like a single
+/// writer; reads of a file store go to a pool of read-only connections on the blocking pool,
+/// so a slow disk never stalls the async workers.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    writer: Arc<Mutex<Connection>>,
+    writer: Arc<Writer>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
     tokens: Arc<Mutex<TokenLog>>,
-    /// Calls run on the calling task instead of the blocking pool. Only for the in-memory
-    /// database, which never waits on a disk: its calls take microseconds, and handing each
-    /// to a pool thread (a wake-up and a futex round trip there and back) cost ~30 % of a
-    /// create's CPU under load (perf, `scripts/profile.sh` with `MIX=write=1`).
-    inline: bool,
+}
+
+/// Who holds the writer connection.
+enum Writer {
+    /// The in-memory database: calls run on the calling task under the mutex. It never
+    /// waits on a disk: its calls take microseconds, and handing each to another thread (a
+    /// wake-up and a futex round trip there and back) cost ~30 % of a create's CPU under load
+    /// (perf, `scripts/profile.sh` with `MIX=write=1`).
+    Inline(Mutex<Connection>),
+    /// A file: a writer thread owns the connection and commits the writes waiting for it
+    /// together, each in a savepoint of one SQLite transaction (group commit). Every commit
+    /// appends each page it touched to the write-ahead log; a create's three writes (two
+    /// number draws and the commit) touch the same hot pages (the counters, the tails of the
+    /// indexes) as the creates beside it, so one commit for all of them writes those pages
+    /// once instead of once per write.
+    Grouped(mpsc::Sender<Job>),
+}
+
+/// Most writes committed together: bounds the latency a write waits behind the others.
+const MAX_GROUP: usize = 64;
+
+type JobOutput = StoreResult<Box<dyn Any + Send>>;
+type JobRun = Box<dyn FnOnce(&Connection, &mut Vec<String>) -> JobOutput + Send>;
+
+/// A write for the writer thread. `run` sees the connection inside the group's transaction
+/// and the tokens of the transactions committed before it in the group (recorded in the
+/// token log once the group commits).
+struct Job {
+    run: JobRun,
+    /// Runs on its own, outside any group transaction (checkpoints, tooling).
+    alone: bool,
+    reply: tokio::sync::oneshot::Sender<JobOutput>,
 }
 
 /// Most transaction tokens remembered; past it the oldest are forgotten early. At this
@@ -157,6 +187,7 @@ impl EmbeddedStore {
         }
         let writer = Connection::open(path).map_err(internal)?;
         prepare(&writer)?;
+        let tokens: Arc<Mutex<TokenLog>> = Arc::default();
         let readers = (0..READERS)
             .map(|_| {
                 let c = Connection::open_with_flags(
@@ -170,39 +201,98 @@ impl EmbeddedStore {
                 Ok(Mutex::new(c))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Self::with(writer, readers, false))
+        let (jobs, queue) = mpsc::channel();
+        let log = tokens.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || group_writer(writer, queue, log))
+            .map_err(internal)?;
+        Ok(Self {
+            writer: Arc::new(Writer::Grouped(jobs)),
+            readers: Arc::new(readers),
+            next_reader: Arc::default(),
+            tokens,
+        })
     }
 
     /// A private in-memory database (tests, throwaway runs).
     pub fn in_memory() -> Self {
         let conn = Connection::open_in_memory().expect("sqlite in memory");
         prepare(&conn).expect("schema on a fresh in-memory database");
-        Self::with(conn, Vec::new(), true)
-    }
-
-    fn with(writer: Connection, readers: Vec<Mutex<Connection>>, inline: bool) -> Self {
         Self {
-            writer: Arc::new(Mutex::new(writer)),
-            readers: Arc::new(readers),
+            writer: Arc::new(Writer::Inline(Mutex::new(conn))),
+            readers: Arc::default(),
             next_reader: Arc::default(),
             tokens: Arc::default(),
-            inline,
         }
     }
 
-    async fn with_conn<T, F>(&self, f: F) -> StoreResult<T>
+    fn inline(&self) -> Option<&Mutex<Connection>> {
+        match &*self.writer {
+            Writer::Inline(conn) => Some(conn),
+            Writer::Grouped(_) => None,
+        }
+    }
+
+    /// Runs `write` in a transaction of the writer connection: its own (in memory), or a
+    /// savepoint of the writer thread's group (a file). Its changes are undone when it fails.
+    /// `write` pushes the token of a transaction it applied onto the list it is given; the
+    /// token is recorded once the transaction is committed.
+    async fn write<T, F>(&self, write: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<String>) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.writer.clone();
-        // A panic while holding the lock leaves the connection usable: SQLite rolls an open
-        // transaction back when the next one begins.
-        let run = move || f(&mut conn.lock().unwrap_or_else(|p| p.into_inner()));
-        if self.inline {
-            return run();
+        match &*self.writer {
+            Writer::Inline(conn) => {
+                // A panic while holding the lock leaves the connection usable: SQLite rolls
+                // an open transaction back when the next one begins.
+                let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(internal)?;
+                let mut applied = Vec::new();
+                let value = write(&tx, &mut applied)?;
+                tx.commit().map_err(internal)?;
+                // Recorded while the writer is still held: no other transaction can slip
+                // between the commit and its token.
+                let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                applied.into_iter().for_each(|t| tokens.insert(t));
+                Ok(value)
+            }
+            Writer::Grouped(jobs) => self.submit(jobs, false, write).await,
         }
-        tokio::task::spawn_blocking(run).await.map_err(internal)?
+    }
+
+    /// Runs `f` on the writer connection outside any transaction of the store's own.
+    async fn exclusive<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        match &*self.writer {
+            Writer::Inline(conn) => f(&conn.lock().unwrap_or_else(|p| p.into_inner())),
+            Writer::Grouped(jobs) => self.submit(jobs, true, move |c, _| f(c)).await,
+        }
+    }
+
+    async fn submit<T, F>(&self, jobs: &mpsc::Sender<Job>, alone: bool, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<String>) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let run = Box::new(
+            move |c: &Connection, applied: &mut Vec<String>| -> JobOutput {
+                f(c, applied).map(|v| Box::new(v) as Box<dyn Any + Send>)
+            },
+        );
+        let gone = || internal("the writer thread has stopped");
+        jobs.send(Job { run, alone, reply }).map_err(|_| gone())?;
+        let value = answer.await.map_err(|_| gone())??;
+        Ok(*value
+            .downcast::<T>()
+            .expect("a job answers with its own type"))
     }
 
     /// Runs `locked` on a reader (the writer when there is none), then `unlocked` after
@@ -217,7 +307,7 @@ impl EmbeddedStore {
     {
         let this = self.clone();
         let run = move || unlocked(this.on_reader(locked)?);
-        if self.inline {
+        if self.inline().is_some() {
             return run();
         }
         tokio::task::spawn_blocking(run).await.map_err(internal)?
@@ -225,9 +315,8 @@ impl EmbeddedStore {
 
     /// A free reader if there is one, else waits for the next in turn.
     fn on_reader<R>(&self, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
-        if self.readers.is_empty() {
-            let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-            return f(&guard);
+        if let Some(conn) = self.inline() {
+            return f(&conn.lock().unwrap_or_else(|p| p.into_inner()));
         }
         let n = self.readers.len();
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
@@ -330,7 +419,7 @@ impl EmbeddedStore {
     where
         F: FnMut(Table, Item) + Send + 'static,
     {
-        self.with_conn(move |c| {
+        self.exclusive(move |c| {
             let mut stmt = c
                 .prepare(&format!("SELECT i.tbl, {ROW_COLUMNS} {ROW_JOINS}"))
                 .map_err(internal)?;
@@ -346,7 +435,7 @@ impl EmbeddedStore {
 
     /// Page counts of the database (after `flush`, the file is exactly `pages` long).
     pub async fn page_stats(&self) -> StoreResult<PageStats> {
-        self.with_conn(|c| {
+        self.exclusive(|c| {
             let pragma = |name: &str| -> StoreResult<u64> {
                 c.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
                     .map(|v| v.max(0) as u64)
@@ -569,10 +658,79 @@ fn delete_item(conn: &Connection, table: Table, key: &Key) -> StoreResult<()> {
     Ok(())
 }
 
-fn run_transaction(conn: &mut Connection, ops: &[WriteOp]) -> StoreResult<()> {
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(internal)?;
+/// The writer thread of a file store: takes the writes waiting, runs each in a savepoint of
+/// one transaction (a failed one is rolled back alone), commits once, then answers them all.
+/// Answers wait for the commit, so a caller told "done" finds its write in every later read.
+fn group_writer(conn: Connection, jobs: mpsc::Receiver<Job>, tokens: Arc<Mutex<TokenLog>>) {
+    let mut next = None;
+    while let Some(first) = next.take().or_else(|| jobs.recv().ok()) {
+        if first.alone {
+            let mut none = Vec::new();
+            let _ = first.reply.send(run_job(first.run, &conn, &mut none));
+            continue;
+        }
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) if job.alone => {
+                    next = Some(job);
+                    break;
+                }
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            for job in group {
+                let _ = job.reply.send(Err(internal(&e)));
+            }
+            continue;
+        }
+        let mut applied = Vec::new();
+        let mut answers = Vec::with_capacity(group.len());
+        for job in group {
+            let before = applied.len();
+            let answer = match conn.execute_batch("SAVEPOINT job") {
+                Ok(()) => run_job(job.run, &conn, &mut applied),
+                Err(e) => Err(internal(e)),
+            };
+            let closed = if answer.is_ok() {
+                conn.execute_batch("RELEASE job")
+            } else {
+                applied.truncate(before);
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            answers.push((job.reply, closed.map_err(internal).and(answer)));
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                let mut log = tokens.lock().unwrap_or_else(|p| p.into_inner());
+                applied.into_iter().for_each(|t| log.insert(t));
+            }
+            Err(e) => {
+                // Nothing of the group was written: every write in it fails.
+                let _ = conn.execute_batch("ROLLBACK");
+                for (_, answer) in &mut answers {
+                    if answer.is_ok() {
+                        *answer = Err(internal(format!("commit failed: {e}")));
+                    }
+                }
+            }
+        }
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Runs one job; a panic fails that job only (its savepoint is rolled back).
+fn run_job(run: JobRun, conn: &Connection, applied: &mut Vec<String>) -> JobOutput {
+    catch_unwind(AssertUnwindSafe(|| run(conn, applied)))
+        .unwrap_or_else(|_| Err(internal("a write panicked")))
+}
+
+/// Applies `ops` inside the caller's transaction (which undoes them on an error).
+fn run_transaction(tx: &Connection, ops: &[WriteOp]) -> StoreResult<()> {
     // Evaluate every condition against the state before the transaction, as DynamoDB does,
     // and report a reason per operation.
     // Each operation reads only what it needs of the stored item: nothing for an
@@ -585,12 +743,12 @@ fn run_transaction(conn: &mut Connection, ops: &[WriteOp]) -> StoreResult<()> {
         let key = op.key().expect("validated");
         let is_update = matches!(op, WriteOp::Update { .. });
         let existing = match op.condition() {
-            _ if is_update => read_item(&tx, op.table(), &key)?,
+            _ if is_update => read_item(tx, op.table(), &key)?,
             None => None,
             Some(Condition::NotExists | Condition::Exists) => {
-                row_id(&tx, op.table(), &key.pk, &key.sk)?.map(|_| Item::new())
+                row_id(tx, op.table(), &key.pk, &key.sk)?.map(|_| Item::new())
             }
-            Some(_) => read_item(&tx, op.table(), &key)?,
+            Some(_) => read_item(tx, op.table(), &key)?,
         };
         let ok = op.condition().is_none_or(|c| c.holds(existing.as_ref()));
         reasons.push(if ok {
@@ -605,17 +763,17 @@ fn run_transaction(conn: &mut Connection, ops: &[WriteOp]) -> StoreResult<()> {
     }
     for (op, (key, existing)) in ops.iter().zip(current) {
         match op {
-            WriteOp::Put { table, item, .. } => write_item(&tx, *table, item)?,
+            WriteOp::Put { table, item, .. } => write_item(tx, *table, item)?,
             WriteOp::Update { table, update, .. } => {
                 let mut item = existing.unwrap_or_else(|| key_only_item(&key));
                 update.apply(&mut item);
-                write_item(&tx, *table, &item)?;
+                write_item(tx, *table, &item)?;
             }
-            WriteOp::Delete { table, .. } => delete_item(&tx, *table, &key)?,
+            WriteOp::Delete { table, .. } => delete_item(tx, *table, &key)?,
             WriteOp::ConditionCheck { .. } => {}
         }
     }
-    tx.commit().map_err(internal)
+    Ok(())
 }
 
 type SqlValue = rusqlite::types::Value;
@@ -769,19 +927,19 @@ impl Store for EmbeddedStore {
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
         validate_transaction(&ops)?;
-        let Some(token) = TransactionToken::current() else {
-            return self.with_conn(move |c| run_transaction(c, &ops)).await;
-        };
+        let token = TransactionToken::current();
         let tokens = self.tokens.clone();
-        self.with_conn(move |c| {
-            // Checked and recorded under the connection lock, so no other transaction can
-            // slip between the commit and its token.
-            let mut tokens = tokens.lock().unwrap_or_else(|p| p.into_inner());
-            if tokens.contains(&token) {
-                return Ok(());
+        self.write(move |c, applied| {
+            // Checked on the writer, so no other transaction can slip between a commit and
+            // its token: a repeat finds the token in the log, or in the group it joined.
+            if let Some(token) = &token {
+                let mut known = tokens.lock().unwrap_or_else(|p| p.into_inner());
+                if known.contains(token) || applied.contains(token) {
+                    return Ok(());
+                }
             }
             run_transaction(c, &ops)?;
-            tokens.insert(token);
+            applied.extend(token);
             Ok(())
         })
         .await
@@ -795,20 +953,16 @@ impl Store for EmbeddedStore {
         }
         let key = key.clone();
         let attr = attr.to_owned();
-        self.with_conn(move |c| {
+        self.write(move |c, _| {
             // Counters take every commit (change numbers, issue numbers): an existing one is
             // advanced in SQL, without parsing and re-serialising its item in Rust.
             if let Some(value) = increment_in_place(c, table, &key, &attr, by)? {
                 return Ok(value);
             }
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            let mut item = read_item(&tx, table, &key)?.unwrap_or_else(|| key_only_item(&key));
+            let mut item = read_item(c, table, &key)?.unwrap_or_else(|| key_only_item(&key));
             let value = item.get(&attr).and_then(Value::as_i64).unwrap_or(0) + by;
             item.insert(attr, value.into());
-            write_item(&tx, table, &item)?;
-            tx.commit().map_err(internal)?;
+            write_item(c, table, &item)?;
             Ok(value)
         })
         .await
@@ -818,7 +972,7 @@ impl Store for EmbeddedStore {
     /// database file alone holds every committed write (a private in-memory database has no
     /// log: nothing to do).
     async fn flush(&self) -> StoreResult<()> {
-        self.with_conn(|c| {
+        self.exclusive(|c| {
             let busy: i64 = c
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
                 .map_err(internal)?;
