@@ -55,10 +55,10 @@ pub struct AppState {
 pub async fn open_store(config: &AppConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &config.store {
         #[cfg(feature = "embedded")]
-        StoreKind::Memory => Arc::new(EmbeddedStore::in_memory()),
+        StoreKind::Memory => expiring(EmbeddedStore::in_memory()),
         #[cfg(feature = "embedded")]
         StoreKind::Embedded { data_dir } => {
-            Arc::new(EmbeddedStore::open(&data_dir.join("momentum.sqlite3"))?)
+            expiring(EmbeddedStore::open(&data_dir.join("momentum.sqlite3"))?)
         }
         #[cfg(not(feature = "embedded"))]
         StoreKind::Memory | StoreKind::Embedded { .. } => {
@@ -84,6 +84,14 @@ pub async fn open_store(config: &AppConfig) -> Result<Arc<dyn Store>, StoreError
             Arc::new(store)
         }
     })
+}
+
+/// An embedded store that deletes expired items, as DynamoDB's time to live does: once a
+/// minute (nothing else would: change records and sessions would pile up forever).
+#[cfg(feature = "embedded")]
+fn expiring(store: EmbeddedStore) -> Arc<dyn Store> {
+    store.expire_periodically(std::time::Duration::from_secs(60));
+    Arc::new(store)
 }
 
 impl AppState {

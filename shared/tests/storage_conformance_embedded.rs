@@ -266,3 +266,51 @@ async fn concurrent_writes_fail_alone_on_file() {
         "the failed puts changed nothing"
     );
 }
+
+/// Time to live, as DynamoDB's: items whose `ttl` has passed are deleted, others stay; on a
+/// file and in memory.
+#[tokio::test]
+async fn expired_items_are_deleted() {
+    use momentum_shared::storage::{Key, Query, Table, WriteOp};
+    use serde_json::json;
+    for store in [file_store(), EmbeddedStore::in_memory()] {
+        let put = |sk: &str, ttl: Option<u64>| {
+            let mut item = json!({"pk": "T", "sk": sk, "gsi1pk": "TG", "gsi1sk": sk});
+            if let Some(ttl) = ttl {
+                item["ttl"] = json!(ttl);
+            }
+            WriteOp::put(Table::Main, item.as_object().unwrap().clone())
+        };
+        store
+            .transact(vec![
+                put("past", Some(1_000)),
+                put("also-past", Some(1_999)),
+                put("future", Some(3_000)),
+                put("forever", None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.expire(2_000, 1).await.unwrap(), 1, "one per batch");
+        assert_eq!(store.expire(2_000, 10).await.unwrap(), 1);
+        assert_eq!(store.expire(2_000, 10).await.unwrap(), 0);
+        let left = store.query(&Query::new(Table::Main, "T")).await.unwrap();
+        let sks: Vec<_> = left
+            .items
+            .iter()
+            .map(|i| i["sk"].as_str().unwrap())
+            .collect();
+        assert_eq!(sks, ["forever", "future"]);
+        let indexed = store
+            .query(&Query::new(Table::Main, "TG").index(momentum_shared::storage::Index::Gsi1))
+            .await
+            .unwrap();
+        assert_eq!(indexed.items.len(), 2, "the index forgets them too");
+        assert!(
+            store
+                .get(Table::Main, &Key::new("T", "past"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -75,6 +75,8 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items (tbl, pk, sk);
 CREATE INDEX IF NOT EXISTS items_gsi1 ON items (tbl, g1pk, g1sk) WHERE g1pk IS NOT NULL;
 CREATE INDEX IF NOT EXISTS items_gsi2 ON items (tbl, g2pk, g2sk) WHERE g2pk IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_ttl ON items (json_extract(body, '$.ttl'))
+    WHERE json_extract(body, '$.ttl') IS NOT NULL;
 ";
 
 /// Read-only connections of a file store.
@@ -431,6 +433,50 @@ impl EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    /// Deletes up to `limit` items whose `ttl` (epoch seconds) is before `now_epoch`, as
+    /// DynamoDB's time to live does for the tables (change records, sessions, rate-limit
+    /// windows, connections); returns how many. Readers never rely on it: expired items are
+    /// already ignored where it matters, as on DynamoDB, which deletes them within days.
+    pub async fn expire(&self, now_epoch: u64, limit: usize) -> StoreResult<usize> {
+        self.write(move |c, _| {
+            c.prepare_cached(
+                "DELETE FROM items WHERE id IN (SELECT id FROM items
+                 WHERE json_extract(body, '$.ttl') < ?1 LIMIT ?2)",
+            )
+            .map_err(internal)?
+            .execute(params![now_epoch as i64, limit as i64])
+            .map_err(internal)
+        })
+        .await
+    }
+
+    /// Deletes expired items now and every `every` from then on, in batches so writes
+    /// waiting behind a sweep wait for one batch at most. Runs as long as the process.
+    pub fn expire_periodically(&self, every: std::time::Duration) {
+        /// Items per batch: a few milliseconds of the writer's time.
+        const BATCH: usize = 1_000;
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                loop {
+                    match store.expire(now, BATCH).await {
+                        Ok(n) if n == BATCH => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "deleting expired items failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Page counts of the database (after `flush`, the file is exactly `pages` long).
