@@ -997,6 +997,13 @@ impl Store for EmbeddedStore {
                 "cannot increment a key attribute".into(),
             ));
         }
+        if let Some(conn) = self.inline() {
+            // One statement commits on its own: no BEGIN and COMMIT around it.
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(value) = increment_in_place(&conn, table, key, attr, by)? {
+                return Ok(value);
+            }
+        }
         let key = key.clone();
         let attr = attr.to_owned();
         self.write(move |c, _| {
