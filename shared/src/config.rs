@@ -67,7 +67,14 @@ pub struct AppConfig {
     pub fanout: FanoutConfig,
     /// Outgoing webhooks: the secret key, which targets are allowed, the disable rule.
     pub webhooks: WebhookConfig,
+    /// How long after a user's last connection in a workspace closes `user_left` waits for
+    /// a reconnect (a page reload, a network blip) before it is announced.
+    /// `MOMENTUM_PRESENCE_GRACE_SECS`, default 10.
+    pub presence_grace_secs: u64,
 }
+
+/// Default of `MOMENTUM_PRESENCE_GRACE_SECS`.
+pub const DEFAULT_PRESENCE_GRACE_SECS: u64 = 10;
 
 /// Smallest accepted `MOMENTUM_WEBHOOK_SECRET_KEY` outside local mode.
 pub const MIN_WEBHOOK_KEY_BYTES: usize = 32;
@@ -375,6 +382,10 @@ fn rate_limits_from_env(env: &Env) -> Result<RateLimitConfig, ConfigError> {
         ws_connect: env.rate("MOMENTUM_RATE_LIMIT_WS_CONNECT", rl::DEFAULT_WS_CONNECT)?,
         ws_command: env.rate("MOMENTUM_RATE_LIMIT_WS_COMMAND", rl::DEFAULT_WS_COMMAND)?,
         api_token: env.rate("MOMENTUM_RATE_LIMIT_API_TOKEN", rl::DEFAULT_API_TOKEN)?,
+        direct_message: env.rate(
+            "MOMENTUM_RATE_LIMIT_DIRECT_MESSAGE",
+            rl::DEFAULT_DIRECT_MESSAGE,
+        )?,
         max_keys: env.parse("MOMENTUM_RATE_LIMIT_MAX_KEYS", rl::DEFAULT_MAX_KEYS)?,
     };
     if rate_limits.max_keys == 0 {
@@ -445,6 +456,8 @@ impl AppConfig {
             timeouts,
             fanout,
             webhooks,
+            presence_grace_secs: env
+                .parse("MOMENTUM_PRESENCE_GRACE_SECS", DEFAULT_PRESENCE_GRACE_SECS)?,
         })
     }
 
