@@ -582,6 +582,7 @@ mod tests {
         assert!(c.local_default_origins);
         assert_eq!(c.rate_limits, RateLimitConfig::default());
         assert_eq!(c.timeouts, ServerTimeouts::default());
+        assert_eq!(c.presence_grace_secs, DEFAULT_PRESENCE_GRACE_SECS);
     }
 
     #[test]
@@ -628,6 +629,8 @@ mod tests {
                 ("MOMENTUM_RATE_LIMIT_AUTH_IP", "5,2"),
                 ("MOMENTUM_RATE_LIMIT_WS_COMMAND", "off"),
                 ("MOMENTUM_RATE_LIMIT_WS_CONNECT", "3,6"),
+                ("MOMENTUM_RATE_LIMIT_DIRECT_MESSAGE", "4,8"),
+                ("MOMENTUM_PRESENCE_GRACE_SECS", "30"),
             ],
             Mode::Local,
         )
@@ -640,6 +643,10 @@ mod tests {
         assert_eq!(c.rate_limits.auth_ip, Some(Rate::new(5, 2)));
         assert_eq!(c.rate_limits.ws_command, None);
         assert_eq!(c.rate_limits.ws_connect, Some(Rate::new(3, 6)));
+        assert_eq!(c.rate_limits.direct_message, Some(Rate::new(4, 8)));
+        assert_eq!(c.presence_grace_secs, 30);
+        let err = config(&[("MOMENTUM_PRESENCE_GRACE_SECS", "soon")], Mode::Local).unwrap_err();
+        assert!(err.0.contains("MOMENTUM_PRESENCE_GRACE_SECS"), "{err}");
         for bad in [
             "*",
             "app.example.com",

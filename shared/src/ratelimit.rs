@@ -720,6 +720,7 @@ mod tests {
             ws_connect: Some(Rate::new(1, 30)),
             ws_command: Some(Rate::new(2, 60)),
             api_token: Some(Rate::new(1, 60)),
+            direct_message: Some(Rate::new(1, 30)),
             max_keys: 10,
         };
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
@@ -755,6 +756,11 @@ mod tests {
         limits.check_ws_command("c1").await.unwrap();
         assert!(limits.check_ws_command("c1").await.is_err());
         limits.check_ws_command("c2").await.unwrap();
+        // Direct messages: a budget per sending user.
+        limits.check_direct_message("u1").await.unwrap();
+        let e = limits.check_direct_message("u1").await.unwrap_err();
+        assert_eq!((e.code, e.retry_after), (ErrorCode::RateLimited, Some(2)));
+        limits.check_direct_message("u2").await.unwrap();
         // Each API token has its own budget.
         limits.check_api_token("hash-a").await.unwrap();
         let e = limits.check_api_token("hash-a").await.unwrap_err();
@@ -893,6 +899,7 @@ mod tests {
             ws_connect: Some(Rate::new(2, 60)),
             ws_command: Some(Rate::new(2, 60)),
             api_token: Some(Rate::new(2, 60)),
+            direct_message: Some(Rate::new(2, 60)),
             max_keys: 10,
         };
         let limits = RateLimits::new(&config, faulty.clone(), Arc::new(clock));
@@ -910,7 +917,12 @@ mod tests {
         for _ in 0..2 {
             limits.check_ws_command("c1").await.unwrap();
             limits.check_ws_connect(None).await.unwrap();
+            limits.check_direct_message("u1").await.unwrap();
         }
+        assert!(
+            limits.check_direct_message("u1").await.is_err(),
+            "direct messages fail open to the local limit"
+        );
         let e = limits.check_ws_command("c1").await.unwrap_err();
         assert_eq!(
             e.code,
@@ -933,6 +945,8 @@ mod tests {
             k,
             LimitKey::account(AuthAction::Refresh, "someone@example.com")
         );
+        let u = LimitKey::user("user-123");
+        assert!(u.as_str().starts_with("user:") && !u.as_str().contains("123"));
         let t = LimitKey::api_token("tok_secret_id");
         assert!(t.as_str().starts_with("token:") && !t.as_str().contains("secret"));
         let item = limit_item_key(Limit::WsConnect, &LimitKey::ip(None));

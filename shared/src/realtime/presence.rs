@@ -72,10 +72,11 @@ impl Presence {
                     // Gone past the window and not yet announced: say so before the join.
                     messages.push(self.message(MessageType::UserLeft, ws, user));
                 }
-            } else if due && self.registry.clear_leave(&leave).await? {
-                if !live.iter().any(|c| c.user_id == leave.user_id) {
-                    messages.push(self.message(MessageType::UserLeft, ws, &leave.user_id));
-                }
+            } else if due
+                && self.registry.clear_leave(&leave).await?
+                && !live.iter().any(|c| c.user_id == leave.user_id)
+            {
+                messages.push(self.message(MessageType::UserLeft, ws, &leave.user_id));
             }
         }
         if join {
