@@ -11,6 +11,7 @@ use momentum_shared::AppState;
 use momentum_shared::clock::ManualClock;
 use momentum_shared::config::DEFAULT_PRESENCE_GRACE_SECS;
 use momentum_shared::ratelimit::{Rate, RateLimitConfig};
+use momentum_shared::realtime::connections::IDLE_TIMEOUT_SECS;
 use momentum_tests::{
     Backend, TestServer, World, WsClient, backend_store, on_every_store, on_every_store_with_clock,
     world,
@@ -359,8 +360,39 @@ async fn presence_joined_and_debounced_left(s: TestServer, clock: ManualClock) {
     assert_eq!(next_direct(&mut outsider).await["id"], json!(mark));
 }
 
+/// A connection that went silent (no `$disconnect`) is pruned, and its user's leave is
+/// announced like any other once the grace window has passed.
+async fn a_silent_connection_leaves_after_the_grace_window(s: TestServer, clock: ManualClock) {
+    let w = acme(&s).await;
+    let grace = DEFAULT_PRESENCE_GRACE_SECS as i64;
+    let mut owner = connect(&s, &w.owner.token).await;
+    let _member = connect(&s, &w.member.token).await;
+    let joined = next_direct(&mut owner).await;
+    assert_eq!(joined["message_type"], "user_joined", "{joined}");
+
+    // Past API Gateway's idle timeout the member's socket, still open, counts as gone; the
+    // owner pings, so theirs does not.
+    clock.advance_secs(IDLE_TIMEOUT_SECS as i64 + 1);
+    assert_eq!(owner.request("ping", json!({})).await["type"], "pong");
+    let cleaned = s
+        .post("/ws/cleanup", w.owner.t(), &json!({"workspace_id": w.ws}))
+        .await
+        .expect(200);
+    assert_eq!(cleaned.data()["pruned"], 1, "{}", cleaned.data());
+    clock.advance_secs(grace + 1);
+    s.post("/ws/cleanup", w.owner.t(), &json!({"workspace_id": w.ws}))
+        .await
+        .expect(200);
+    let left = next_direct(&mut owner).await;
+    assert_eq!(left["message_type"], "user_left", "{left}");
+    assert_eq!(left["from_user_id"], json!(w.member.id));
+}
+
 on_every_store!(seed_shape_and_who_may_send_what);
 mod clocked {
     use super::*;
-    on_every_store_with_clock!(presence_joined_and_debounced_left);
+    on_every_store_with_clock!(
+        presence_joined_and_debounced_left,
+        a_silent_connection_leaves_after_the_grace_window
+    );
 }
