@@ -379,10 +379,13 @@ async fn a_silent_connection_leaves_after_the_grace_window(s: TestServer, clock:
         .await
         .expect(200);
     assert_eq!(cleaned.data()["pruned"], 1, "{}", cleaned.data());
+    // Reading the presence list announces what has come due.
     clock.advance_secs(grace + 1);
-    s.post("/ws/cleanup", w.owner.t(), &json!({"workspace_id": w.ws}))
+    let online = s
+        .get(&format!("/ws/online?workspace_id={}", w.ws), w.owner.t())
         .await
         .expect(200);
+    assert_eq!(online.data()["users"].as_array().unwrap().len(), 1);
     let left = next_direct(&mut owner).await;
     assert_eq!(left["message_type"], "user_left", "{left}");
     assert_eq!(left["from_user_id"], json!(w.member.id));

@@ -8,8 +8,10 @@
 //! The debounce lives in the store: every close records a `PendingLeave` (the registry's
 //! `disconnect`), a connect within the window clears it without a word, and a leave that is
 //! due (its `left_at` + grace is past on the injected clock) is announced by whichever comes
-//! first: the next connect or disconnect in the workspace, `POST /ws/cleanup`, or, in the
-//! shim, a task that sweeps once the window has passed. Clearing is conditional, so each
+//! first: the next connect or disconnect in the workspace, `GET /ws/online`,
+//! `POST /ws/cleanup`, or, in the shim, a task that sweeps once the window has passed. (In
+//! the cloud nothing wakes up at the end of a window by itself: a delayed SQS message or a
+//! schedule would; until then a leave waits for the workspace's next presence event.) Clearing is conditional, so each
 //! leave is announced at most once.
 
 use serde_json::json;
