@@ -198,12 +198,17 @@ async fn upgrade(
         Ok(offer) => offer,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) =
-        s.rt.registry
-            .connect(&s.rt.state.auth, &id, offer.token.as_deref())
-            .await
+    let conn = match s
+        .rt
+        .registry
+        .connect(&s.rt.state.auth, &id, offer.token.as_deref())
+        .await
     {
-        return e.into_response();
+        Ok(conn) => conn,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = s.rt.presence.joined(&conn).await {
+        tracing::warn!(connection = %id, error = %e, "user_joined not announced");
     }
     // Answers `momentum.v1` when offered (never the `bearer.` entry).
     let ws = ws.protocols(offer.protocol);
@@ -274,8 +279,29 @@ async fn run_socket(s: WsState, id: String, socket: WebSocket) {
     {
         writer.abort();
     }
-    if let Err(e) = s.rt.registry.disconnect(&id).await {
-        tracing::warn!(connection = %id, error = %e, "disconnect cleanup failed");
+    match s.rt.registry.disconnect(&id).await {
+        Ok(Some(conn)) => {
+            if let Some(ws) = conn.workspace_id {
+                sweep_presence(&s.rt, &ws).await;
+                // The leave just recorded comes due after the grace window; unlike a Lambda
+                // the shim can wait for it (a connect, disconnect or cleanup in the
+                // workspace announces it sooner if one comes first).
+                let presence = s.rt.clone();
+                let wait = presence.presence.grace_secs() + 1;
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                    sweep_presence(&presence, &ws).await;
+                });
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(connection = %id, error = %e, "disconnect cleanup failed"),
+    }
+}
+
+async fn sweep_presence(rt: &Realtime, workspace_id: &str) {
+    if let Err(e) = rt.presence.sweep(workspace_id).await {
+        tracing::warn!(workspace = %workspace_id, error = %e, "presence sweep failed");
     }
 }
 

@@ -1,5 +1,6 @@
 //! `/ws/*`: presence and admin messaging over the realtime connections of one workspace.
-//! Presence is readable by any member; stats, send, broadcast and cleanup need an admin.
+//! Presence is readable by any member; a member may send `text` to another member
+//! (`/ws/send`); stats, other message types, broadcast and cleanup need an admin.
 //! Only connections whose session is live and whose user is a member now are listed,
 //! counted or sent to (`ConnectionRegistry::present_live`).
 
@@ -7,19 +8,17 @@ use std::collections::BTreeMap;
 
 use axum::Extension;
 use axum::extract::State;
+use momentum_shared::AppResult;
 use momentum_shared::AppState;
 use momentum_shared::http::schema::{CommonErrors, Envelope};
 use momentum_shared::http::{ApiResponse, ApiResult, Auth, Json, Query};
 use momentum_shared::kernel::access::Action;
 use momentum_shared::kernel::access::Principal;
 use momentum_shared::kernel::access::Scope;
-use momentum_shared::kernel::keys;
 use momentum_shared::kernel::topic::Topic;
-use momentum_shared::realtime::broadcaster::Delivery;
 use momentum_shared::realtime::connections::is_silent;
-use momentum_shared::{AppError, AppResult};
+use momentum_shared::realtime::direct::{self, BroadcastRequest, SendRequest, Sent};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -64,61 +63,14 @@ pub struct Stats {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SendRequest {
-    pub workspace_id: Option<String>,
-    pub user_id: String,
-    pub message: Value,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BroadcastRequest {
-    pub workspace_id: Option<String>,
-    pub message: Value,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CleanupRequest {
     pub workspace_id: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Sent {
-    pub delivered: usize,
-    pub gone: usize,
-    pub failed: usize,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct Cleaned {
     pub checked: usize,
     pub pruned: usize,
-}
-
-impl From<Delivery> for Sent {
-    fn from(d: Delivery) -> Self {
-        Self {
-            delivered: d.delivered,
-            gone: d.gone,
-            failed: d.failed,
-        }
-    }
-}
-
-const MAX_MESSAGE_BYTES: usize = 32 * 1024;
-
-fn check_message(message: &Value) -> AppResult<()> {
-    if message.is_null() {
-        return Err(AppError::validation("message", "is required"));
-    }
-    if message.to_string().len() > MAX_MESSAGE_BYTES {
-        return Err(AppError::validation(
-            "message",
-            format!("at most {MAX_MESSAGE_BYTES} bytes"),
-        ));
-    }
-    Ok(())
 }
 
 async fn scope(
@@ -130,7 +82,8 @@ async fn scope(
     s.ctx.access.resolve(who, ws, action).await
 }
 
-/// Members of the workspace with open realtime connections.
+/// Members of the workspace with open realtime connections (announcing the `user_left`
+/// that have come due).
 #[utoipa::path(get, path = "/ws/online", tag = "realtime", security(("bearer" = []), ("api_token" = [])),
     params(WorkspaceParam),
     responses((status = 200, body = Envelope<Online>), CommonErrors))]
@@ -141,6 +94,11 @@ async fn online(
     Query(p): Query<WorkspaceParam>,
 ) -> ApiResult<Online> {
     let scope = scope(&s, &who, p.workspace_id.as_deref(), Action::Read).await?;
+    // Leaves that have come due are announced as the list without them is read (in the
+    // cloud nothing else wakes up when a grace window ends; one Query when none is due).
+    if let Err(e) = rt.presence.sweep(&scope.workspace_id).await {
+        tracing::warn!(workspace = %scope.workspace_id, error = %e, "presence sweep failed");
+    }
     let mut users: BTreeMap<String, usize> = BTreeMap::new();
     for c in rt.registry.present_live(&scope.workspace_id).await? {
         *users.entry(c.user_id).or_default() += 1;
@@ -196,7 +154,10 @@ async fn stats(
     }))
 }
 
-/// Send a message to one member's connections (admins).
+/// Send a message to one member's live connections, in the seed's shape (`id`,
+/// `timestamp` and `from_user_id` stamped here). Admins may send any type; members only
+/// `text` (403 otherwise); the recipient must be a member (404 on `to_user_id`). Per-user
+/// rate limit (429).
 #[utoipa::path(post, path = "/ws/send", tag = "realtime", security(("bearer" = []), ("api_token" = [])),
     request_body = SendRequest,
     responses((status = 200, body = Envelope<Sent>), CommonErrors))]
@@ -206,39 +167,12 @@ async fn send(
     Auth(who): Auth,
     Json(req): Json<SendRequest>,
 ) -> ApiResult<Sent> {
-    check_message(&req.message)?;
-    let scope = scope(&s, &who, req.workspace_id.as_deref(), Action::Manage).await?;
-    let target = s
-        .store
-        .get(
-            momentum_shared::storage::Table::Main,
-            &keys::member(&scope.workspace_id, &req.user_id),
-        )
-        .await?;
-    if target.is_none() {
-        return Err(AppError::unknown_reference(
-            "user_id",
-            "is not a member of this workspace",
-        ));
-    }
-    let conns: Vec<String> = rt
-        .registry
-        .present_live(&scope.workspace_id)
-        .await?
-        .into_iter()
-        .filter(|c| c.user_id == req.user_id)
-        .map(|c| c.connection_id)
-        .collect();
-    let message = json!({
-        "type": "message", "workspace_id": scope.workspace_id,
-        "from_user_id": who.user_id, "to_user_id": req.user_id, "data": req.message,
-    });
-    Ok(ApiResponse::ok(
-        rt.broadcaster.post_all(conns, &message).await.into(),
-    ))
+    let sent = direct::send(&s, &rt.registry, &rt.broadcaster, &who, req).await?;
+    Ok(ApiResponse::ok(sent))
 }
 
-/// Send a message to every connection of the workspace (admins).
+/// Send a message to every live connection of the workspace, in the seed's shape (admins;
+/// per-user rate limit).
 #[utoipa::path(post, path = "/ws/broadcast", tag = "realtime", security(("bearer" = []), ("api_token" = [])),
     request_body = BroadcastRequest,
     responses((status = 200, body = Envelope<Sent>), CommonErrors))]
@@ -248,26 +182,13 @@ async fn broadcast(
     Auth(who): Auth,
     Json(req): Json<BroadcastRequest>,
 ) -> ApiResult<Sent> {
-    check_message(&req.message)?;
-    let scope = scope(&s, &who, req.workspace_id.as_deref(), Action::Manage).await?;
-    let conns = rt
-        .registry
-        .present_live(&scope.workspace_id)
-        .await?
-        .into_iter()
-        .map(|c| c.connection_id)
-        .collect();
-    let message = json!({
-        "type": "broadcast", "workspace_id": scope.workspace_id,
-        "from_user_id": who.user_id, "data": req.message,
-    });
-    Ok(ApiResponse::ok(
-        rt.broadcaster.post_all(conns, &message).await.into(),
-    ))
+    let sent = direct::broadcast(&s, &rt.registry, &rt.broadcaster, &who, req).await?;
+    Ok(ApiResponse::ok(sent))
 }
 
 /// Prune the workspace's stale connections: expired, silent past API Gateway's idle timeout,
-/// or no longer held by the gateway (admins).
+/// or no longer held by the gateway (admins); then announce the `user_left` that have come
+/// due (the pruned connections' leaves wait out the grace window like any other).
 #[utoipa::path(post, path = "/ws/cleanup", tag = "realtime", security(("bearer" = []), ("api_token" = [])),
     request_body = CleanupRequest,
     responses((status = 200, body = Envelope<Cleaned>), CommonErrors))]
@@ -293,6 +214,7 @@ async fn cleanup(
             pruned += 1;
         }
     }
+    rt.presence.sweep(&scope.workspace_id).await?;
     Ok(ApiResponse::ok(Cleaned {
         checked: present.len(),
         pruned,

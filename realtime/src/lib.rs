@@ -15,6 +15,7 @@ use std::sync::Arc;
 use momentum_shared::AppState;
 use momentum_shared::realtime::broadcaster::{Broadcaster, ConnectionGateway};
 use momentum_shared::realtime::connections::ConnectionRegistry;
+use momentum_shared::realtime::presence::Presence;
 
 /// What the realtime handlers need besides the app state.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct Realtime {
     pub state: AppState,
     pub registry: ConnectionRegistry,
     pub broadcaster: Broadcaster,
+    /// `user_joined` / `user_left` with the reconnect grace window.
+    pub presence: Presence,
 }
 
 impl Realtime {
@@ -29,10 +32,16 @@ impl Realtime {
         let registry = ConnectionRegistry::new(state.ctx.clone());
         let broadcaster =
             Broadcaster::new(registry.clone(), gateway).with_config(&state.config.fanout);
+        let presence = Presence::new(
+            registry.clone(),
+            broadcaster.clone(),
+            state.config.presence_grace_secs,
+        );
         Self {
             state,
             registry,
             broadcaster,
+            presence,
         }
     }
 

@@ -66,9 +66,14 @@ async fn connect(
         header_values(event, handshake::PROTOCOL_HEADER),
         event.query_string_parameters.first("token"),
     )?;
-    rt.registry
+    let conn = rt
+        .registry
         .connect(&rt.state.auth, connection_id, offer.token.as_deref())
         .await?;
+    // The connection stands whether or not the others could be told.
+    if let Err(e) = rt.presence.joined(&conn).await {
+        tracing::warn!(connection = %connection_id, error = %e, "user_joined not announced");
+    }
     Ok(offer.protocol)
 }
 
@@ -118,8 +123,20 @@ pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Ou
             }
         },
         "$disconnect" => {
-            if let Err(e) = rt.registry.disconnect(&connection_id).await {
-                tracing::warn!(connection = %connection_id, error = %e, "disconnect cleanup failed");
+            match rt.registry.disconnect(&connection_id).await {
+                // The leave just recorded waits out the grace window; leaves of others that
+                // have come due are announced now.
+                Ok(Some(conn)) => {
+                    if let Some(ws) = conn.workspace_id.as_deref()
+                        && let Err(e) = rt.presence.sweep(ws).await
+                    {
+                        tracing::warn!(workspace = %ws, error = %e, "presence sweep failed");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(connection = %connection_id, error = %e, "disconnect cleanup failed")
+                }
             }
             Outcome {
                 response: response(200, json!({"disconnected": true})),

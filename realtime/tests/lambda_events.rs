@@ -601,3 +601,111 @@ async fn a_failed_shard_hand_off_fails_the_stream_batch() {
     assert!(realtime::stream::handle(&rt, event).await.is_err());
     assert!(gateway.posts.lock().unwrap().is_empty());
 }
+
+/// Presence through the Lambda events: `$connect` announces `user_joined` to the others;
+/// `$disconnect` records a leave that waits out the grace window in the store (no process
+/// remembers it), and a later `$connect` in another invocation announces it once.
+#[tokio::test]
+async fn presence_messages_through_connect_and_disconnect_events() {
+    use momentum_shared::areas::workspaces::{SwitchWorkspace, membership_of};
+    use momentum_shared::clock::ManualClock;
+    use momentum_shared::config::DEFAULT_PRESENCE_GRACE_SECS;
+    use momentum_shared::kernel::access::{Member, Role};
+    use momentum_shared::kernel::{keys, record::record_item};
+    use momentum_shared::storage::{Table, WriteOp};
+
+    let clock = ManualClock::starting_now();
+    let state = AppState::with_store(
+        AppConfig::for_tests(),
+        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(clock.clone()),
+    );
+    let (owner, _, ws) = common::owner_and_workspace(&state, "owner", "Lambda").await;
+    let (bob, bob_who, _) = common::owner_and_workspace(&state, "bob", "Elsewhere").await;
+    let member = Member {
+        workspace_id: ws.clone(),
+        user_id: bob_who.user_id.clone(),
+        role: Role::Member,
+        username: "bob".into(),
+        email: "bob@example.com".into(),
+        display_name: None,
+        joined_at: "2026-01-01T00:00:00Z".into(),
+    };
+    state
+        .store
+        .transact(vec![
+            WriteOp::put(
+                Table::Main,
+                record_item(&keys::member(&ws, &member.user_id), "member", &member),
+            ),
+            WriteOp::put(
+                Table::Main,
+                record_item(
+                    &keys::membership(&member.user_id, &ws),
+                    "membership",
+                    &membership_of(&member),
+                ),
+            ),
+        ])
+        .await
+        .unwrap();
+    state
+        .workspaces
+        .switch(
+            &bob_who,
+            SwitchWorkspace {
+                workspace_id: ws.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let gateway = Arc::new(RecordingGateway::default());
+    let rt = Realtime::new(state, gateway.clone());
+    let presence = |kind: &str| -> Vec<(String, Value)> {
+        gateway
+            .posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m["message_type"] == kind)
+            .cloned()
+            .collect()
+    };
+
+    for (id, token) in [("o1=", &owner), ("b1=", &bob)] {
+        let r = realtime::websocket::run(&rt, ws_event("$connect", id, Some(token), None))
+            .await
+            .unwrap();
+        assert_eq!(r.status_code, 200);
+    }
+    let joined = presence("user_joined");
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    assert_eq!(joined[0].0, "o1=", "only the others hear of it");
+    assert_eq!(joined[0].1["from_user_id"], json!(bob_who.user_id));
+    assert_eq!(joined[0].1["type"], "message");
+
+    realtime::websocket::run(&rt, ws_event("$disconnect", "b1=", None, None))
+        .await
+        .unwrap();
+    assert!(presence("user_left").is_empty(), "not within the window");
+    clock.advance_secs(DEFAULT_PRESENCE_GRACE_SECS as i64 + 1);
+    realtime::websocket::run(&rt, ws_event("$connect", "o2=", Some(&owner), None))
+        .await
+        .unwrap();
+    realtime::websocket::run(&rt, ws_event("$connect", "o3=", Some(&owner), None))
+        .await
+        .unwrap();
+    let left = presence("user_left");
+    let to: Vec<&str> = left.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        to,
+        ["o1=", "o2="],
+        "announced once, to the connections present then"
+    );
+    assert_eq!(left[0].1["data"]["user_id"], json!(bob_who.user_id));
+    assert_eq!(
+        presence("user_joined").len(),
+        1,
+        "the owner's second socket is no join"
+    );
+}

@@ -67,7 +67,14 @@ pub struct AppConfig {
     pub fanout: FanoutConfig,
     /// Outgoing webhooks: the secret key, which targets are allowed, the disable rule.
     pub webhooks: WebhookConfig,
+    /// How long after a user's last connection in a workspace closes `user_left` waits for
+    /// a reconnect (a page reload, a network blip) before it is announced.
+    /// `MOMENTUM_PRESENCE_GRACE_SECS`, default 10.
+    pub presence_grace_secs: u64,
 }
+
+/// Default of `MOMENTUM_PRESENCE_GRACE_SECS`.
+pub const DEFAULT_PRESENCE_GRACE_SECS: u64 = 10;
 
 /// Smallest accepted `MOMENTUM_WEBHOOK_SECRET_KEY` outside local mode.
 pub const MIN_WEBHOOK_KEY_BYTES: usize = 32;
@@ -375,6 +382,10 @@ fn rate_limits_from_env(env: &Env) -> Result<RateLimitConfig, ConfigError> {
         ws_connect: env.rate("MOMENTUM_RATE_LIMIT_WS_CONNECT", rl::DEFAULT_WS_CONNECT)?,
         ws_command: env.rate("MOMENTUM_RATE_LIMIT_WS_COMMAND", rl::DEFAULT_WS_COMMAND)?,
         api_token: env.rate("MOMENTUM_RATE_LIMIT_API_TOKEN", rl::DEFAULT_API_TOKEN)?,
+        direct_message: env.rate(
+            "MOMENTUM_RATE_LIMIT_DIRECT_MESSAGE",
+            rl::DEFAULT_DIRECT_MESSAGE,
+        )?,
         max_keys: env.parse("MOMENTUM_RATE_LIMIT_MAX_KEYS", rl::DEFAULT_MAX_KEYS)?,
     };
     if rate_limits.max_keys == 0 {
@@ -445,6 +456,8 @@ impl AppConfig {
             timeouts,
             fanout,
             webhooks,
+            presence_grace_secs: env
+                .parse("MOMENTUM_PRESENCE_GRACE_SECS", DEFAULT_PRESENCE_GRACE_SECS)?,
         })
     }
 
@@ -569,6 +582,7 @@ mod tests {
         assert!(c.local_default_origins);
         assert_eq!(c.rate_limits, RateLimitConfig::default());
         assert_eq!(c.timeouts, ServerTimeouts::default());
+        assert_eq!(c.presence_grace_secs, DEFAULT_PRESENCE_GRACE_SECS);
     }
 
     #[test]
@@ -615,6 +629,8 @@ mod tests {
                 ("MOMENTUM_RATE_LIMIT_AUTH_IP", "5,2"),
                 ("MOMENTUM_RATE_LIMIT_WS_COMMAND", "off"),
                 ("MOMENTUM_RATE_LIMIT_WS_CONNECT", "3,6"),
+                ("MOMENTUM_RATE_LIMIT_DIRECT_MESSAGE", "4,8"),
+                ("MOMENTUM_PRESENCE_GRACE_SECS", "30"),
             ],
             Mode::Local,
         )
@@ -627,6 +643,10 @@ mod tests {
         assert_eq!(c.rate_limits.auth_ip, Some(Rate::new(5, 2)));
         assert_eq!(c.rate_limits.ws_command, None);
         assert_eq!(c.rate_limits.ws_connect, Some(Rate::new(3, 6)));
+        assert_eq!(c.rate_limits.direct_message, Some(Rate::new(4, 8)));
+        assert_eq!(c.presence_grace_secs, 30);
+        let err = config(&[("MOMENTUM_PRESENCE_GRACE_SECS", "soon")], Mode::Local).unwrap_err();
+        assert!(err.0.contains("MOMENTUM_PRESENCE_GRACE_SECS"), "{err}");
         for bad in [
             "*",
             "app.example.com",

@@ -48,7 +48,8 @@ pub const TOKEN_ID_PATTERN: &str = "^[0-9a-f]{32}$";
 fn shape_of_name(name: &str) -> Option<IdShape> {
     use IdShape::*;
     Some(match name {
-        "workspace_id" | "user_id" | "assignee_id" | "owner_id" | "author_id" | "actor_id" => Uuid,
+        "workspace_id" | "user_id" | "to_user_id" | "assignee_id" | "owner_id" | "author_id"
+        | "actor_id" => Uuid,
         "team_id" => Scoped(Kind::Team),
         "workflow_id" => Scoped(Kind::Workflow),
         "state_id" | "default_state_id" => Scoped(Kind::State),

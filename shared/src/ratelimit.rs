@@ -85,6 +85,8 @@ pub struct RateLimitConfig {
     pub ws_command: Option<Rate>,
     /// REST requests per API token.
     pub api_token: Option<Rate>,
+    /// Direct messages (`/ws/send`, `/ws/broadcast`) per sending user.
+    pub direct_message: Option<Rate>,
     /// Local (first-filter) buckets kept per limit before idle ones are evicted.
     pub max_keys: usize,
 }
@@ -94,6 +96,8 @@ pub const DEFAULT_AUTH_USER: Rate = Rate::new(10, 5);
 pub const DEFAULT_WS_CONNECT: Rate = Rate::new(30, 60);
 pub const DEFAULT_WS_COMMAND: Rate = Rate::new(60, 600);
 pub const DEFAULT_API_TOKEN: Rate = Rate::new(120, 600);
+/// A burst of 20 messages, then one every 2 s: a chat pace, not a flood.
+pub const DEFAULT_DIRECT_MESSAGE: Rate = Rate::new(20, 30);
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 impl Default for RateLimitConfig {
@@ -104,6 +108,7 @@ impl Default for RateLimitConfig {
             ws_connect: Some(DEFAULT_WS_CONNECT),
             ws_command: Some(DEFAULT_WS_COMMAND),
             api_token: Some(DEFAULT_API_TOKEN),
+            direct_message: Some(DEFAULT_DIRECT_MESSAGE),
             max_keys: DEFAULT_MAX_KEYS,
         }
     }
@@ -118,6 +123,7 @@ impl RateLimitConfig {
             ws_connect: None,
             ws_command: None,
             api_token: None,
+            direct_message: None,
             max_keys: DEFAULT_MAX_KEYS,
         }
     }
@@ -266,6 +272,7 @@ pub enum Limit {
     WsConnect,
     WsCommand,
     ApiToken,
+    DirectMessage,
 }
 
 /// What a limit does when the store cannot answer its global check.
@@ -285,6 +292,7 @@ impl Limit {
             Limit::WsConnect => "ws_connect",
             Limit::WsCommand => "ws_command",
             Limit::ApiToken => "api_token",
+            Limit::DirectMessage => "direct_message",
         }
     }
 
@@ -298,7 +306,10 @@ impl Limit {
             Limit::AuthIp | Limit::AuthUser => OnStoreFailure::Closed,
             // The per-token limit protects capacity too; a token's request needs the store
             // for its own authorization anyway, which then fails on its own terms.
-            Limit::WsConnect | Limit::WsCommand | Limit::ApiToken => OnStoreFailure::Open,
+            // Direct messages protect the recipients' sockets, a capacity matter too.
+            Limit::WsConnect | Limit::WsCommand | Limit::ApiToken | Limit::DirectMessage => {
+                OnStoreFailure::Open
+            }
         }
     }
 }
@@ -323,6 +334,12 @@ impl LimitKey {
     /// budget (its id is no secret: lists show it).
     pub fn api_token(token_hash: &str) -> Self {
         Self(format!("token:{}", digest(token_hash)))
+    }
+
+    /// A user, by a digest of their id (a budget that follows them across sessions and
+    /// tokens).
+    pub fn user(user_id: &str) -> Self {
+        Self(format!("user:{}", digest(user_id)))
     }
 
     /// A WebSocket connection (API Gateway's connection id).
@@ -480,6 +497,7 @@ pub struct RateLimits {
     ws_connect: Option<GlobalLimiter>,
     ws_command: Option<GlobalLimiter>,
     api_token: Option<GlobalLimiter>,
+    direct_message: Option<GlobalLimiter>,
 }
 
 /// The 429 a refused request gets.
@@ -531,6 +549,7 @@ impl RateLimits {
             ws_connect: limiter(Limit::WsConnect, config.ws_connect),
             ws_command: limiter(Limit::WsCommand, config.ws_command),
             api_token: limiter(Limit::ApiToken, config.api_token),
+            direct_message: limiter(Limit::DirectMessage, config.direct_message),
         }
     }
 
@@ -542,6 +561,7 @@ impl RateLimits {
             ws_connect: None,
             ws_command: None,
             api_token: None,
+            direct_message: None,
         }
     }
 
@@ -593,6 +613,14 @@ impl RateLimits {
             None,
             || "commands on this connection".into(),
         )
+        .await
+    }
+
+    /// The per-user limit of direct messages (send and broadcast).
+    pub async fn check_direct_message(&self, user_id: &str) -> AppResult<()> {
+        check(&self.direct_message, LimitKey::user(user_id), None, || {
+            "direct messages from this user".into()
+        })
         .await
     }
 }
@@ -692,6 +720,7 @@ mod tests {
             ws_connect: Some(Rate::new(1, 30)),
             ws_command: Some(Rate::new(2, 60)),
             api_token: Some(Rate::new(1, 60)),
+            direct_message: Some(Rate::new(1, 30)),
             max_keys: 10,
         };
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
@@ -727,6 +756,11 @@ mod tests {
         limits.check_ws_command("c1").await.unwrap();
         assert!(limits.check_ws_command("c1").await.is_err());
         limits.check_ws_command("c2").await.unwrap();
+        // Direct messages: a budget per sending user.
+        limits.check_direct_message("u1").await.unwrap();
+        let e = limits.check_direct_message("u1").await.unwrap_err();
+        assert_eq!((e.code, e.retry_after), (ErrorCode::RateLimited, Some(2)));
+        limits.check_direct_message("u2").await.unwrap();
         // Each API token has its own budget.
         limits.check_api_token("hash-a").await.unwrap();
         let e = limits.check_api_token("hash-a").await.unwrap_err();
@@ -865,6 +899,7 @@ mod tests {
             ws_connect: Some(Rate::new(2, 60)),
             ws_command: Some(Rate::new(2, 60)),
             api_token: Some(Rate::new(2, 60)),
+            direct_message: Some(Rate::new(2, 60)),
             max_keys: 10,
         };
         let limits = RateLimits::new(&config, faulty.clone(), Arc::new(clock));
@@ -882,7 +917,12 @@ mod tests {
         for _ in 0..2 {
             limits.check_ws_command("c1").await.unwrap();
             limits.check_ws_connect(None).await.unwrap();
+            limits.check_direct_message("u1").await.unwrap();
         }
+        assert!(
+            limits.check_direct_message("u1").await.is_err(),
+            "direct messages fail open to the local limit"
+        );
         let e = limits.check_ws_command("c1").await.unwrap_err();
         assert_eq!(
             e.code,
@@ -905,6 +945,8 @@ mod tests {
             k,
             LimitKey::account(AuthAction::Refresh, "someone@example.com")
         );
+        let u = LimitKey::user("user-123");
+        assert!(u.as_str().starts_with("user:") && !u.as_str().contains("123"));
         let t = LimitKey::api_token("tok_secret_id");
         assert!(t.as_str().starts_with("token:") && !t.as_str().contains("secret"));
         let item = limit_item_key(Limit::WsConnect, &LimitKey::ip(None));

@@ -59,7 +59,8 @@ async fn presence_send_broadcast_cleanup(s: TestServer) {
         .await
         .expect(403);
 
-    // Send reaches every connection of the target, and only them.
+    // Send reaches every connection of the target, and only them. Bob's sockets first heard
+    // of the admin's arrival.
     let sent = s
         .post(
             "/ws/send",
@@ -70,7 +71,11 @@ async fn presence_send_broadcast_cleanup(s: TestServer) {
         .expect(200);
     assert_eq!(sent.data()["delivered"], 2);
     for c in [&mut b1, &mut b2] {
+        let joined = c.next(WAIT).await.unwrap();
+        assert_eq!(joined["message_type"], "user_joined", "{joined}");
+        assert_eq!(joined["from_user_id"], json!(admin_id));
         let m = c.next(WAIT).await.unwrap();
+        assert_eq!(m, sent.data()["message"]);
         assert_eq!(m["type"], "message");
         assert_eq!(m["data"]["text"], "hi bob");
         assert_eq!(m["from_user_id"], json!(admin_id));
@@ -94,7 +99,7 @@ async fn presence_send_broadcast_cleanup(s: TestServer) {
         )
         .await
         .expect(400);
-    assert_eq!(empty.error_field(), Some("message"));
+    assert_eq!(empty.error_field(), Some("data"));
 
     let all = s
         .post(
@@ -107,7 +112,8 @@ async fn presence_send_broadcast_cleanup(s: TestServer) {
     assert_eq!(all.data()["delivered"], 3);
     for c in [&mut b1, &mut b2, &mut a] {
         let m = c.next(WAIT).await.unwrap();
-        assert_eq!(m["type"], "broadcast", "{m}");
+        assert_eq!(m["type"], "message", "{m}");
+        assert_eq!(m["id"], all.data()["message"]["id"]);
         assert_eq!(m["data"]["text"], "all hands");
     }
 

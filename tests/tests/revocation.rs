@@ -184,6 +184,9 @@ async fn a_revoked_session_is_refused_at_use(s: TestServer) {
     }
     let mut member = subscribed(&s, &w.member.token, &ws).await;
     let mut owner = subscribed(&s, &w.owner.token, &ws).await;
+    // The owner's arrival, announced while the member's session was still valid.
+    let joined = member.next(WAIT).await.expect("user_joined");
+    assert_eq!(joined["message_type"], "user_joined", "{joined}");
     let online = s
         .get(&format!("/ws/online?workspace_id={ws}"), w.owner.t())
         .await

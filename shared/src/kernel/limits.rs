@@ -67,6 +67,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// API Gateway's WebSocket message limit.
 pub const MAX_WS_MESSAGE_BYTES: usize = 128 * 1024;
 pub const MAX_SUBSCRIPTIONS: usize = 100;
+/// `data` of a direct message (`/ws/send`, `/ws/broadcast`), as compact JSON: well inside
+/// `MAX_WS_MESSAGE_BYTES` once the server's stamps are added.
+pub const MAX_DIRECT_MESSAGE_DATA_BYTES: usize = 32 * 1024;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Responses larger than this are not stored for replay (the key is released instead).
 pub const MAX_IDEMPOTENT_BODY: usize = 256 * 1024;

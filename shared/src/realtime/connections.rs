@@ -135,6 +135,24 @@ pub fn presence_partition(workspace_id: &str) -> String {
     format!("PRESENCE#{workspace_id}")
 }
 
+/// A user's pending leave in a workspace: `PRESENCE#{workspace}` / `LEAVE#{user}` (the
+/// partition is the one presence's `gsi1` uses, but as a table key: the index never sees it).
+fn leave_key(workspace_id: &str, user_id: &str) -> Key {
+    Key::new(presence_partition(workspace_id), format!("LEAVE#{user_id}"))
+}
+
+/// Written when a connection of `user_id` in `workspace_id` closes, cleared when the user
+/// connects again or when `user_left` is announced (`realtime::presence`). It lives in the
+/// store, not in a process, because `$connect` and `$disconnect` run in different Lambdas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingLeave {
+    pub workspace_id: String,
+    pub user_id: String,
+    /// Epoch seconds of the close; `user_left` is due at `left_at` + the grace window.
+    pub left_at: u64,
+    pub ttl: u64,
+}
+
 /// Topics a change record reaches besides the ones it names: the per-workspace shorthands.
 pub fn derived_topics(workspace_id: &str, entity_type: EntityType) -> Option<Topic> {
     match entity_type {
@@ -163,6 +181,11 @@ impl ConnectionRegistry {
     /// Epoch seconds now, on the registry's clock.
     pub fn now(&self) -> u64 {
         self.ctx.clock.epoch_secs()
+    }
+
+    /// Now as RFC 3339, on the registry's clock.
+    pub fn now_rfc3339(&self) -> String {
+        self.ctx.now()
     }
 
     /// `$connect`: verifies the access token and the session, records the connection.
@@ -330,30 +353,89 @@ impl ConnectionRegistry {
         .await
     }
 
-    /// `$disconnect` (and 410 Gone): removes the connection and its subscriptions.
-    pub async fn disconnect(&self, connection_id: &str) -> AppResult<()> {
+    /// `$disconnect` (and 410 Gone, and the prune of a silent connection): removes the
+    /// connection and its subscriptions, and records a pending leave of its user in its
+    /// workspace (announced later as `user_left` unless the user is still or again
+    /// connected). Returns the connection that was removed, if it was known.
+    pub async fn disconnect(&self, connection_id: &str) -> AppResult<Option<Connection>> {
         let items = self.items(connection_id).await?;
-        let mut keys: Vec<Key> = items.iter().filter_map(Key::of).collect();
-        if let Some(conn) = items
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let record = connection_key(connection_id);
+        // The connection's record goes first, so it and the pending leave are deleted and
+        // written in one transaction: whoever no longer sees the connection sees the leave.
+        let mut keys: Vec<Key> = vec![record.clone()];
+        keys.extend(items.iter().filter_map(Key::of).filter(|k| *k != record));
+        let conn = items
             .into_iter()
             .find(|i| i.get("entity").and_then(|e| e.as_str()) == Some("connection"))
             .map(from_item::<Connection>)
-            .transpose()?
-        {
+            .transpose()?;
+        let mut ops: Vec<WriteOp> = Vec::with_capacity(keys.len() + 2);
+        if let Some(conn) = &conn {
             keys.push(owner_key(&conn.user_id, &conn.session_id, connection_id));
+            if let Some(ws) = &conn.workspace_id {
+                // Recorded whether or not the user has other connections: the announcer
+                // checks who is present once the leave is due, which this close cannot know
+                // (a reconnect may be on its way).
+                let now = self.ctx.clock.epoch_secs();
+                let leave = PendingLeave {
+                    workspace_id: ws.clone(),
+                    user_id: conn.user_id.clone(),
+                    left_at: now,
+                    ttl: now + CONNECTION_TTL_SECS,
+                };
+                ops.push(WriteOp::put(
+                    Table::Connections,
+                    record_item(&leave_key(ws, &conn.user_id), "presence_leave", &leave),
+                ));
+            }
         }
-        for chunk in keys.chunks(100) {
-            let ops = chunk
-                .iter()
-                .map(|k| WriteOp::Delete {
-                    table: Table::Connections,
-                    key: k.clone(),
-                    condition: None,
-                })
-                .collect();
-            self.store.transact(ops).await?;
+        ops.extend(keys.into_iter().map(|key| WriteOp::Delete {
+            table: Table::Connections,
+            key,
+            condition: None,
+        }));
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            self.store
+                .transact(ops.by_ref().take(100).collect())
+                .await?;
         }
-        Ok(())
+        Ok(conn)
+    }
+
+    /// The pending leaves of a workspace (one Query).
+    pub async fn pending_leaves(&self, workspace_id: &str) -> AppResult<Vec<PendingLeave>> {
+        query_all(
+            self.store.as_ref(),
+            Query::new(Table::Connections, presence_partition(workspace_id))
+                .sort(SortKey::BeginsWith("LEAVE#".into())),
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
+    }
+
+    /// Clears a pending leave if it is still the one read (same `left_at`): `true` for the
+    /// one caller that cleared it, so a leave is announced or dropped once, however many
+    /// Lambdas sweep at the same time.
+    pub async fn clear_leave(&self, leave: &PendingLeave) -> AppResult<bool> {
+        let op = WriteOp::Delete {
+            table: Table::Connections,
+            key: leave_key(&leave.workspace_id, &leave.user_id),
+            condition: Some(Condition::AttrEquals(
+                "left_at".into(),
+                json!(leave.left_at),
+            )),
+        };
+        match self.store.transact(vec![op]).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_condition_failure() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes the items of connections found silent past the idle timeout (best effort: a
@@ -361,7 +443,7 @@ impl ConnectionRegistry {
     pub async fn prune(&self, connection_ids: Vec<String>) {
         for id in &connection_ids {
             match self.disconnect(id).await {
-                Ok(()) => tracing::info!(connection = %id, "pruned a silent connection"),
+                Ok(_) => tracing::info!(connection = %id, "pruned a silent connection"),
                 Err(e) => {
                     tracing::warn!(connection = %id, error = %e, "could not prune a silent connection")
                 }

@@ -8,7 +8,9 @@
 pub mod broadcaster;
 pub mod commands;
 pub mod connections;
+pub mod direct;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
+pub mod presence;
 pub mod protocol;
 pub mod shards;

@@ -26,9 +26,11 @@ pub fn rows() -> Vec<Row> {
             Expect::MinRole(Role::Admin, 200),
             |f, _| {
                 Box::pin(async move {
+                    // Members may send `text`; other types are the admins'.
                     Req::new("/ws/send").body(json!({
-                    "workspace_id": f.ws, "user_id": f.user_id(Who::Member), "message": {"text": "hi"}
-                }))
+                        "workspace_id": f.ws, "to_user_id": f.user_id(Who::Member),
+                        "message_type": "notification", "data": {"text": "hi"}
+                    }))
                 })
             },
         ),
@@ -39,7 +41,7 @@ pub fn rows() -> Vec<Row> {
             |f, _| {
                 Box::pin(async move {
                     Req::new("/ws/broadcast")
-                        .body(json!({"workspace_id": f.ws, "message": {"text": "all"}}))
+                        .body(json!({"workspace_id": f.ws, "data": {"text": "all"}}))
                 })
             },
         ),
