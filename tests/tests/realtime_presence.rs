@@ -36,7 +36,8 @@ async fn presence_send_broadcast_cleanup(s: TestServer) {
     let mut b2 = WsClient::connect(&s, Some(&bob)).await.unwrap();
     let mut a = WsClient::connect(&s, Some(&admin)).await.unwrap();
     for c in [&mut b1, &mut b2, &mut a] {
-        assert_eq!(c.request("ping", json!({})).await["type"], "pong");
+        let reply = c.request("ping", json!({})).await;
+        assert_eq!(reply["type"], "pong", "{reply}");
     }
 
     let online = s
