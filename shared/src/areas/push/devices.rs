@@ -192,8 +192,10 @@ pub async fn session_devices(
     Ok((devices, ops))
 }
 
+/// The same rules as the schema of `RegisterDevice` (nothing is trimmed: a token with a
+/// space is not a token).
 fn validate(req: &RegisterDevice) -> AppResult<(String, String)> {
-    let token = req.token.trim();
+    let token = req.token.as_str();
     if token.is_empty() {
         return Err(AppError::validation("token", "is required"));
     }
@@ -209,7 +211,7 @@ fn validate(req: &RegisterDevice) -> AppResult<(String, String)> {
             "must be printable ASCII without spaces",
         ));
     }
-    let app_id = req.app_id.trim();
+    let app_id = req.app_id.as_str();
     if app_id.is_empty() {
         return Err(AppError::validation("app_id", "is required"));
     }
@@ -362,9 +364,11 @@ impl DeviceService {
     /// Deletes one of the caller's devices; its provider endpoint goes too.
     pub async fn delete(&self, who: &Principal, device_id: &str) -> AppResult<DeletedDevice> {
         require_session(who)?;
-        if device_id.is_empty()
-            || device_id.len() > 64
-            || !device_id.chars().all(|c| c.is_ascii_hexdigit())
+        // Ids are 32 lowercase hex characters (`Uuid::simple`); anything else names nothing.
+        if device_id.len() != 32
+            || !device_id
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
         {
             return Err(AppError::not_found(NOT_FOUND));
         }
@@ -416,10 +420,13 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        assert_eq!(
-            validate(&req(" ", "com.x")).unwrap_err().field.as_deref(),
-            Some("token")
-        );
+        for bad in ["", " ", " abc", "a\tb", "é"] {
+            assert_eq!(
+                validate(&req(bad, "com.x")).unwrap_err().field.as_deref(),
+                Some("token"),
+                "{bad:?}"
+            );
+        }
         let long = "a".repeat(MAX_DEVICE_TOKEN_CHARS + 1);
         assert_eq!(
             validate(&req(&long, "com.x")).unwrap_err().field.as_deref(),
@@ -429,10 +436,13 @@ mod tests {
             validate(&req("abc", "")).unwrap_err().field.as_deref(),
             Some("app_id")
         );
-        assert_eq!(
-            validate(&req("abc", "com x")).unwrap_err().field.as_deref(),
-            Some("app_id")
-        );
+        for bad in ["com x", " com.x", &"a".repeat(MAX_APP_ID_CHARS + 1)] {
+            assert_eq!(
+                validate(&req("abc", bad)).unwrap_err().field.as_deref(),
+                Some("app_id"),
+                "{bad:?}"
+            );
+        }
         assert!(validate(&req(&"a".repeat(MAX_DEVICE_TOKEN_CHARS), "com.x")).is_ok());
     }
 }
