@@ -66,11 +66,8 @@ fn sync_push_provider(config: &AppConfig) -> (Arc<dyn PushProvider>, Option<Arc<
             let log = Arc::new(LocalPushLog::new());
             (log.clone(), Some(log))
         }
-        PushConfig::Off => (Arc::new(NoProvider), None),
-        PushConfig::Sns { .. } => {
-            tracing::warn!("MOMENTUM_PUSH=sns needs AppState::from_config; push is off here");
-            (Arc::new(NoProvider), None)
-        }
+        // `sns` until `from_config` installs the client (`with_push_provider`).
+        PushConfig::Off | PushConfig::Sns { .. } => (Arc::new(NoProvider), None),
     }
 }
 

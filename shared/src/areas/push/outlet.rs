@@ -35,22 +35,35 @@ impl DevicePush {
 impl PushOutlet for DevicePush {
     async fn push(&self, message: PushMessage) -> AppResult<PushOutcome> {
         let mut outcome = PushOutcome::default();
-        if let Some(probe) = &self.foreground
-            && probe.in_foreground(&message.user_id).await?
-        {
-            outcome.skipped_foreground = true;
-            return Ok(outcome);
+        if let Some(probe) = &self.foreground {
+            // Unknown counts as background: a duplicate alert is better than a missed one.
+            let foreground = probe
+                .in_foreground(&message.user_id)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "foreground check failed; pushing");
+                    false
+                });
+            if foreground {
+                outcome.skipped_foreground = true;
+                return Ok(outcome);
+            }
         }
         let provider = self.devices.provider().clone();
         for device in self.devices.of_user(&message.user_id).await? {
             match provider.send(&device, &message).await {
                 Delivery::Accepted => outcome.accepted += 1,
-                Delivery::Gone => {
-                    if self.devices.remove(&device).await? {
-                        outcome.removed += 1;
+                // One device's cleanup failing does not hold up the others; the next push
+                // finds it gone again.
+                Delivery::Gone => match self.devices.remove(&device).await {
+                    Ok(removed) => {
+                        outcome.removed += usize::from(removed);
+                        tracing::info!(device = %device.id, "push device gone: removed");
                     }
-                    tracing::info!(device = %device.id, "push device gone: removed");
-                }
+                    Err(e) => {
+                        tracing::warn!(device = %device.id, error = %e, "could not remove a gone device");
+                    }
+                },
                 Delivery::Failed(why) => {
                     tracing::warn!(device = %device.id, error = %why, "push not sent");
                 }
