@@ -253,12 +253,12 @@ impl DeviceService {
         require_session(who)?;
         let (token, app_id) = validate(&req)?;
         let platform = req.platform;
-        // The provider's endpoint first: creating it is idempotent for one token (SNS
-        // answers the existing endpoint), so a failed transaction below leaves nothing
-        // that a retry would not reuse.
-        let endpoint = self.provider.endpoint(platform, &token).await?;
+        // The provider's endpoint is made once, after the first read proved the session
+        // live: creating it is idempotent for one token (SNS answers the existing
+        // endpoint), so a failed transaction leaves nothing a retry would not reuse.
+        let endpoint = tokio::sync::OnceCell::new();
         let record = retry_unversioned(None, || {
-            self.register_once(who, platform, &token, &app_id, endpoint.clone())
+            self.register_once(who, platform, &token, &app_id, &endpoint)
         })
         .await?;
         Ok(Device::of(&record, &who.session_id))
@@ -270,7 +270,7 @@ impl DeviceService {
         platform: Platform,
         token: &str,
         app_id: &str,
-        endpoint: Option<String>,
+        endpoint: &tokio::sync::OnceCell<Option<String>>,
     ) -> AppResult<DeviceRecord> {
         let owner_key = owner_key(platform, token);
         let mut got = self
@@ -279,6 +279,10 @@ impl DeviceService {
             .session(who, Action::Read, std::slice::from_ref(&owner_key))
             .await?;
         let owner: Option<TokenOwner> = got.pop().flatten().map(from_item).transpose()?;
+        let endpoint = endpoint
+            .get_or_try_init(|| self.provider.endpoint(platform, token))
+            .await?
+            .clone();
         let mut ops = Vec::new();
         if let Some(owner) = &owner {
             // The token's current device goes (moved away from its user, or replaced by
