@@ -2,8 +2,9 @@
 //! `update_profile`; it sees no HTTP types.
 //!
 //! Storage cost (calls): register 1 (transaction), login 3 (email marker, user, session
-//! transaction), refresh 2 (token, rotation transaction), logout 1, get profile 1 (batch of
-//! user + session), update profile 2, change password 3.
+//! transaction), refresh 2 (token, rotation transaction), logout 2 (the session's push
+//! devices, one transaction), get profile 1 (batch of user + session), update profile 2,
+//! change password 3.
 
 use std::net::IpAddr;
 use std::sync::Arc;
