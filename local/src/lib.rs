@@ -12,7 +12,8 @@ use axum::routing::get;
 use momentum_shared::AppState;
 use momentum_shared::areas::webhooks::dispatcher::LocalDispatcher;
 use momentum_shared::config::StoreKind;
-use momentum_shared::http::{ApiResponse, ApiResult};
+use momentum_shared::error::AppError;
+use momentum_shared::http::{ApiResponse, ApiResult, Auth};
 use momentum_shared::storage::{Key, Table};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -68,6 +69,7 @@ pub fn app_with(rt: Realtime, hub: ws::Hub, websocket: bool) -> Router {
     let doc = momentum_shared::openapi::document(&openapi());
     let mut routes = routes
         .route("/health", get(health))
+        .route("/dev/push-log", get(push_log))
         .route("/openapi.json", get(move || async move { axum::Json(doc) }))
         .with_state(state.clone())
         .layer(axum::Extension(rt.clone()));
@@ -96,6 +98,21 @@ async fn health(State(s): State<AppState>) -> ApiResult<Value> {
         "store": store,
         "version": env!("CARGO_PKG_VERSION"),
     })))
+}
+
+/// `GET /dev/push-log` (local only: the Lambdas do not serve it, and it answers 404 unless
+/// `MOMENTUM_PUSH=log`): the pushes that would have been sent to the caller's devices,
+/// oldest first. Not in the OpenAPI document: a development aid, not API.
+async fn push_log(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+) -> ApiResult<Vec<momentum_shared::areas::push::PushRecord>> {
+    let Some(log) = &s.push_log else {
+        return Err(AppError::not_found("push log (MOMENTUM_PUSH=log only)"));
+    };
+    // The same check as every authenticated read: the session must be live.
+    s.devices.list(&who).await?;
+    Ok(ApiResponse::ok(log.of_user(&who.user_id)))
 }
 
 /// How the shim's broadcaster reaches sockets.

@@ -71,6 +71,74 @@ pub struct AppConfig {
     /// a reconnect (a page reload, a network blip) before it is announced.
     /// `MOMENTUM_PRESENCE_GRACE_SECS`, default 10.
     pub presence_grace_secs: u64,
+    /// Mobile push (`MOMENTUM_PUSH`).
+    pub push: PushConfig,
+}
+
+/// Where notifications that prefer push go (`MOMENTUM_PUSH`; docs/notifications-push.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushConfig {
+    /// `off`: devices can be registered, nothing is sent.
+    Off,
+    /// `log` (the local default): each would-be push is recorded in memory and served at
+    /// the shim's `GET /dev/push-log`. Refused in production.
+    Log,
+    /// `sns`: Amazon SNS mobile push. `MOMENTUM_PUSH_APNS_ARN` / `MOMENTUM_PUSH_FCM_ARN`
+    /// name the platform applications (at least one is required), `MOMENTUM_PUSH_APNS_SANDBOX`
+    /// says the APNs one is the sandbox; `MOMENTUM_PUSH_SNS_ENDPOINT` overrides AWS's
+    /// endpoint (moto, LocalStack), `MOMENTUM_PUSH_SNS_REGION` its region.
+    Sns {
+        platforms: crate::areas::push::SnsPlatforms,
+        endpoint: Option<String>,
+        region: Option<String>,
+    },
+}
+
+fn push_from_env(env: &Env, mode: Mode) -> Result<PushConfig, ConfigError> {
+    let default = match mode {
+        Mode::Local => "log",
+        // Production without push configured sends nothing (the template's parameters
+        // default to empty: push off).
+        Mode::Production => "off",
+    };
+    let kind = env.get("MOMENTUM_PUSH").unwrap_or_else(|| default.into());
+    match kind.as_str() {
+        "off" => Ok(PushConfig::Off),
+        "log" if mode == Mode::Production => Err(ConfigError(
+            "MOMENTUM_PUSH=log is local only: use sns or off in production".into(),
+        )),
+        "log" => Ok(PushConfig::Log),
+        "sns" => {
+            let arn = |key: &str| -> Result<Option<String>, ConfigError> {
+                match env.get(key) {
+                    None => Ok(None),
+                    Some(v) if v.starts_with("arn:") && v.contains(":sns:") => Ok(Some(v)),
+                    Some(v) => Err(ConfigError(format!(
+                        "{key}={v:?} is not an SNS platform application ARN"
+                    ))),
+                }
+            };
+            let platforms = crate::areas::push::SnsPlatforms {
+                apns_arn: arn("MOMENTUM_PUSH_APNS_ARN")?,
+                fcm_arn: arn("MOMENTUM_PUSH_FCM_ARN")?,
+                apns_sandbox: env.flag("MOMENTUM_PUSH_APNS_SANDBOX", false)?,
+            };
+            if platforms.apns_arn.is_none() && platforms.fcm_arn.is_none() {
+                return Err(ConfigError(
+                    "MOMENTUM_PUSH=sns needs MOMENTUM_PUSH_APNS_ARN or MOMENTUM_PUSH_FCM_ARN"
+                        .into(),
+                ));
+            }
+            Ok(PushConfig::Sns {
+                platforms,
+                endpoint: env.get("MOMENTUM_PUSH_SNS_ENDPOINT"),
+                region: env.get("MOMENTUM_PUSH_SNS_REGION"),
+            })
+        }
+        v => Err(ConfigError(format!(
+            "MOMENTUM_PUSH={v:?}: use off, log or sns"
+        ))),
+    }
 }
 
 /// Default of `MOMENTUM_PRESENCE_GRACE_SECS`.
@@ -425,6 +493,7 @@ impl AppConfig {
         };
         let rate_limits = rate_limits_from_env(env)?;
         let webhooks = webhooks_from_env(env, mode, &store)?;
+        let push = push_from_env(env, mode)?;
         let defaults = ServerTimeouts::default();
         let timeouts = ServerTimeouts {
             header_read: env.millis("MOMENTUM_HEADER_READ_TIMEOUT_MS", defaults.header_read)?,
@@ -458,6 +527,7 @@ impl AppConfig {
             webhooks,
             presence_grace_secs: env
                 .parse("MOMENTUM_PRESENCE_GRACE_SECS", DEFAULT_PRESENCE_GRACE_SECS)?,
+            push,
         })
     }
 
@@ -694,5 +764,38 @@ mod tests {
         .unwrap();
         assert!(local.webhooks.allow_http && local.webhooks.allow_private);
         assert!(local.webhooks.secret_key.is_some_and(|k| k.len() >= 32));
+    }
+
+    #[test]
+    fn push_defaults_to_the_log_locally_and_needs_arns_for_sns() {
+        let local = config(&[("MOMENTUM_STORE", "memory")], Mode::Local).unwrap();
+        assert_eq!(local.push, PushConfig::Log);
+        let secret = "x".repeat(32);
+        let prod = |extra: &[(&str, &str)]| {
+            let mut vars = vec![("MOMENTUM_JWT_SECRET", secret.as_str())];
+            vars.extend_from_slice(extra);
+            config(&vars, Mode::Production)
+        };
+        assert_eq!(prod(&[]).unwrap().push, PushConfig::Off);
+        let err = prod(&[("MOMENTUM_PUSH", "log")]).unwrap_err();
+        assert!(err.0.contains("local only"), "{err}");
+        let err = prod(&[("MOMENTUM_PUSH", "sns")]).unwrap_err();
+        assert!(err.0.contains("MOMENTUM_PUSH_APNS_ARN"), "{err}");
+        let err = prod(&[("MOMENTUM_PUSH", "sns"), ("MOMENTUM_PUSH_FCM_ARN", "fcm")]).unwrap_err();
+        assert!(err.0.contains("MOMENTUM_PUSH_FCM_ARN"), "{err}");
+        let arn = "arn:aws:sns:eu-west-1:123456789012:app/APNS/momentum";
+        let sns = prod(&[
+            ("MOMENTUM_PUSH", "sns"),
+            ("MOMENTUM_PUSH_APNS_ARN", arn),
+            ("MOMENTUM_PUSH_APNS_SANDBOX", "true"),
+        ])
+        .unwrap();
+        let PushConfig::Sns { platforms, .. } = sns.push else {
+            panic!("sns expected");
+        };
+        assert_eq!(platforms.apns_arn.as_deref(), Some(arn));
+        assert!(platforms.apns_sandbox && platforms.fcm_arn.is_none());
+        let err = config(&[("MOMENTUM_PUSH", "carrier-pigeon")], Mode::Local).unwrap_err();
+        assert!(err.0.contains("MOMENTUM_PUSH"), "{err}");
     }
 }

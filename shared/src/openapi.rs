@@ -37,7 +37,7 @@ fn text_pattern_of(name: &str) -> Option<&'static str> {
 enum IdShape {
     Uuid,
     Scoped(Kind),
-    /// An API token's id: 32 lowercase hex characters.
+    /// An API token's (or a push device's) id: 32 lowercase hex characters.
     Token,
 }
 
@@ -80,6 +80,8 @@ fn shape_of_path_id(path: &str) -> Option<IdShape> {
         "comments" => IdShape::Scoped(Kind::Comment),
         "invitations" => IdShape::Scoped(Kind::Invitation),
         "auth" if path.starts_with("/auth/tokens/") => IdShape::Token,
+        // Push device ids have the same shape as API token ids.
+        "auth" if path.starts_with("/auth/devices/") => IdShape::Token,
         "webhooks" => IdShape::Scoped(Kind::Webhook),
         _ => return None,
     })

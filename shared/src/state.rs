@@ -9,7 +9,10 @@ use crate::areas::invitations::InvitationService;
 use crate::areas::issues::IssueService;
 use crate::areas::labels::LabelService;
 use crate::areas::projects::ProjectService;
-use crate::areas::push::{NoPush, PushOutlet};
+use crate::areas::push::{
+    DevicePush, DeviceService, ForegroundProbe, LocalPushLog, NoProvider, NoPush, PushOutlet,
+    PushProvider, SnsPush,
+};
 use crate::areas::teams::TeamService;
 use crate::areas::tokens::TokenService;
 use crate::areas::webhooks::WebhookService;
@@ -18,9 +21,10 @@ use crate::areas::webhooks::target::TargetPolicy;
 use crate::areas::workflows::WorkflowService;
 use crate::areas::workspaces::WorkspaceService;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{AppConfig, StoreKind};
+use crate::config::{AppConfig, PushConfig, StoreKind};
 use crate::kernel::context::ServiceContext;
 use crate::ratelimit::RateLimits;
+use crate::realtime::connections::ConnectionRegistry;
 use crate::storage::dynamo::{DynamoSettings, DynamoStore};
 #[cfg(feature = "embedded")]
 use crate::storage::embedded::EmbeddedStore;
@@ -47,8 +51,25 @@ pub struct AppState {
     pub cycles: Arc<CycleService>,
     pub comments: Arc<CommentService>,
     pub webhooks: Arc<WebhookService>,
-    /// Mobile push for notifications (`NoPush` until configured).
+    /// Mobile push for notifications (`NoPush` when `MOMENTUM_PUSH=off`).
     pub push: Arc<dyn PushOutlet>,
+    /// Registered push devices (`/auth/devices`).
+    pub devices: Arc<DeviceService>,
+    /// The would-be pushes of `MOMENTUM_PUSH=log` (the shim's `GET /dev/push-log`).
+    pub push_log: Option<Arc<LocalPushLog>>,
+}
+
+/// The push provider `config` names, where it needs no I/O to build; `sns` is built by
+/// `AppState::from_config` (`SnsPush::connect`). Also returns the log when it is the log.
+fn sync_push_provider(config: &AppConfig) -> (Arc<dyn PushProvider>, Option<Arc<LocalPushLog>>) {
+    match &config.push {
+        PushConfig::Log => {
+            let log = Arc::new(LocalPushLog::new());
+            (log.clone(), Some(log))
+        }
+        // `sns` until `from_config` installs the client (`with_push_provider`).
+        PushConfig::Off | PushConfig::Sns { .. } => (Arc::new(NoProvider), None),
+    }
 }
 
 /// Opens the configured store (creating DynamoDB tables when asked to).
@@ -97,7 +118,17 @@ fn expiring(store: EmbeddedStore) -> Arc<dyn Store> {
 impl AppState {
     pub async fn from_config(config: AppConfig) -> Result<Self, StoreError> {
         let store = open_store(&config).await?;
-        Ok(Self::with_store(config, store, Arc::new(SystemClock)))
+        let state = Self::with_store(config.clone(), store.clone(), Arc::new(SystemClock));
+        if let PushConfig::Sns {
+            platforms,
+            endpoint,
+            region,
+        } = &config.push
+        {
+            let sns = SnsPush::connect(region.clone(), endpoint.clone(), platforms.clone()).await;
+            return Ok(state.with_push_provider(Arc::new(sns)));
+        }
+        Ok(state)
     }
 
     /// Builds the state over a given store and clock (tests inject both).
@@ -127,11 +158,15 @@ impl AppState {
             store.clone(),
             clock.clone(),
         ));
+        let (provider, push_log) = sync_push_provider(&config);
+        let devices = Arc::new(DeviceService::new(ctx.clone(), provider));
+        let push = push_outlet(&config, &ctx, &devices);
         Self {
             auth: Arc::new(
                 AuthService::new(store.clone(), &config.auth, clock)
                     .with_limits(limits.clone())
-                    .with_changes(ctx.changes.clone()),
+                    .with_changes(ctx.changes.clone())
+                    .with_devices(devices.clone()),
             ),
             limits,
             workspaces: Arc::new(WorkspaceService::new(ctx.clone())),
@@ -149,11 +184,45 @@ impl AppState {
                 config.webhooks.clone(),
                 sender,
             )),
-            push: Arc::new(NoPush),
+            push,
+            devices,
+            push_log,
             config: Arc::new(config),
             store,
             storage_totals,
             ctx,
         }
     }
+
+    /// This state with pushes and device endpoints going through `provider` (the SNS one,
+    /// or a test's): the device service, the outlet and logout's device cleanup use it.
+    pub fn with_push_provider(mut self, provider: Arc<dyn PushProvider>) -> Self {
+        self.devices = Arc::new(DeviceService::new(self.ctx.clone(), provider));
+        self.push = push_outlet(&self.config, &self.ctx, &self.devices);
+        self.push_log = None;
+        let auth = AuthService::new(
+            self.store.clone(),
+            &self.config.auth,
+            self.ctx.clock.clone(),
+        )
+        .with_limits(self.limits.clone())
+        .with_changes(self.ctx.changes.clone())
+        .with_devices(self.devices.clone());
+        self.auth = Arc::new(auth);
+        self
+    }
+}
+
+/// The outlet for `config`: none when push is off, else the device outlet, which skips users
+/// with a live foreground socket (the connection registry answers that).
+fn push_outlet(
+    config: &AppConfig,
+    ctx: &ServiceContext,
+    devices: &Arc<DeviceService>,
+) -> Arc<dyn PushOutlet> {
+    if config.push == PushConfig::Off {
+        return Arc::new(NoPush);
+    }
+    let probe: Arc<dyn ForegroundProbe> = Arc::new(ConnectionRegistry::new(ctx.clone()));
+    Arc::new(DevicePush::new(devices.clone(), Some(probe)))
 }

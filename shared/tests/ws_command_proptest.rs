@@ -22,6 +22,7 @@ const KINDS: &[&str] = &[
     "unsubscribe",
     "sync",
     "get_connection_info",
+    "presence",
     "get_current_workspace",
     "create_workspace",
     "update_workspace",

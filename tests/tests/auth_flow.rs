@@ -116,7 +116,9 @@ async fn full_session_lifecycle(s: TestServer) {
         .post("/auth/logout", Some(&access), &json!({}))
         .await
         .expect(200);
-    assert_eq!(out.storage_calls(), 1);
+    // The Query of the session's push devices, then one transaction (session, revocation
+    // and those devices).
+    assert_eq!(out.storage_calls(), 2);
     s.get("/auth/profile", Some(&access)).await.expect(401);
     refresh(&s, &refresh_again).await.expect(401);
     s.get("/auth/profile", Some(&other_access))

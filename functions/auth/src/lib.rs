@@ -10,6 +10,7 @@ use momentum_shared::areas::auth::{
     ChangePasswordRequest, LoginRequest, LoginResponse, RefreshRequest, RegisterAccepted,
     RegisterRequest, TokenPair, UpdateProfileRequest,
 };
+use momentum_shared::areas::push::{DeletedDevice, Device, RegisterDevice};
 use momentum_shared::areas::tokens::{ApiToken, CreateApiToken, CreatedApiToken, RevokedApiToken};
 use momentum_shared::http::schema::{CommonErrors, Envelope};
 use momentum_shared::http::{ApiResponse, ApiResult, Auth, ClientIp, Json};
@@ -29,6 +30,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
+        .routes(routes!(list_devices, register_device))
+        .routes(routes!(delete_device))
 }
 
 /// The app a Lambda serves: the routes plus body limit, fallbacks and request context.
@@ -145,4 +148,38 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<RevokedApiToken> {
     Ok(ApiResponse::ok(s.tokens.revoke(&who, &id).await?))
+}
+
+/// Register a push device of the signed-in session (APNs or FCM). A token belongs to one
+/// user at a time: registering it again moves it here. Logging this session out deletes
+/// the device. Needs a signed-in session (an API token is refused).
+#[utoipa::path(post, path = "/auth/devices", tag = "auth", security(("bearer" = [])),
+    request_body = RegisterDevice,
+    responses((status = 201, body = Envelope<Device>), CommonErrors))]
+async fn register_device(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Json(req): Json<RegisterDevice>,
+) -> ApiResult<Device> {
+    let device = s.devices.register(&who, req).await?;
+    Ok(ApiResponse::with_status(StatusCode::CREATED, device))
+}
+
+/// The caller's push devices.
+#[utoipa::path(get, path = "/auth/devices", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Envelope<Vec<Device>>), CommonErrors))]
+async fn list_devices(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<Vec<Device>> {
+    Ok(ApiResponse::ok(s.devices.list(&who).await?))
+}
+
+/// Delete one of the caller's push devices: it gets no more pushes.
+#[utoipa::path(delete, path = "/auth/devices/{id}", tag = "auth", security(("bearer" = [])),
+    params(("id" = String, Path, description = "device id (32 hex characters)")),
+    responses((status = 200, body = Envelope<DeletedDevice>), CommonErrors))]
+async fn delete_device(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<DeletedDevice> {
+    Ok(ApiResponse::ok(s.devices.delete(&who, &id).await?))
 }

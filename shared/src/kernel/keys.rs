@@ -43,6 +43,22 @@ pub fn workspace_token(workspace_id: &str, token_id: &str) -> Key {
     )
 }
 
+pub const DEVICE_PREFIX: &str = "DEVICE#";
+
+/// A registered push device, in its owner's partition (their devices are one Query).
+pub fn device(user_id: &str, device_id: &str) -> Key {
+    Key::new(
+        user_partition(user_id),
+        format!("{DEVICE_PREFIX}{device_id}"),
+    )
+}
+
+/// Who holds a push token now (`platform` is `apns` / `fcm`, `token_hash` its SHA-256): a
+/// token belongs to one user at a time, so registering it elsewhere moves it.
+pub fn push_token(platform: &str, token_hash: &str) -> Key {
+    Key::new(format!("PUSHTOKEN#{platform}#{token_hash}"), "PUSHTOKEN")
+}
+
 /// A refresh token, keyed by its SHA-256.
 pub fn refresh_token(token_hash: &str) -> Key {
     Key::new(format!("REFRESH#{token_hash}"), "REFRESH")

@@ -292,6 +292,15 @@ async fn connection_commands(
         ),
         Command::GetConnectionInfo(_) => connection_info(registry, conn).await,
         Command::Sync(Body(args)) => sync(s, conn, args).await,
+        Command::Presence(Body(args)) => {
+            let foreground = args.state == crate::realtime::protocol::AppPresence::Foreground;
+            answer(
+                registry
+                    .set_foreground(conn, foreground)
+                    .await
+                    .map(|()| json!({ "foreground": foreground })),
+            )
+        }
         other => return Routed::Passed(Box::new(other)),
     })
 }
@@ -468,6 +477,6 @@ async fn connection_info(registry: &ConnectionRegistry, conn: &Connection) -> An
     ok(json!({
         "connection_id": conn.connection_id, "user_id": conn.user_id,
         "workspace_id": conn.workspace_id, "connected_at": conn.connected_at,
-        "subscriptions": subs,
+        "subscriptions": subs, "foreground": conn.foreground,
     }))
 }

@@ -69,6 +69,11 @@ pub struct Connection {
     /// Epoch seconds of the connection's last message (at most a minute stale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<u64>,
+    /// The app said it shows this connection's events (`presence` command): mobile push
+    /// skips the user meanwhile. False until it says so: a phone in the background must
+    /// not suppress pushes.
+    #[serde(default)]
+    pub foreground: bool,
 }
 
 impl Connection {
@@ -217,6 +222,7 @@ impl ConnectionRegistry {
             connected_at: self.ctx.now(),
             ttl: now + CONNECTION_TTL_SECS,
             last_seen: Some(now),
+            foreground: false,
         };
         let mut item = record_item(&connection_key(connection_id), "connection", &connection);
         if let Some(ws) = &workspace_id {
@@ -489,6 +495,62 @@ impl ConnectionRegistry {
         Ok(true)
     }
 
+    /// Records the app's `presence`: whether this connection is in the foreground. Also
+    /// refreshes `last_seen` on the record (the command is a message heard).
+    pub async fn set_foreground(&self, conn: &Connection, foreground: bool) -> AppResult<()> {
+        let result = self
+            .store
+            .transact(vec![WriteOp::Update {
+                table: Table::Connections,
+                key: connection_key(&conn.connection_id),
+                update: Update::default().set("foreground", foreground),
+                condition: Some(Condition::Exists),
+            }])
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_condition_failure() => {
+                Err(AppError::unauthorized("unknown connection; reconnect"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `user_id` has a connection that said it is in the foreground, is not silent
+    /// past the idle timeout and whose session is live (two reads and a batch).
+    pub async fn user_in_foreground(&self, user_id: &str) -> AppResult<bool> {
+        let ids = self.connections_of(user_id, None).await?;
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        let conn_keys: Vec<Key> = ids.iter().map(|id| connection_key(id)).collect();
+        let now = self.ctx.clock.epoch_secs();
+        let mut sessions = HashSet::new();
+        for chunk in conn_keys.chunks(100) {
+            for item in self.store.batch_get(Table::Connections, chunk).await? {
+                let Some(item) = item else { continue };
+                let conn: Connection = from_item(item)?;
+                if conn.foreground && !is_silent(conn.last_seen(), now) {
+                    sessions.insert(keys::session(&conn.user_id, &conn.session_id));
+                }
+            }
+        }
+        if sessions.is_empty() {
+            return Ok(false);
+        }
+        let sessions: Vec<Key> = sessions.into_iter().collect();
+        for chunk in sessions.chunks(100) {
+            let found = self.store.batch_get(Table::Main, chunk).await?;
+            if found
+                .into_iter()
+                .any(|item| check_session(item, now).is_ok())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub async fn subscriptions(&self, connection_id: &str) -> AppResult<Vec<Subscription>> {
         self.items(connection_id)
             .await?
@@ -606,5 +668,12 @@ impl ConnectionRegistry {
         .into_iter()
         .map(from_item)
         .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::areas::push::ForegroundProbe for ConnectionRegistry {
+    async fn in_foreground(&self, user_id: &str) -> AppResult<bool> {
+        self.user_in_foreground(user_id).await
     }
 }

@@ -47,6 +47,9 @@ pub enum Command {
     Unsubscribe(Topics),
     GetConnectionInfo(IgnoredAny),
     Sync(Body<SyncArgs>),
+    /// Whether the app shows this connection's events to the user now (mobile push skips
+    /// users with a live foreground connection).
+    Presence(Body<PresenceArgs>),
     // Profile and workspaces.
     UpdateProfile(Body<UpdateProfileRequest>),
     CreateWorkspace(Body<CreateWorkspace>),
@@ -295,6 +298,21 @@ impl<'de, T: BatchOf + serde::de::DeserializeOwned> Deserialize<'de> for Batch<T
             other => from_json_value(other).map(Batch),
         })
     }
+}
+
+/// `presence`: `{"state": "foreground" | "background"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceArgs {
+    pub state: AppPresence,
+}
+
+/// Where the app is: a connection counts as foreground only after it says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppPresence {
+    Foreground,
+    Background,
 }
 
 /// `sync`: changes after `since` in a workspace (default: the connection's).

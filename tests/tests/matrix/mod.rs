@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod comments;
 pub mod cycles;
+pub mod devices;
 pub mod invitations;
 pub mod issues;
 pub mod labels;
@@ -342,6 +343,7 @@ pub fn all_rows() -> Vec<Row> {
     rows.extend(comments::rows());
     rows.extend(realtime::rows());
     rows.extend(tokens::rows());
+    rows.extend(devices::rows());
     rows
 }
 

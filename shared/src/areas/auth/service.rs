@@ -2,8 +2,9 @@
 //! `update_profile`; it sees no HTTP types.
 //!
 //! Storage cost (calls): register 1 (transaction), login 3 (email marker, user, session
-//! transaction), refresh 2 (token, rotation transaction), logout 1, get profile 1 (batch of
-//! user + session), update profile 2, change password 3.
+//! transaction), refresh 2 (token, rotation transaction), logout 2 (the session's push
+//! devices, one transaction), get profile 1 (batch of user + session), update profile 2,
+//! change password 3.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::model::{EmailMarker, Profile, RefreshRecord, UserRecord};
+use crate::areas::push::DeviceService;
+use crate::areas::push::devices::session_devices;
 use crate::auth::{PasswordHasher, TokenIssuer, new_refresh_token, refresh_token_hash};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
@@ -143,6 +146,8 @@ pub struct AuthService {
     limits: Arc<RateLimits>,
     /// Where ended sessions are announced (their sockets close).
     changes: ChangeLog,
+    /// Push devices, deleted with the session that registered them.
+    devices: Option<Arc<DeviceService>>,
 }
 
 impl AuthService {
@@ -169,7 +174,14 @@ impl AuthService {
             refresh_ttl_secs: config.refresh_ttl_secs,
             clock,
             limits: Arc::new(RateLimits::unlimited()),
+            devices: None,
         }
+    }
+
+    /// The push devices logout deletes (those the ended session registered).
+    pub fn with_devices(mut self, devices: Arc<DeviceService>) -> Self {
+        self.devices = Some(devices);
+        self
     }
 
     /// The change log whose sink hears of ended sessions (the services' one, so the shim's
@@ -513,21 +525,42 @@ impl AuthService {
         }
     }
 
-    /// Revokes the caller's session: its refresh tokens and access tokens stop working.
+    /// Revokes the caller's session: its refresh tokens and access tokens stop working, and
+    /// the push devices it registered are deleted in the same transaction (their provider
+    /// endpoints right after).
     pub async fn logout(&self, who: &Principal) -> AppResult<()> {
         require_session(who)?;
         let (revocation, announce) = self.revocation(&who.user_id, vec![who.session_id.clone()]);
-        self.store
-            .transact(vec![
+        let mut attempt = 0;
+        let devices = loop {
+            let (devices, device_ops) = match &self.devices {
+                Some(_) => {
+                    session_devices(self.store.as_ref(), &who.user_id, &who.session_id).await?
+                }
+                None => (Vec::new(), Vec::new()),
+            };
+            let mut ops = vec![
                 WriteOp::Delete {
                     table: Table::Main,
                     key: keys::session(&who.user_id, &who.session_id),
                     condition: None,
                 },
-                announce,
-            ])
-            .await?;
+                announce.clone(),
+            ];
+            ops.extend(device_ops);
+            match self.store.transact(ops).await {
+                Ok(()) => break devices,
+                // A device was moved to another user or deleted meanwhile: read again.
+                Err(e) if e.is_condition_failure() && attempt < 3 => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        };
         self.changes.revoked(revocation);
+        if let Some(service) = &self.devices {
+            for device in &devices {
+                service.provider().forget(device).await;
+            }
+        }
         Ok(())
     }
 

@@ -4,6 +4,19 @@
 //! visibility); the outlet decides *where* (the user's devices) and whether a live
 //! foreground socket already showed it.
 
+pub mod devices;
+pub mod local;
+pub mod outlet;
+pub mod payload;
+pub mod provider;
+pub mod sns;
+
+pub use devices::{DeletedDevice, Device, DeviceRecord, DeviceService, Platform, RegisterDevice};
+pub use local::{LocalPushLog, PushRecord};
+pub use outlet::{DevicePush, ForegroundProbe};
+pub use provider::{Delivery, NoProvider, PushProvider};
+pub use sns::{SnsPlatforms, SnsPush};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
