@@ -11,7 +11,8 @@
 #
 # Output stays in target/profile/ (perf.data or callgrind.out) for `perf report -i ...`
 # or `callgrind_annotate ...`. Environment: BIN_DIR (target/release), PORT (18087),
-# CONCURRENCY (32), MIX (list=1), PROFILER (perf|callgrind), OUT_DIR (target/profile).
+# CONCURRENCY (32), MIX (list=1), PROFILER (perf|callgrind), OUT_DIR (target/profile),
+# STORE (memory, or embedded: a SQLite file in a fresh directory under OUT_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +35,12 @@ if ! nm "$bin_dir/local" 2>/dev/null | grep -q ' T '; then
 fi
 mkdir -p "$out"
 
-shim=("$bin_dir/local" --host 127.0.0.1 --port "$port" --store memory)
+store="${STORE:-memory}"
+shim=("$bin_dir/local" --host 127.0.0.1 --port "$port" --store "$store")
+if [ "$store" = embedded ]; then
+  rm -rf "$out/data"
+  shim+=(--data-dir "$out/data")
+fi
 export MOMENTUM_ENV=local RUST_LOG=warn MOMENTUM_EXPOSE_STORAGE_CALLS=true
 
 case "$profiler" in
