@@ -1,6 +1,8 @@
 //! The auth function: routes of `/auth/*`. Handlers parse, call one `AuthService` method and
 //! map the result; the rules live in `momentum_shared::areas::auth`.
 
+pub mod notifications;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -29,6 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
+        .merge(notifications::routes())
 }
 
 /// The app a Lambda serves: the routes plus body limit, fallbacks and request context.
