@@ -226,7 +226,25 @@ pub async fn serve_options(
     // Notifications too: the same records, in the same order.
     let notifications = LocalNotifier::start(
         NotificationDispatcher::new(state.notifications.clone(), state.push.clone()),
-        |_| {},
+        {
+            // Each notification to its recipient's own sockets (the implicit `user:{id}`).
+            let rt = rt.clone();
+            move |delivered| {
+                let rt = rt.clone();
+                Box::pin(async move {
+                    let inbox = rt.state.notifications.clone();
+                    if let Err(e) = momentum_shared::realtime::inbox::send_to_users(
+                        &rt.broadcaster,
+                        &inbox,
+                        &delivered,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, "notification fan-out failed");
+                    }
+                })
+            }
+        },
     );
     if options.websocket {
         state.ctx.changes.set_sink(Arc::new(

@@ -4,9 +4,17 @@
 //! bounded number of times); to show that someone got *nothing*, it first waits for a later
 //! notification of the same dispatcher (records are processed in commit order), then looks.
 
-use momentum_shared::clock::{Clock, ManualClock};
+use std::sync::Arc;
+
+use momentum_shared::AppResult;
+use momentum_shared::AppState;
+use momentum_shared::areas::push::{PushMessage, PushOutcome, PushOutlet};
+use momentum_shared::clock::{Clock, ManualClock, SystemClock};
 use momentum_shared::kernel::access::Role;
-use momentum_tests::{TestServer, User, World, id, new_member, on_every_store_with_clock, world};
+use momentum_tests::{
+    Backend, TestServer, User, World, WsClient, backend_store, id, new_member,
+    on_every_store_with_clock, world,
+};
 use serde_json::{Value, json};
 
 const POLLS: usize = 200;
@@ -484,7 +492,7 @@ async fn unread_counts_are_exact_under_eight_concurrent_writers(
     }
     const EACH: usize = 3;
     let mut tasks = Vec::new();
-    let s = std::sync::Arc::new(s);
+    let s = Arc::new(s);
     for actor in actors {
         let s = s.clone();
         let team = w.team_id.clone();
@@ -603,6 +611,119 @@ async fn preferences_are_respected(s: TestServer, _clock: ManualClock) {
     assert_eq!(member[0]["type"], json!("assigned"));
 }
 
+/// The next message of `kind` on `ws` (others are skipped), within a bounded wait.
+async fn next_of(ws: &mut WsClient, kind: &str) -> Value {
+    for _ in 0..50 {
+        match ws.next(std::time::Duration::from_secs(5)).await {
+            Some(v) if v["type"] == kind => return v,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    panic!("no {kind} message");
+}
+
+async fn notifications_reach_only_their_users_sockets(s: TestServer, _clock: ManualClock) {
+    let w = world(&s).await;
+    let mut member = WsClient::connect(&s, w.member.t()).await.unwrap();
+    let mut admin = WsClient::connect(&s, w.admin.t()).await.unwrap();
+    // Nobody subscribes to a user topic, not even their own.
+    let refused = admin
+        .request(
+            "subscribe",
+            json!({"topics": [format!("user:{}", w.member.id)]}),
+        )
+        .await;
+    assert_eq!(refused["success"], false, "{refused}");
+    assert_eq!(refused["error"]["code"], "FORBIDDEN");
+
+    let issue = create_issue(&s, &w.owner, &w, json!({"assignee_id": w.member.id})).await;
+    let created = next_of(&mut member, "notification.created").await;
+    assert_eq!(created["topic"], json!(format!("user:{}", w.member.id)));
+    assert_eq!(created["notification"]["subject_id"], json!(issue));
+    assert_eq!(created["notification"]["type"], json!("assigned"));
+    let count = next_of(&mut member, "notifications.unread_count").await;
+    assert_eq!(count["workspace_id"], json!(w.ws));
+    assert_eq!(count["count"], json!(1));
+    // The socket took it: delivered.
+    wait_inbox(&s, &w.member, |i| !i[0]["delivered_at"].is_null()).await;
+    // The admin's socket gets its own notification (a later one) and never the member's.
+    let later = create_issue(&s, &w.owner, &w, json!({"assignee_id": w.admin.id})).await;
+    loop {
+        let m = next_of(&mut admin, "notification.created").await;
+        assert_eq!(m["notification"]["user_id"], json!(w.admin.id), "{m}");
+        if m["notification"]["subject_id"] == later.as_str() {
+            break;
+        }
+    }
+}
+
+/// Records pushes; every push is accepted by one device.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<PushMessage>>);
+
+#[async_trait::async_trait]
+impl PushOutlet for Recorder {
+    async fn push(&self, message: PushMessage) -> AppResult<PushOutcome> {
+        self.0.lock().unwrap().push(message);
+        Ok(PushOutcome {
+            accepted: 1,
+            ..PushOutcome::default()
+        })
+    }
+}
+
+/// Push follows the preferences; an accepted push sets `delivered_at`.
+async fn pushes_follow_preferences(backend: Backend) {
+    let Some((config, store)) = backend_store(backend, "pushes_follow_preferences").await else {
+        return;
+    };
+    let mut state = AppState::with_store(config, store, Arc::new(SystemClock));
+    let recorder = Arc::new(Recorder::default());
+    state.push = recorder.clone();
+    let s = TestServer::serve(state).await;
+    let w = world(&s).await;
+    s.put(
+        "/auth/notification-preferences",
+        w.member.t(),
+        &json!({"assigned": {"push": false}}),
+    )
+    .await
+    .expect(200);
+    let quiet = create_issue(&s, &w.owner, &w, json!({"assignee_id": w.member.id})).await;
+    comment(&s, &w.admin, &quiet, "pushed").await;
+    let items = wait_inbox(&s, &w.member, |i| {
+        i.iter()
+            .any(|n| n["subject_id"] == quiet.as_str() && !n["delivered_at"].is_null())
+    })
+    .await;
+    let pushed: Vec<PushMessage> = recorder.0.lock().unwrap().clone();
+    // Only the comment was pushed to the member (the owner, subscribed as creator, too).
+    let to_member: Vec<&PushMessage> = pushed.iter().filter(|m| m.user_id == w.member.id).collect();
+    assert_eq!(to_member.len(), 1, "{pushed:#?}");
+    assert_eq!(to_member[0].data["type"], json!("comment"));
+    assert_eq!(to_member[0].badge, 2);
+    let by = |actor: &User| {
+        items
+            .iter()
+            .find(|n| n["actor_id"] == actor.id.as_str())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by(&w.admin)["id"], json!(to_member[0].notification_id));
+    assert!(by(&w.owner)["delivered_at"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_follow_preferences_embedded() {
+    pushes_follow_preferences(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_follow_preferences_dynamodb() {
+    pushes_follow_preferences(Backend::DynamoDb).await;
+}
+
 on_every_store_with_clock!(
     each_type_once_for_the_right_user_never_the_actor,
     changes_by_one_actor_fold_within_the_window,
@@ -611,4 +732,5 @@ on_every_store_with_clock!(
     unread_counts_are_exact_under_eight_concurrent_writers,
     a_removed_member_gets_nothing_further,
     preferences_are_respected,
+    notifications_reach_only_their_users_sockets,
 );

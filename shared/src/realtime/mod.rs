@@ -10,5 +10,6 @@ pub mod commands;
 pub mod connections;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
+pub mod inbox;
 pub mod protocol;
 pub mod shards;

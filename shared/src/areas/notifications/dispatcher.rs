@@ -286,13 +286,13 @@ impl LocalNotifier {
     /// `then` sees what each batch delivered (the shim sends it to the user's sockets).
     pub fn start<F>(dispatcher: NotificationDispatcher, then: F) -> Self
     where
-        F: Fn(Vec<Delivered>) + Send + 'static,
+        F: Fn(Vec<Delivered>) -> futures::future::BoxFuture<'static, ()> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<ChangeRecord>>();
         tokio::spawn(async move {
             while let Some(records) = rx.recv().await {
                 match dispatcher.handle(&records).await {
-                    Ok(delivered) if !delivered.is_empty() => then(delivered),
+                    Ok(delivered) if !delivered.is_empty() => then(delivered).await,
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e.message, "notifications failed"),
                 }
