@@ -545,6 +545,8 @@ impl NotificationService {
 
     /// `GET /auth/notification-preferences`.
     pub async fn preferences(&self, who: &Principal) -> AppResult<NotificationPreferences> {
+        // An account route (`/auth/*`): sessions only, as for the profile.
+        crate::areas::auth::require_session(who)?;
         let got = self
             .ctx
             .access
