@@ -442,6 +442,15 @@ async fn read_state_snooze_archive_and_mark_read(s: TestServer, clock: ManualClo
         )
         .await;
     assert_eq!(r.status.as_u16(), 404);
+    // Even with a bad body: whose it is comes first.
+    let r = s
+        .put(
+            &format!("/notifications/{}", id_of(&issues[2])),
+            w.admin.t(),
+            &json!({"snoozed_until": "tomorrow"}),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 404);
 
     // Mark read: one issue's, then up to an id, then all.
     let r = s

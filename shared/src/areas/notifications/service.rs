@@ -383,17 +383,13 @@ impl NotificationService {
         id: &str,
         req: UpdateNotification,
     ) -> AppResult<Notification> {
-        let snooze = match &req.snoozed_until {
-            Some(Some(t)) => Some(Some(
-                parse_time(t)
-                    .ok_or_else(|| {
-                        AppError::validation("snoozed_until", "must be an RFC 3339 date-time")
-                    })?
-                    .format(&Rfc3339)
-                    .map_err(|_| AppError::validation("snoozed_until", "out of range"))?,
-            )),
-            Some(None) => Some(None),
-            None => None,
+        let snooze = match parse_snooze(&req.snoozed_until) {
+            Ok(s) => s,
+            Err(e) => {
+                // Someone else's notification (or none) is a 404 whatever the body says.
+                self.get_own(who, id, Action::Contribute).await?;
+                return Err(e);
+            }
         };
         for _ in 0..ATTEMPTS {
             let current = self.get_own(who, id, Action::Contribute).await?;
@@ -578,6 +574,23 @@ impl NotificationService {
             .await?;
         Ok(prefs)
     }
+}
+
+/// `snoozed_until` as stored (RFC 3339), `Some(None)` to clear, `None` to keep.
+#[allow(clippy::option_option)]
+fn parse_snooze(raw: &Option<Option<String>>) -> AppResult<Option<Option<String>>> {
+    Ok(match raw {
+        Some(Some(t)) => Some(Some(
+            parse_time(t)
+                .ok_or_else(|| {
+                    AppError::validation("snoozed_until", "must be an RFC 3339 date-time")
+                })?
+                .format(&Rfc3339)
+                .map_err(|_| AppError::validation("snoozed_until", "out of range"))?,
+        )),
+        Some(None) => Some(None),
+        None => None,
+    })
 }
 
 /// Whether `n` passes the list filters at `now`.
