@@ -213,9 +213,11 @@ pub struct ListNotificationsParams {
 #[serde(deny_unknown_fields)]
 pub struct UpdateNotification {
     /// `true` marks it read, `false` unread.
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub read: Option<bool>,
     /// `true` archives it (it leaves the inbox and the unread count), `false` restores it.
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub archived: Option<bool>,
     /// RFC 3339 time until which it is hidden from the inbox; `null` un-snoozes.
@@ -229,11 +231,14 @@ pub struct UpdateNotification {
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkRead {
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false, pattern = "^[0-9]{10}[0-9a-f]{16}$")]
     pub up_to_id: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub issue_id: Option<String>,
     /// Only this workspace's.
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub workspace_id: Option<String>,
 }
@@ -344,8 +349,10 @@ impl NotificationPreferences {
 #[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TypePreferenceUpdate {
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub inbox: Option<bool>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub push: Option<bool>,
 }
@@ -354,20 +361,28 @@ pub struct TypePreferenceUpdate {
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePreferences {
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub assigned: Option<TypePreferenceUpdate>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub unassigned: Option<TypePreferenceUpdate>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub mentioned: Option<TypePreferenceUpdate>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub comment: Option<TypePreferenceUpdate>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub state_changed: Option<TypePreferenceUpdate>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub priority_changed: Option<TypePreferenceUpdate>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub invited: Option<TypePreferenceUpdate>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false)]
     pub team_added: Option<TypePreferenceUpdate>,
 }
@@ -385,6 +400,16 @@ impl UpdatePreferences {
             NotificationType::TeamAdded => self.team_added,
         }
     }
+}
+
+/// Absent is `None`; an explicit `null` is refused (the schema says the field is not
+/// nullable).
+fn non_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// Why a user subscribes to an issue.
@@ -452,6 +477,14 @@ mod tests {
         assert!(p.of(NotificationType::Comment).push);
         let update: UpdatePreferences =
             serde_json::from_value(serde_json::json!({"comment": {"push": false}})).unwrap();
+        // `null` is not "leave as is": refused, as the schema says.
+        assert!(
+            serde_json::from_value::<UpdatePreferences>(serde_json::json!({"comment": null}))
+                .is_err()
+        );
+        assert!(
+            serde_json::from_value::<MarkRead>(serde_json::json!({"workspace_id": null})).is_err()
+        );
         p.apply(&update);
         assert_eq!(
             p.of(NotificationType::Comment),
