@@ -18,6 +18,7 @@ mod all;
 mod cold_start;
 mod footprint;
 mod http_mix;
+mod notifications;
 mod server;
 mod webhooks;
 mod writers;
@@ -62,6 +63,9 @@ enum Scenario {
     /// Webhook deliveries from the shim's dispatcher to a local receiver: deliveries/s and
     /// latency from commit, lost and duplicated.
     Webhooks(webhooks::Args),
+    /// Notifications from a burst of assignments to one member's socket: notifications/s
+    /// and commit-to-inbox latency p50/p99.
+    Notifications(notifications::Args),
     /// Every scenario behind docs/performance.md, one after another.
     All(all::Args),
 }
@@ -81,6 +85,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::Writers(args) => writers::run(args).await,
         Scenario::Footprint(args) => footprint::run(args).await,
         Scenario::Webhooks(args) => webhooks::run(args).await,
+        Scenario::Notifications(args) => notifications::run(args).await,
         Scenario::All(args) => all::run(args).await,
     }
 }

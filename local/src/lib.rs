@@ -10,10 +10,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use momentum_shared::AppState;
+use momentum_shared::areas::notifications::dispatcher::{LocalNotifier, NotificationDispatcher};
 use momentum_shared::areas::webhooks::dispatcher::LocalDispatcher;
 use momentum_shared::config::StoreKind;
 use momentum_shared::error::AppError;
 use momentum_shared::http::{ApiResponse, ApiResult, Auth};
+use momentum_shared::kernel::changes::{ChangeRecord, ChangeSink, CommitTurn, Revocation};
 use momentum_shared::storage::{Key, Table};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -33,6 +35,7 @@ use realtime::gateway::ManagementApiGateway;
         (name = "realtime", description = "Presence and admin messaging over WebSocket connections"),
         (name = "tokens", description = "Personal API tokens (mtm_pat_...): created and listed by their owner, listed and revoked by workspace admins"),
         (name = "webhooks", description = "Outgoing signed webhooks: management, deliveries"),
+        (name = "notifications", description = "The notification inbox, read state, unread counts, preferences and issue subscriptions"),
     ),
     components(schemas(momentum_shared::realtime::broadcaster::LiveEvent))
 )]
@@ -113,6 +116,26 @@ async fn push_log(
     // The same check as every authenticated read: the session must be live.
     s.devices.list(&who).await?;
     Ok(ApiResponse::ok(log.of_user(&who.user_id)))
+}
+
+/// The consumers of committed records without the WebSocket emulation.
+struct Consumers {
+    webhooks: LocalDispatcher,
+    notifications: LocalNotifier,
+}
+
+#[async_trait::async_trait]
+impl ChangeSink for Consumers {
+    async fn commit_turn(&self, _workspace_id: &str) -> Option<CommitTurn> {
+        None
+    }
+
+    fn committed(&self, records: Vec<ChangeRecord>) {
+        self.webhooks.submit(records.clone());
+        self.notifications.submit(records);
+    }
+
+    fn revoked(&self, _revocation: Revocation) {}
 }
 
 /// How the shim's broadcaster reaches sockets.
@@ -217,12 +240,40 @@ pub async fn serve_options(
     let rt = Realtime::new(state.clone(), gateway);
     // Webhooks are dispatched in-process from the same committed records.
     let webhooks = LocalDispatcher::start(state.webhooks.clone());
+    // Notifications too: the same records, in the same order.
+    let notifications = LocalNotifier::start(
+        NotificationDispatcher::new(state.notifications.clone(), state.push.clone()),
+        {
+            // Each notification to its recipient's own sockets (the implicit `user:{id}`).
+            let rt = rt.clone();
+            move |delivered| {
+                let rt = rt.clone();
+                Box::pin(async move {
+                    let inbox = rt.state.notifications.clone();
+                    if let Err(e) = momentum_shared::realtime::inbox::send_to_users(
+                        &rt.broadcaster,
+                        &inbox,
+                        &delivered,
+                    )
+                    .await
+                    {
+                        tracing::warn!(error = %e, "notification fan-out failed");
+                    }
+                })
+            }
+        },
+    );
     if options.websocket {
         state.ctx.changes.set_sink(Arc::new(
-            ws::LocalSink::start(rt.clone(), hub.clone()).with_webhooks(webhooks),
+            ws::LocalSink::start(rt.clone(), hub.clone())
+                .with_webhooks(webhooks)
+                .with_notifications(notifications),
         ));
     } else {
-        state.ctx.changes.set_sink(Arc::new(webhooks));
+        state.ctx.changes.set_sink(Arc::new(Consumers {
+            webhooks,
+            notifications,
+        }));
     }
     let timeouts = state.config.timeouts;
     let app = app_with(rt, hub.clone(), options.websocket);

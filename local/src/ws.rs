@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use momentum_shared::areas::notifications::dispatcher::LocalNotifier;
 use momentum_shared::areas::webhooks::dispatcher::LocalDispatcher;
 use momentum_shared::error::AppError;
 use momentum_shared::http::ClientIp;
@@ -383,6 +384,8 @@ pub struct LocalSink {
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The webhook dispatcher, fed the same records in the same order.
     webhooks: Option<LocalDispatcher>,
+    /// The notification dispatcher, fed the same records in the same order.
+    notifications: Option<LocalNotifier>,
 }
 
 impl LocalSink {
@@ -414,12 +417,19 @@ impl LocalSink {
             tx,
             turns: Default::default(),
             webhooks: None,
+            notifications: None,
         }
     }
 
     /// Also hands every committed record to the webhook dispatcher.
     pub fn with_webhooks(mut self, dispatcher: LocalDispatcher) -> Self {
         self.webhooks = Some(dispatcher);
+        self
+    }
+
+    /// Also hands every committed record to the notification dispatcher.
+    pub fn with_notifications(mut self, notifier: LocalNotifier) -> Self {
+        self.notifications = Some(notifier);
         self
     }
 }
@@ -437,6 +447,9 @@ impl ChangeSink for LocalSink {
     fn committed(&self, records: Vec<ChangeRecord>) {
         if let Some(webhooks) = &self.webhooks {
             webhooks.submit(records.clone());
+        }
+        if let Some(notifications) = &self.notifications {
+            notifications.submit(records.clone());
         }
         let _ = self.tx.send(Outgoing::Records(records));
     }

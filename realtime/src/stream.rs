@@ -2,7 +2,10 @@
 //! (by the event source mapping) to inserted change records and revocations.
 
 use aws_lambda_events::event::dynamodb::Event;
+use momentum_shared::areas::notifications::dispatcher::NotificationDispatcher;
+use momentum_shared::error::AppResult;
 use momentum_shared::kernel::changes::{ChangeRecord, Revocation};
+use momentum_shared::realtime::inbox::send_to_users;
 use serde::de::DeserializeOwned;
 
 use crate::Realtime;
@@ -59,7 +62,9 @@ pub fn change_records(event: Event) -> Vec<ChangeRecord> {
 /// for records at most 5 minutes old, then recording it in the stream's failure queue
 /// (`infra/template.yaml`), so a bad record never blocks the shard. A retried batch may
 /// deliver some events twice; clients drop events by `seq`, and recover anything lost with
-/// `sync`. Revocations are handled even when the fan-out failed.
+/// `sync`. Revocations are handled even when the fan-out failed. Notifications are made
+/// from the same records (`notify`); their failure fails the batch too (they are
+/// idempotent, so the retry writes nothing twice).
 pub async fn handle(rt: &Realtime, event: Event) -> Result<(), lambda_runtime::Error> {
     let batch = batch(event);
     let fanned = rt.broadcaster.deliver(&batch.changes).await;
@@ -75,11 +80,28 @@ pub async fn handle(rt: &Realtime, event: Event) -> Result<(), lambda_runtime::E
         ),
         Err(e) => tracing::error!(error = %e, "fan-out failed"),
     }
+    // Notifications from the same records (idempotent: a retried batch adds nothing).
+    let notified = notify(rt, &batch.changes).await;
+    if let Err(e) = &notified {
+        tracing::error!(error = %e, "notifications failed");
+    }
     for revocation in &batch.revocations {
         match rt.broadcaster.revoke(revocation).await {
             Ok(closed) => tracing::info!(user = %revocation.user_id, closed, "sessions revoked"),
             Err(e) => tracing::error!(error = %e, "closing revoked connections failed"),
         }
     }
-    fanned.map(drop).map_err(|e| e.into())
+    fanned?;
+    notified?;
+    Ok(())
+}
+
+/// Makes the notifications of `records` (the dispatcher of `areas::notifications`) and
+/// sends each to its recipient's connections. Returns how many were written.
+pub async fn notify(rt: &Realtime, records: &[ChangeRecord]) -> AppResult<usize> {
+    let dispatcher =
+        NotificationDispatcher::new(rt.state.notifications.clone(), rt.state.push.clone());
+    let delivered = dispatcher.handle(records).await?;
+    send_to_users(&rt.broadcaster, &rt.state.notifications, &delivered).await?;
+    Ok(delivered.len())
 }

@@ -8,6 +8,7 @@ use crate::areas::cycles::CycleService;
 use crate::areas::invitations::InvitationService;
 use crate::areas::issues::IssueService;
 use crate::areas::labels::LabelService;
+use crate::areas::notifications::NotificationService;
 use crate::areas::projects::ProjectService;
 use crate::areas::push::{
     DevicePush, DeviceService, ForegroundProbe, LocalPushLog, NoProvider, NoPush, PushOutlet,
@@ -51,6 +52,8 @@ pub struct AppState {
     pub cycles: Arc<CycleService>,
     pub comments: Arc<CommentService>,
     pub webhooks: Arc<WebhookService>,
+    /// The inbox, subscriptions and preferences (its dispatcher is fed change records).
+    pub notifications: Arc<NotificationService>,
     /// Mobile push for notifications (`NoPush` when `MOMENTUM_PUSH=off`).
     pub push: Arc<dyn PushOutlet>,
     /// Registered push devices (`/auth/devices`).
@@ -179,6 +182,7 @@ impl AppState {
             issues: Arc::new(IssueService::new(ctx.clone())),
             cycles: Arc::new(CycleService::new(ctx.clone())),
             comments: Arc::new(CommentService::new(ctx.clone())),
+            notifications: Arc::new(NotificationService::new(ctx.clone())),
             webhooks: Arc::new(WebhookService::new(
                 ctx.clone(),
                 config.webhooks.clone(),

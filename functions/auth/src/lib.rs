@@ -1,6 +1,8 @@
 //! The auth function: routes of `/auth/*`. Handlers parse, call one `AuthService` method and
 //! map the result; the rules live in `momentum_shared::areas::auth`.
 
+pub mod notifications;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -32,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_token))
         .routes(routes!(list_devices, register_device))
         .routes(routes!(delete_device))
+        .merge(notifications::routes())
 }
 
 /// The app a Lambda serves: the routes plus body limit, fallbacks and request context.

@@ -3,6 +3,7 @@
 pub mod cycles;
 pub mod issues;
 pub mod projects;
+pub mod subscriptions;
 pub mod workflows;
 
 use axum::Router;
@@ -16,6 +17,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(workflows::routes())
         .merge(issues::routes())
         .merge(cycles::routes())
+        .merge(subscriptions::routes())
 }
 
 /// The app the Lambda serves.

@@ -8,6 +8,7 @@ pub mod cycles;
 pub mod invitations;
 pub mod issues;
 pub mod labels;
+pub mod notifications;
 pub mod projects;
 pub mod push;
 pub mod teams;

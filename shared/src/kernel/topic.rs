@@ -73,6 +73,13 @@ impl Topic {
                     "team" => Topic::Team(id.to_owned()),
                     "project" => Topic::Project(id.to_owned()),
                     "issue" => Topic::Issue(id.to_owned()),
+                    // A user's own topic is implicit (every connection of theirs is on it
+                    // from `$connect` on) and nobody else's is open to anyone.
+                    "user" => {
+                        return Err(AppError::forbidden(
+                            "user:{id} topics cannot be subscribed: each connection receives its own user's notifications",
+                        ));
+                    }
                     _ => return Err(invalid()),
                 };
                 // An id that names nothing a client could see is "not found".

@@ -348,6 +348,11 @@ pub struct ShardWorker {
 }
 
 impl ShardWorker {
+    /// The connections it delivers to.
+    pub fn registry(&self) -> &ConnectionRegistry {
+        &self.registry
+    }
+
     pub fn new(registry: ConnectionRegistry, gateway: Arc<dyn ConnectionGateway>) -> Self {
         Self {
             registry,

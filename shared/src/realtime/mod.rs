@@ -11,6 +11,7 @@ pub mod connections;
 pub mod direct;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
+pub mod inbox;
 pub mod presence;
 pub mod protocol;
 pub mod shards;

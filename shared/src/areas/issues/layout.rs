@@ -68,7 +68,7 @@ pub(super) fn identifier_item(issue: &Issue) -> Item {
     lookup
 }
 
-pub(super) fn activity_partition(ws: &str, issue_id: &str) -> String {
+pub fn activity_partition(ws: &str, issue_id: &str) -> String {
     format!("WS#{ws}#ISSUE#{issue_id}#ACTIVITY")
 }
 

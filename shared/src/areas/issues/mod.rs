@@ -20,7 +20,9 @@ pub use input::{
     MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_LABELS, MAX_PARENT_DEPTH, MAX_QUERY_CHARS,
     MAX_TITLE_CHARS,
 };
-pub use layout::{assignee_partition, cycle_partition, identifier_key, project_partition};
+pub use layout::{
+    activity_partition, assignee_partition, cycle_partition, identifier_key, project_partition,
+};
 pub use model::{
     Activity, CreateIssue, Issue, ListIssuesParams, Priority, SortBy, TransitionIssue, Transitions,
     UpdateIssue,

@@ -1,0 +1,48 @@
+//! The `user:{id}` topic: a user's notifications on their own connections. It is implicit:
+//! every connection is on its owner's topic from `$connect` on (found through the owner
+//! index, `ConnectionRegistry::connections_of`), and no one can subscribe to it
+//! (`Topic::parse_for_client` refuses `user:`), so nobody else's sockets ever receive it.
+
+use serde_json::json;
+
+use super::broadcaster::Broadcaster;
+use crate::areas::notifications::NotificationService;
+use crate::areas::notifications::dispatcher::Delivered;
+use crate::error::AppResult;
+
+/// Sends each delivered notification (`notification.created`) and the new unread count of
+/// its workspace (`notifications.unread_count`) to the recipient's connections; records
+/// `delivered_at` when a socket accepted it. Returns the posts accepted.
+pub async fn send_to_users(
+    broadcaster: &Broadcaster,
+    inbox: &NotificationService,
+    delivered: &[Delivered],
+) -> AppResult<usize> {
+    let mut accepted = 0;
+    for d in delivered {
+        let n = &d.notification;
+        let connections = broadcaster
+            .worker()
+            .registry()
+            .connections_of(&n.user_id, None)
+            .await?;
+        if connections.is_empty() {
+            continue;
+        }
+        let topic = format!("user:{}", n.user_id);
+        let created = json!({"type": "notification.created", "topic": topic, "notification": n});
+        let count = json!({
+            "type": "notifications.unread_count",
+            "topic": topic,
+            "workspace_id": n.workspace_id,
+            "count": d.unread,
+        });
+        let sent = broadcaster.post_all(connections.clone(), &created).await;
+        broadcaster.post_all(connections, &count).await;
+        if sent.delivered > 0 {
+            accepted += sent.delivered;
+            inbox.mark_delivered(&n.user_id, &n.id).await?;
+        }
+    }
+    Ok(accepted)
+}
