@@ -270,7 +270,47 @@ async fn a_foreground_socket_suppresses_push(s: TestServer) {
     assert!(!after.skipped_foreground);
 }
 
+/// The whole path: an assignment committed through REST becomes a notification for the
+/// assignee, pushed to the assignee's device with the unread count as the badge; the actor's
+/// own device gets nothing.
+async fn an_assignment_is_pushed_to_the_assignees_device(s: TestServer) {
+    let w = momentum_tests::world(&s).await;
+    let phone = register(&s, &w.member, "apns", &unique_token()).await;
+    register(&s, &w.admin, "fcm", &unique_token()).await;
+    let issue = s
+        .post(
+            "/issues",
+            w.admin.t(),
+            &json!({"team_id": w.team_id, "title": "Fix the login", "assignee_id": w.member.id}),
+        )
+        .await
+        .expect(201)
+        .data()["id"]
+        .clone();
+    let mut log = Vec::new();
+    for _ in 0..400 {
+        log = push_log(&s, &w.member).await;
+        if !log.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(log.len(), 1, "one push for the assignment: {log:?}");
+    let pushed = &log[0];
+    assert_eq!(pushed["device_id"], phone["id"]);
+    assert_eq!(pushed["payload"]["aps"]["badge"], 1, "{pushed}");
+    let inbox = s.get("/notifications", w.member.t()).await.expect(200);
+    let notification = &inbox.data()["items"][0];
+    assert_eq!(pushed["notification_id"], notification["id"], "{inbox:?}");
+    assert_eq!(notification["subject_id"], issue, "{inbox:?}");
+    assert!(
+        push_log(&s, &w.admin).await.is_empty(),
+        "the actor is not pushed for their own change"
+    );
+}
+
 momentum_tests::on_every_store!(
+    an_assignment_is_pushed_to_the_assignees_device,
     register_list_and_delete,
     bad_input_names_the_field,
     a_token_moves_to_the_user_who_registers_it,
