@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use momentum_shared::AppState;
+use momentum_shared::areas::notifications::UnreadListener;
 use momentum_shared::areas::notifications::dispatcher::{LocalNotifier, NotificationDispatcher};
 use momentum_shared::areas::webhooks::dispatcher::LocalDispatcher;
 use momentum_shared::config::StoreKind;
@@ -138,6 +139,29 @@ impl ChangeSink for Consumers {
     fn revoked(&self, _revocation: Revocation) {}
 }
 
+/// Sends a user's new unread count to their sockets after a read-state change.
+struct UnreadToSockets(Realtime);
+
+impl UnreadListener for UnreadToSockets {
+    fn unread_changed(&self, user_id: &str, workspace_id: &str) {
+        let rt = self.0.clone();
+        let (user_id, workspace_id) = (user_id.to_owned(), workspace_id.to_owned());
+        tokio::spawn(async move {
+            let sent = momentum_shared::realtime::inbox::send_unread_count(
+                &rt.broadcaster,
+                &rt.state.notifications,
+                &user_id,
+                &workspace_id,
+                None,
+            )
+            .await;
+            if let Err(e) = sent {
+                tracing::warn!(user = %user_id, error = %e, "unread count not sent");
+            }
+        });
+    }
+}
+
 /// How the shim's broadcaster reaches sockets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Gateway {
@@ -263,6 +287,11 @@ pub async fn serve_options(
             }
         },
     );
+    // A read-state change's new unread count, to the user's own sockets (in the cloud the
+    // counter's stream record does this).
+    state
+        .notifications
+        .set_unread_listener(Arc::new(UnreadToSockets(rt.clone())));
     if options.websocket {
         state.ctx.changes.set_sink(Arc::new(
             ws::LocalSink::start(rt.clone(), hub.clone())

@@ -1,11 +1,14 @@
 //! The broadcaster's input in the cloud: DynamoDB Stream records of the main table, filtered
-//! (by the event source mapping) to inserted change records and revocations.
+//! (by the event source mapping) to inserted change records and revocations, and to unread
+//! counters moved by a read-state change (their new count goes to the user's sockets).
 
 use aws_lambda_events::event::dynamodb::Event;
 use momentum_shared::areas::notifications::dispatcher::NotificationDispatcher;
+use momentum_shared::areas::notifications::{READ_STATE_CAUSE, UNREAD_ENTITY};
 use momentum_shared::error::AppResult;
 use momentum_shared::kernel::changes::{ChangeRecord, Revocation};
-use momentum_shared::realtime::inbox::send_to_users;
+use momentum_shared::realtime::inbox::{send_to_users, send_unread_count};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::Realtime;
@@ -17,6 +20,18 @@ pub struct Batch {
     pub changes: Vec<ChangeRecord>,
     /// Ended sessions whose connections must close.
     pub revocations: Vec<Revocation>,
+    /// Unread counts moved by a user's read-state change (read, unread, archive, mark-read).
+    pub unread: Vec<UnreadCount>,
+}
+
+/// A user's unread counter in one workspace, as its stream image carries it.
+#[derive(Debug, Deserialize, PartialEq)]
+pub struct UnreadCount {
+    pub user_id: String,
+    pub workspace_id: String,
+    pub unread: i64,
+    #[serde(default)]
+    changed_by: String,
 }
 
 fn read<T: DeserializeOwned>(image: serde_dynamo::Item) -> Option<T> {
@@ -32,19 +47,20 @@ fn read<T: DeserializeOwned>(image: serde_dynamo::Item) -> Option<T> {
 /// Sorts a stream batch into change records and revocations; other items are ignored.
 pub fn batch(event: Event) -> Batch {
     let mut out = Batch::default();
-    for r in event
-        .records
-        .into_iter()
-        .filter(|r| r.event_name == "INSERT")
-    {
+    for r in event.records {
+        let inserted = r.event_name == "INSERT";
         let image = r.change.new_image;
         let entity = match image.get("entity") {
             Some(serde_dynamo::AttributeValue::S(s)) => s.clone(),
             _ => continue,
         };
         match entity.as_str() {
-            "change" => out.changes.extend(read::<ChangeRecord>(image)),
-            Revocation::ENTITY => out.revocations.extend(read::<Revocation>(image)),
+            "change" if inserted => out.changes.extend(read::<ChangeRecord>(image)),
+            Revocation::ENTITY if inserted => out.revocations.extend(read::<Revocation>(image)),
+            // A new notification's count travels with `notification.created`.
+            UNREAD_ENTITY if r.event_name != "REMOVE" => out
+                .unread
+                .extend(read::<UnreadCount>(image).filter(|u| u.changed_by == READ_STATE_CAUSE)),
             _ => {}
         }
     }
@@ -84,6 +100,20 @@ pub async fn handle(rt: &Realtime, event: Event) -> Result<(), lambda_runtime::E
     let notified = notify(rt, &batch.changes).await;
     if let Err(e) = &notified {
         tracing::error!(error = %e, "notifications failed");
+    }
+    for u in &batch.unread {
+        let sent = send_unread_count(
+            &rt.broadcaster,
+            &rt.state.notifications,
+            &u.user_id,
+            &u.workspace_id,
+            Some(u.unread),
+        )
+        .await;
+        if let Err(e) = sent {
+            // Not retried: the count is only a hint, and the next change sends it again.
+            tracing::warn!(user = %u.user_id, error = %e, "unread count not sent");
+        }
     }
     for revocation in &batch.revocations {
         match rt.broadcaster.revoke(revocation).await {

@@ -141,3 +141,63 @@ async fn a_stream_batch_notifies_once_and_reaches_the_users_socket() {
         && v["type"] == "notifications.unread_count"
         && v["count"] == 1));
 }
+
+/// A stream record of a user's unread counter (`eventName`, `changed_by`) in `ws`.
+fn unread_counter(event: &str, ws: &str, user: &str, unread: i64, changed_by: &str) -> Value {
+    json!({"Records": [{
+        "eventID": "2", "eventName": event, "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1795442400.0,
+            "Keys": {"pk": {"S": format!("USER#{user}")}, "sk": {"S": format!("NOTIFUNREAD#{ws}")}},
+            "NewImage": {
+                "pk": {"S": format!("USER#{user}")}, "sk": {"S": format!("NOTIFUNREAD#{ws}")},
+                "entity": {"S": "notification_unread"}, "user_id": {"S": user},
+                "workspace_id": {"S": ws}, "unread": {"N": unread.to_string()},
+                "changed_by": {"S": changed_by}
+            },
+            "SequenceNumber": "101", "SizeBytes": 200, "StreamViewType": "NEW_IMAGE"
+        },
+        "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/momentum-main/stream/2026-11-23T00:00:00.000"
+    }]})
+}
+
+/// A read-state change (the counter's MODIFY with `changed_by: read_state`) sends the new
+/// count to the user's sockets; a counter moved by a new notification is not sent again.
+#[tokio::test]
+async fn a_read_state_change_sends_the_new_unread_count() {
+    let state = AppState::with_store(
+        AppConfig::for_tests(),
+        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(SystemClock),
+    );
+    let (token, bob, ws) = common::owner_and_workspace(&state, "bob", "Bob's").await;
+    let gateway = Arc::new(RecordingGateway::default());
+    let rt = Realtime::new(state.clone(), gateway.clone());
+    rt.registry
+        .connect(&state.auth, "bob1=", Some(&token))
+        .await
+        .unwrap();
+    for (event, unread, cause) in [
+        ("MODIFY", 3, "notified"),
+        ("MODIFY", 2, "read_state"),
+        ("INSERT", 0, "read_state"),
+    ] {
+        let record = unread_counter(event, &ws, &bob.user_id, unread, cause);
+        realtime::stream::handle(&rt, serde_json::from_value(record).unwrap())
+            .await
+            .unwrap();
+    }
+    let posts = gateway.0.lock().unwrap().clone();
+    let counts: Vec<(&str, &Value, &Value)> = posts
+        .iter()
+        .map(|(c, v)| (c.as_str(), &v["type"], &v["count"]))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("bob1=", &json!("notifications.unread_count"), &json!(2)),
+            ("bob1=", &json!("notifications.unread_count"), &json!(0)),
+        ]
+    );
+}

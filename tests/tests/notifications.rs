@@ -656,6 +656,33 @@ async fn notifications_reach_only_their_users_sockets(s: TestServer, _clock: Man
     assert_eq!(count["count"], json!(1));
     // The socket took it: delivered.
     wait_inbox(&s, &w.member, |i| !i[0]["delivered_at"].is_null()).await;
+    // Read state changed over REST moves the count on the same sockets.
+    let path = format!(
+        "/notifications/{}",
+        created["notification"]["id"].as_str().unwrap()
+    );
+    s.put(&path, w.member.t(), &json!({"read": true}))
+        .await
+        .expect(200);
+    let count = next_of(&mut member, "notifications.unread_count").await;
+    assert_eq!(
+        (&count["workspace_id"], &count["count"]),
+        (&json!(w.ws), &json!(0))
+    );
+    s.put(&path, w.member.t(), &json!({"read": false}))
+        .await
+        .expect(200);
+    assert_eq!(
+        next_of(&mut member, "notifications.unread_count").await["count"],
+        json!(1)
+    );
+    s.post("/notifications/mark-read", w.member.t(), &json!({}))
+        .await
+        .expect(200);
+    assert_eq!(
+        next_of(&mut member, "notifications.unread_count").await["count"],
+        json!(0)
+    );
     // The admin's socket gets its own notification (a later one) and never the member's.
     let later = create_issue(&s, &w.owner, &w, json!({"assignee_id": w.admin.id})).await;
     loop {

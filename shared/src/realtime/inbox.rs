@@ -31,18 +31,55 @@ pub async fn send_to_users(
         }
         let topic = format!("user:{}", n.user_id);
         let created = json!({"type": "notification.created", "topic": topic, "notification": n});
-        let count = json!({
-            "type": "notifications.unread_count",
-            "topic": topic,
-            "workspace_id": n.workspace_id,
-            "count": d.unread,
-        });
         let sent = broadcaster.post_all(connections.clone(), &created).await;
-        broadcaster.post_all(connections, &count).await;
+        broadcaster
+            .post_all(
+                connections,
+                &unread_count(&n.user_id, &n.workspace_id, d.unread),
+            )
+            .await;
         if sent.delivered > 0 {
             accepted += sent.delivered;
             inbox.mark_delivered(&n.user_id, &n.id).await?;
         }
     }
     Ok(accepted)
+}
+
+/// `notifications.unread_count`: a user's unread count in one workspace, on `user:{id}`.
+fn unread_count(user_id: &str, workspace_id: &str, count: i64) -> serde_json::Value {
+    json!({
+        "type": "notifications.unread_count",
+        "topic": format!("user:{user_id}"),
+        "workspace_id": workspace_id,
+        "count": count,
+    })
+}
+
+/// Sends a user's unread count in `workspace_id` to their own connections after a
+/// read-state change moved it (`count` as stored, or read now when `None`). Returns the
+/// posts accepted.
+pub async fn send_unread_count(
+    broadcaster: &Broadcaster,
+    inbox: &NotificationService,
+    user_id: &str,
+    workspace_id: &str,
+    count: Option<i64>,
+) -> AppResult<usize> {
+    let connections = broadcaster
+        .worker()
+        .registry()
+        .connections_of(user_id, None)
+        .await?;
+    if connections.is_empty() {
+        return Ok(0);
+    }
+    let count = match count {
+        Some(c) => c,
+        None => inbox.unread_of(user_id, workspace_id).await?,
+    };
+    let sent = broadcaster
+        .post_all(connections, &unread_count(user_id, workspace_id, count))
+        .await;
+    Ok(sent.delivered)
 }

@@ -13,6 +13,7 @@ pub mod devices;
 pub mod invitations;
 pub mod issues;
 pub mod labels;
+pub mod notifications;
 pub mod projects;
 pub mod realtime;
 pub mod teams;
@@ -344,6 +345,7 @@ pub fn all_rows() -> Vec<Row> {
     rows.extend(realtime::rows());
     rows.extend(tokens::rows());
     rows.extend(devices::rows());
+    rows.extend(notifications::rows());
     rows
 }
 

@@ -9,4 +9,4 @@ mod service;
 mod subscriptions;
 
 pub use model::*;
-pub use service::{MAX_MARK_READ, NotificationService, Subject};
+pub use service::{MAX_MARK_READ, NotificationService, READ_STATE_CAUSE, Subject, UnreadListener};

@@ -135,6 +135,8 @@ pub const NOTIF_PREFIX: &str = "NOTIF#";
 const UNREAD_PREFIX: &str = "NOTIFUNREAD#";
 /// The attribute of the unread counter item.
 pub const UNREAD_ATTR: &str = "unread";
+/// `entity` of a user's unread counter in one workspace.
+pub const UNREAD_ENTITY: &str = "notification_unread";
 
 /// The notification id for a change: one per (recipient, workspace, subject, actor, fold
 /// window). The window start leads, so ids sort by window.

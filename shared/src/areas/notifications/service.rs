@@ -40,6 +40,34 @@ pub struct Subject {
 
 pub struct NotificationService {
     pub(super) ctx: ServiceContext,
+    unread_listener: std::sync::OnceLock<std::sync::Arc<dyn UnreadListener>>,
+}
+
+/// Why a user's unread counter moved (stored on the counter item as `changed_by`): the
+/// cloud's stream delivers the counts of read-state changes to the user's sockets, while a
+/// new notification's count travels with `notification.created`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CountCause {
+    Notified,
+    ReadState,
+}
+
+impl CountCause {
+    fn as_str(self) -> &'static str {
+        match self {
+            CountCause::Notified => "notified",
+            CountCause::ReadState => READ_STATE_CAUSE,
+        }
+    }
+}
+
+/// `changed_by` of an unread counter moved by read / unread / archive / mark-read.
+pub const READ_STATE_CAUSE: &str = "read_state";
+
+/// Told when a user's read-state change moved their unread count in a workspace (the shim,
+/// which has the sockets at hand; in the cloud the counter's stream record does it).
+pub trait UnreadListener: Send + Sync + 'static {
+    fn unread_changed(&self, user_id: &str, workspace_id: &str);
 }
 
 pub(super) fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -50,14 +78,15 @@ fn contended() -> AppError {
     AppError::unavailable("the notification kept changing; try again")
 }
 
-fn counter_op(user_id: &str, workspace_id: &str, by: i64) -> WriteOp {
+fn counter_op(user_id: &str, workspace_id: &str, by: i64, cause: CountCause) -> WriteOp {
     WriteOp::Update {
         table: Table::Main,
         key: unread_key(user_id, workspace_id),
         update: Update::default()
-            .set("entity", "notification_unread")
+            .set("entity", UNREAD_ENTITY)
             .set("user_id", user_id)
             .set("workspace_id", workspace_id)
+            .set("changed_by", cause.as_str())
             .add(UNREAD_ATTR, by),
         condition: None,
     }
@@ -76,7 +105,21 @@ fn put_versioned(n: &Notification, previous: Option<i64>) -> WriteOp {
 
 impl NotificationService {
     pub fn new(ctx: ServiceContext) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            unread_listener: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Installs the listener of read-state count changes (once; later calls are ignored).
+    pub fn set_unread_listener(&self, listener: std::sync::Arc<dyn UnreadListener>) {
+        let _ = self.unread_listener.set(listener);
+    }
+
+    fn unread_changed(&self, user_id: &str, workspace_id: &str) {
+        if let Some(listener) = self.unread_listener.get() {
+            listener.unread_changed(user_id, workspace_id);
+        }
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -160,7 +203,12 @@ impl NotificationService {
             };
             let mut ops = vec![put_versioned(&next, previous)];
             if newly_unread {
-                ops.push(counter_op(user_id, &record.workspace_id, 1));
+                ops.push(counter_op(
+                    user_id,
+                    &record.workspace_id,
+                    1,
+                    CountCause::Notified,
+                ));
             }
             match self.ctx.store.transact(ops).await {
                 Ok(()) => return Ok(Some(next)),
@@ -416,10 +464,20 @@ impl NotificationService {
             let delta = i64::from(next.counts_unread()) - i64::from(current.counts_unread());
             let mut ops = vec![put_versioned(&next, Some(current.version))];
             if delta != 0 {
-                ops.push(counter_op(&who.user_id, &next.workspace_id, delta));
+                ops.push(counter_op(
+                    &who.user_id,
+                    &next.workspace_id,
+                    delta,
+                    CountCause::ReadState,
+                ));
             }
             match self.ctx.store.transact(ops).await {
-                Ok(()) => return Ok(next),
+                Ok(()) => {
+                    if delta != 0 {
+                        self.unread_changed(&who.user_id, &next.workspace_id);
+                    }
+                    return Ok(next);
+                }
                 Err(e) if e.is_condition_failure() => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -492,11 +550,17 @@ impl NotificationService {
                 }
                 ops.push(put_versioned(&next, Some(n.version)));
             }
+            let moved: Vec<String> = deltas.keys().map(|ws| ws.to_string()).collect();
             for (ws, d) in deltas {
-                ops.push(counter_op(&who.user_id, ws, d));
+                ops.push(counter_op(&who.user_id, ws, d, CountCause::ReadState));
             }
             match self.ctx.store.transact(ops).await {
-                Ok(()) => marked += chunk.len() as u32,
+                Ok(()) => {
+                    marked += chunk.len() as u32;
+                    for ws in &moved {
+                        self.unread_changed(&who.user_id, ws);
+                    }
+                }
                 // One of them changed meanwhile: each on its own, re-read.
                 Err(e) if e.is_condition_failure() => {
                     for n in chunk {
