@@ -114,6 +114,11 @@ pub async fn backend_store(backend: Backend, test: &str) -> Option<(AppConfig, A
                 create_tables: true,
             };
             config.tables = test_tables();
+            // moto is one Python process serving every suite's tables: in a full run on a
+            // loaded machine a call can take seconds, and the production budget (20 s, under
+            // API Gateway's 29 s) then turns a slow emulator into a 503. Tests of the budget
+            // itself set their own (`faults.rs`).
+            config.request_budget = std::time::Duration::from_secs(120);
             Arc::new(dynamodb_store(&endpoint, config.tables.clone()).await)
         }
     };
