@@ -6,6 +6,7 @@ pub mod admin;
 pub mod fanout;
 pub mod gateway;
 pub mod handshake;
+pub mod presence_timer;
 pub mod stream;
 pub mod webhooks;
 pub mod websocket;
@@ -25,6 +26,9 @@ pub struct Realtime {
     pub broadcaster: Broadcaster,
     /// `user_joined` / `user_left` with the reconnect grace window.
     pub presence: Presence,
+    /// The cloud's clock for leaves coming due (`presence_timer`); none in the shim, which
+    /// waits for them itself, and in tests.
+    pub leave_timer: Option<Arc<presence_timer::LeaveTimer>>,
 }
 
 impl Realtime {
@@ -42,7 +46,14 @@ impl Realtime {
             registry,
             broadcaster,
             presence,
+            leave_timer: None,
         }
+    }
+
+    /// Schedules a sweep of each workspace a connection leaves (`presence_timer`).
+    pub fn with_leave_timer(mut self, timer: Option<presence_timer::LeaveTimer>) -> Self {
+        self.leave_timer = timer.map(Arc::new);
+        self
     }
 
     /// The gateway endpoint from the environment (`MOMENTUM_WS_MANAGEMENT_ENDPOINT`).

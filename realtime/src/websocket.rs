@@ -127,10 +127,16 @@ pub async fn handle(rt: &Realtime, event: ApiGatewayWebsocketProxyRequest) -> Ou
                 // The leave just recorded waits out the grace window; leaves of others that
                 // have come due are announced now.
                 Ok(Some(conn)) => {
-                    if let Some(ws) = conn.workspace_id.as_deref()
-                        && let Err(e) = rt.presence.sweep(ws).await
-                    {
-                        tracing::warn!(workspace = %ws, error = %e, "presence sweep failed");
+                    if let Some(ws) = conn.workspace_id.as_deref() {
+                        if let Err(e) = rt.presence.sweep(ws).await {
+                            tracing::warn!(workspace = %ws, error = %e, "presence sweep failed");
+                        }
+                        // This leave comes due after the grace window: ask for a sweep then.
+                        if let Some(timer) = &rt.leave_timer
+                            && let Err(e) = timer.schedule(ws, rt.presence.grace_secs() + 1).await
+                        {
+                            tracing::warn!(workspace = %ws, error = %e, "leave timer not set");
+                        }
                     }
                 }
                 Ok(None) => {}

@@ -602,19 +602,23 @@ async fn a_failed_shard_hand_off_fails_the_stream_batch() {
     assert!(gateway.posts.lock().unwrap().is_empty());
 }
 
-/// Presence through the Lambda events: `$connect` announces `user_joined` to the others;
-/// `$disconnect` records a leave that waits out the grace window in the store (no process
-/// remembers it), and a later `$connect` in another invocation announces it once.
-#[tokio::test]
-async fn presence_messages_through_connect_and_disconnect_events() {
+/// The owner of a workspace and bob, a member who switched to it, with a Realtime over a
+/// recording gateway on `clock`: (rt, gateway, owner's token, bob's token, bob's id, ws).
+async fn presence_fixture(
+    clock: &momentum_shared::clock::ManualClock,
+) -> (
+    Realtime,
+    Arc<RecordingGateway>,
+    String,
+    String,
+    String,
+    String,
+) {
     use momentum_shared::areas::workspaces::{SwitchWorkspace, membership_of};
-    use momentum_shared::clock::ManualClock;
-    use momentum_shared::config::DEFAULT_PRESENCE_GRACE_SECS;
     use momentum_shared::kernel::access::{Member, Role};
     use momentum_shared::kernel::{keys, record::record_item};
     use momentum_shared::storage::{Table, WriteOp};
 
-    let clock = ManualClock::starting_now();
     let state = AppState::with_store(
         AppConfig::for_tests(),
         Arc::new(EmbeddedStore::in_memory()),
@@ -661,16 +665,32 @@ async fn presence_messages_through_connect_and_disconnect_events() {
         .unwrap();
     let gateway = Arc::new(RecordingGateway::default());
     let rt = Realtime::new(state, gateway.clone());
-    let presence = |kind: &str| -> Vec<(String, Value)> {
-        gateway
-            .posts
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, m)| m["message_type"] == kind)
-            .cloned()
-            .collect()
-    };
+    (rt, gateway, owner, bob, bob_who.user_id, ws)
+}
+
+/// The presence messages of `kind` the gateway posted: (connection, message).
+fn presence_posts(gateway: &RecordingGateway, kind: &str) -> Vec<(String, Value)> {
+    gateway
+        .posts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, m)| m["message_type"] == kind)
+        .cloned()
+        .collect()
+}
+
+/// Presence through the Lambda events: `$connect` announces `user_joined` to the others;
+/// `$disconnect` records a leave that waits out the grace window in the store (no process
+/// remembers it), and a later `$connect` in another invocation announces it once.
+#[tokio::test]
+async fn presence_messages_through_connect_and_disconnect_events() {
+    use momentum_shared::clock::ManualClock;
+    use momentum_shared::config::DEFAULT_PRESENCE_GRACE_SECS;
+
+    let clock = ManualClock::starting_now();
+    let (rt, gateway, owner, bob, bob_id, _) = presence_fixture(&clock).await;
+    let presence = |kind: &str| presence_posts(&gateway, kind);
 
     for (id, token) in [("o1=", &owner), ("b1=", &bob)] {
         let r = realtime::websocket::run(&rt, ws_event("$connect", id, Some(token), None))
@@ -681,7 +701,7 @@ async fn presence_messages_through_connect_and_disconnect_events() {
     let joined = presence("user_joined");
     assert_eq!(joined.len(), 1, "{joined:?}");
     assert_eq!(joined[0].0, "o1=", "only the others hear of it");
-    assert_eq!(joined[0].1["from_user_id"], json!(bob_who.user_id));
+    assert_eq!(joined[0].1["from_user_id"], json!(bob_id));
     assert_eq!(joined[0].1["type"], "message");
 
     realtime::websocket::run(&rt, ws_event("$disconnect", "b1=", None, None))
@@ -702,10 +722,113 @@ async fn presence_messages_through_connect_and_disconnect_events() {
         ["o1=", "o2="],
         "announced once, to the connections present then"
     );
-    assert_eq!(left[0].1["data"]["user_id"], json!(bob_who.user_id));
+    assert_eq!(left[0].1["data"]["user_id"], json!(bob_id));
     assert_eq!(
         presence("user_joined").len(),
         1,
         "the owner's second socket is no join"
     );
+}
+
+/// In the cloud nothing else may happen in the workspace after a leave: `$disconnect` puts
+/// the workspace on the presence queue (moto's SQS) with the grace window as delivery delay,
+/// and the fan-out worker's presence batch announces the leave once.
+#[tokio::test]
+async fn a_leave_comes_due_through_the_presence_queue() {
+    use momentum_shared::clock::ManualClock;
+    use momentum_shared::config::DEFAULT_PRESENCE_GRACE_SECS;
+
+    let Ok(endpoint) = std::env::var("MOMENTUM_TEST_DYNAMODB_ENDPOINT") else {
+        eprintln!(
+            "SKIPPED a_leave_comes_due_through_the_presence_queue: no moto (MOMENTUM_TEST_DYNAMODB_ENDPOINT)"
+        );
+        return;
+    };
+    let sdk = momentum_shared::aws::load(&momentum_shared::aws::SdkOptions {
+        region: Some("us-east-1".into()),
+        attempt_timeout: std::time::Duration::from_secs(10),
+        local_credentials: true,
+    })
+    .await;
+    let client = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let queue_url = client
+        .create_queue()
+        .queue_name(format!(
+            "t{}-presence",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ))
+        .send()
+        .await
+        .expect("create the presence queue")
+        .queue_url
+        .expect("a queue url");
+    let clock = ManualClock::starting_now();
+    let (rt, gateway, owner, bob, bob_id, ws) = presence_fixture(&clock).await;
+    let rt = rt.with_leave_timer(Some(realtime::presence_timer::LeaveTimer::with_client(
+        client.clone(),
+        queue_url.clone(),
+    )));
+    for (id, token) in [("o1=", &owner), ("b1=", &bob)] {
+        realtime::websocket::run(&rt, ws_event("$connect", id, Some(token), None))
+            .await
+            .unwrap();
+    }
+    realtime::websocket::run(&rt, ws_event("$disconnect", "b1=", None, None))
+        .await
+        .unwrap();
+    assert!(
+        presence_posts(&gateway, "user_left").is_empty(),
+        "not within the window"
+    );
+
+    // SQS holds the message for the window (11 s); receive waits for it.
+    let mut messages = Vec::new();
+    for _ in 0..60 {
+        let got = client
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        messages = got.messages.unwrap_or_default();
+        if !messages.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(messages.len(), 1, "one sweep asked for");
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
+                "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:presence",
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(json!({ "Records": records })).unwrap();
+    assert!(realtime::presence_timer::is_presence_batch(&event));
+    assert_eq!(
+        serde_json::from_str::<Value>(messages[0].body.as_deref().unwrap()).unwrap(),
+        json!({"presence_sweep": ws})
+    );
+    // The worker runs when the window has passed (the store's clock says so).
+    clock.advance_secs(DEFAULT_PRESENCE_GRACE_SECS as i64 + 1);
+    for _ in 0..2 {
+        // The second run is SQS delivering the message again: announced once all the same.
+        let answer = realtime::presence_timer::handle(&rt, event.clone()).await;
+        assert!(answer.batch_item_failures.is_empty());
+    }
+    let left = presence_posts(&gateway, "user_left");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].0, "o1=");
+    assert_eq!(left[0].1["data"]["user_id"], json!(bob_id));
 }

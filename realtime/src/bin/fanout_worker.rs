@@ -1,5 +1,6 @@
 //! Lambda fed by the fan-out SQS queue: delivers the shards of large fan-outs
-//! (`realtime::fanout`), each through the same `ShardWorker` as inline delivery.
+//! (`realtime::fanout`), each through the same `ShardWorker` as inline delivery; and by the
+//! presence queue: sweeps workspaces whose leaves came due (`realtime::presence_timer`).
 
 use std::sync::Arc;
 
@@ -26,9 +27,12 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let rt = rt.clone();
         async move {
-            Ok::<SqsBatchResponse, Error>(
-                realtime::fanout::handle(rt.broadcaster.worker(), event.payload).await,
-            )
+            let event = event.payload;
+            Ok::<SqsBatchResponse, Error>(if realtime::presence_timer::is_presence_batch(&event) {
+                realtime::presence_timer::handle(&rt, event).await
+            } else {
+                realtime::fanout::handle(rt.broadcaster.worker(), event).await
+            })
         }
     }))
     .await

@@ -21,7 +21,8 @@ async fn main() -> Result<(), Error> {
     let config = AppConfig::from_env(&Env::process(), Mode::Production)?;
     let state = AppState::from_config(config).await?;
     let gateway = ManagementApiGateway::new(&Realtime::management_endpoint_from_env()?).await;
-    let rt = Realtime::new(state, Arc::new(gateway));
+    let rt = Realtime::new(state, Arc::new(gateway))
+        .with_leave_timer(realtime::presence_timer::LeaveTimer::from_env().await);
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let rt = rt.clone();
