@@ -131,6 +131,9 @@ mod tests {
         );
         let shard = r#"{"presence_sweep":"ws1","record":{},"group":"0","targets":[]}"#;
         assert_eq!(SweepDue::parse(shard), None);
-        assert_eq!(SweepDue::parse(r#"{"record":{},"group":"0","targets":[]}"#), None);
+        assert_eq!(
+            SweepDue::parse(r#"{"record":{},"group":"0","targets":[]}"#),
+            None
+        );
     }
 }
