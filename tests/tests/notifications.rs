@@ -121,6 +121,47 @@ async fn barrier(s: &TestServer, w: &World, by: &User, witness: &User) {
     wait_inbox(s, witness, |items| has(items, "assigned", &issue)).await;
 }
 
+/// Editing a comment to mention someone tells them (once); those it mentioned before, and
+/// the issue's subscribers, hear nothing new.
+async fn a_comment_edit_tells_whom_it_newly_mentions(s: TestServer, clock: ManualClock) {
+    let w = world(&s).await;
+    let issue = create_issue(&s, &w.owner, &w, json!({"title": "Edit me"})).await;
+    let c = comment(&s, &w.admin, &issue, "@member first").await;
+    wait_inbox(&s, &w.member, |i| has(i, "mentioned", &issue)).await;
+    // Out of the fold window, so a second notification would be a new item.
+    clock.advance_secs(600);
+    let edit = |body: &'static str, version: i64| {
+        let s = &s;
+        let c = c.clone();
+        let admin = w.admin.clone();
+        async move {
+            s.put(
+                &format!("/comments/{c}"),
+                admin.t(),
+                &json!({"body": body, "version": version}),
+            )
+            .await
+            .expect(200);
+        }
+    };
+    edit("@member first, and @guest too", 1).await;
+    let guest = wait_inbox(&s, &w.guest, |i| has(i, "mentioned", &issue)).await;
+    assert_eq!(types_of(&guest, &issue), vec![vec!["mentioned".to_owned()]]);
+    barrier(&s, &w, &w.owner, &w.member).await;
+    let member = inbox(&s, &w.member).await;
+    let mentions: Vec<&Value> = member
+        .iter()
+        .filter(|n| n["subject_id"] == json!(issue))
+        .collect();
+    assert_eq!(mentions.len(), 1, "mentioned before the edit: {member:#?}");
+    let owner = inbox(&s, &w.owner).await;
+    assert_eq!(
+        types_of(&owner, &issue),
+        vec![vec!["comment".to_owned()]],
+        "the subscriber heard of the comment, not of the edit"
+    );
+}
+
 async fn each_type_once_for_the_right_user_never_the_actor(s: TestServer, _clock: ManualClock) {
     let w = world(&s).await;
     // Assigned + mentioned in a description; the creator is subscribed, never notified.
@@ -761,6 +802,7 @@ async fn pushes_follow_preferences_dynamodb() {
 }
 
 on_every_store_with_clock!(
+    a_comment_edit_tells_whom_it_newly_mentions,
     each_type_once_for_the_right_user_never_the_actor,
     changes_by_one_actor_fold_within_the_window,
     subscriptions_follow_the_rules,

@@ -187,6 +187,20 @@ fn comment_change(kind: ChangeKind, c: &Comment) -> Change {
     Change::new(EntityType::Comment, &c.id, kind, c).topic(Topic::Issue(c.issue_id.clone()))
 }
 
+/// `comment.updated` carries the comment and `previous_mentions` (who it mentioned before
+/// the edit), so consumers of the record alone (the notification inbox) tell newly
+/// mentioned users from those mentioned already.
+fn comment_edit(current: &Comment, next: &Comment) -> Change {
+    let mut change = comment_change(ChangeKind::Updated, next);
+    if let Some(data) = change.data.as_object_mut() {
+        data.insert(
+            "previous_mentions".into(),
+            serde_json::json!(current.mentions),
+        );
+    }
+    change
+}
+
 pub struct CommentService {
     ctx: ServiceContext,
 }
@@ -452,7 +466,10 @@ impl CommentService {
                 Ok(Plan::new(())
                     .guarded(record, version_conflict())
                     .op(copy)
-                    .change(comment_change(kind, next)))
+                    .change(match kind {
+                        ChangeKind::Updated => comment_edit(current, next),
+                        _ => comment_change(kind, next),
+                    }))
             })
             .await?;
         Ok(())

@@ -187,7 +187,7 @@ impl NotificationDispatcher {
         let interesting = matches!(
             (record.entity_type, record.event.rsplit('.').next()),
             (EntityType::Issue, Some("created" | "updated"))
-                | (EntityType::Comment, Some("created"))
+                | (EntityType::Comment, Some("created" | "updated"))
                 | (EntityType::Invitation, Some("created"))
                 | (EntityType::TeamMember, Some("created"))
         );

@@ -181,6 +181,23 @@ pub fn outcome(record: &ChangeRecord, facts: &Facts) -> Outcome {
                 out.subscribe(user, SubscriptionReason::Mentioned);
             }
         }
+        // An edit tells only whom it newly mentions (`previous_mentions`, carried by the
+        // record); everyone else heard of the comment when it was made.
+        (EntityType::Comment, ChangeKind::Updated) => {
+            let list = |field: &str| -> Vec<&str> {
+                d.get(field)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default()
+            };
+            let before = list("previous_mentions");
+            for user in list("mentions") {
+                if !before.contains(&user) {
+                    out.tell(actor, user, NotificationType::Mentioned);
+                    out.subscribe(user, SubscriptionReason::Mentioned);
+                }
+            }
+        }
         (EntityType::Invitation, ChangeKind::Created) => {
             if let Some(invitee) = &facts.invitee {
                 out.tell(actor, invitee, NotificationType::Invited);
@@ -262,6 +279,27 @@ mod tests {
                 NotificationType::StateChanged,
                 NotificationType::PriorityChanged
             ]
+        );
+    }
+
+    #[test]
+    fn a_comment_edit_tells_only_the_newly_mentioned() {
+        let r = record(
+            EntityType::Comment,
+            ChangeKind::Updated,
+            "a",
+            json!({"author_id": "a", "mentions": ["m", "n", "a"], "previous_mentions": ["m"]}),
+        );
+        let facts = Facts {
+            subscribers: vec!["s".into(), "m".into()],
+            ..Facts::default()
+        };
+        let out = outcome(&r, &facts);
+        assert_eq!(out.notify.len(), 1, "{:?}", out.notify);
+        assert_eq!(out.notify["n"], vec![NotificationType::Mentioned]);
+        assert!(
+            out.subscribe
+                .contains(&("n".into(), SubscriptionReason::Mentioned))
         );
     }
 
