@@ -339,7 +339,9 @@ impl Sns {
         };
         let sdk = momentum_shared::aws::load(&momentum_shared::aws::SdkOptions {
             region: Some("us-east-1".into()),
-            attempt_timeout: std::time::Duration::from_secs(10),
+            // Generous: reading what moto recorded (`/moto-api/data.json`) dumps every suite's
+            // tables and stalls moto's single process for a while late in a full run.
+            attempt_timeout: std::time::Duration::from_secs(120),
             local_credentials: true,
         })
         .await;
