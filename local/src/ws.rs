@@ -199,6 +199,19 @@ async fn upgrade(
         Ok(offer) => offer,
         Err(e) => return e.into_response(),
     };
+    // In the hub before the connection is in the registry: anything posted to it from then
+    // on (another connection's `user_joined`, an event) waits in its queue for the socket,
+    // where it would otherwise find no socket, count the connection gone and prune it.
+    let (tx, rx) = mpsc::unbounded_channel::<Message>();
+    s.hub.insert(
+        &id,
+        Socket {
+            tx: tx.clone(),
+            connected_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        },
+    );
     let conn = match s
         .rt
         .registry
@@ -206,7 +219,10 @@ async fn upgrade(
         .await
     {
         Ok(conn) => conn,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            s.hub.remove(&id);
+            return e.into_response();
+        }
     };
     if let Err(e) = s.rt.presence.joined(&conn).await {
         tracing::warn!(connection = %id, error = %e, "user_joined not announced");
@@ -217,28 +233,28 @@ async fn upgrade(
     // Small buffers: tungstenite's defaults (128 KiB to read, 128 KiB to gather writes) made
     // each idle subscriber cost ~140 KiB of RSS (bench ws-fanout). Commands are small (the
     // read buffer grows for a larger one), and the socket's writer flushes every message.
+    let (hub, failed) = (s.hub.clone(), id.clone());
     ws.max_message_size(commands::MAX_MESSAGE_BYTES * 2)
         .read_buffer_size(SOCKET_READ_BUFFER)
         .write_buffer_size(0)
+        .on_failed_upgrade(move |_| {
+            hub.remove(&failed);
+        })
         .on_upgrade(move |socket| async move {
-            run_socket(s, id, socket).await;
+            run_socket(s, id, socket, tx, rx).await;
             drop(task);
         })
 }
 
-async fn run_socket(s: WsState, id: String, socket: WebSocket) {
+async fn run_socket(
+    s: WsState,
+    id: String,
+    socket: WebSocket,
+    tx: mpsc::UnboundedSender<Message>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+) {
     use futures::{SinkExt, StreamExt};
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
-    s.hub.insert(
-        &id,
-        Socket {
-            tx: tx.clone(),
-            connected_at: time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-        },
-    );
     let mut writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             let close = matches!(msg, Message::Close(_));
