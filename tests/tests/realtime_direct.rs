@@ -177,7 +177,7 @@ async fn seed_shape_and_who_may_send_what(s: TestServer) {
             &json!({"workspace_id": w.ws, "to_user_id": w.member.id}),
         )
         .await
-        .expect(400);
+        .expect(422);
     assert_eq!(r.error_field(), Some("data"));
 
     // An admin sends any type; the older `{user_id, message}` shape still works.

@@ -99,7 +99,7 @@ async fn presence_send_broadcast_cleanup(s: TestServer) {
             &json!({"workspace_id": ws, "user_id": bob_id}),
         )
         .await
-        .expect(400);
+        .expect(422);
     assert_eq!(empty.error_field(), Some("data"));
 
     let all = s

@@ -205,14 +205,15 @@ impl Sent {
 fn payload(data: Option<Value>, legacy: Option<Value>) -> AppResult<Value> {
     let (field, value) = match (data, legacy) {
         (Some(_), Some(_)) => {
-            return Err(AppError::validation(
+            return Err(AppError::unprocessable(
                 "message",
                 "give data or its older name message, not both",
             ));
         }
         (Some(v), None) => ("data", v),
         (None, Some(v)) => ("message", v),
-        (None, None) => return Err(AppError::validation("data", "is required")),
+        // Either of two fields: no schema of one field states it (422, not 400).
+        (None, None) => return Err(AppError::unprocessable("data", "is required")),
     };
     let size = serde_json::to_vec(&value).map(|b| b.len()).unwrap_or(0);
     if size > MAX_DIRECT_MESSAGE_DATA_BYTES {
@@ -228,14 +229,14 @@ fn payload(data: Option<Value>, legacy: Option<Value>) -> AppResult<Value> {
 fn recipient(to: Option<String>, legacy: Option<String>) -> AppResult<(&'static str, String)> {
     let (field, id) = match (to, legacy) {
         (Some(_), Some(_)) => {
-            return Err(AppError::validation(
+            return Err(AppError::unprocessable(
                 "user_id",
                 "give to_user_id or its older name user_id, not both",
             ));
         }
         (Some(id), None) => ("to_user_id", id),
         (None, Some(id)) => ("user_id", id),
-        (None, None) => return Err(AppError::validation("to_user_id", "is required")),
+        (None, None) => return Err(AppError::unprocessable("to_user_id", "is required")),
     };
     at_most_chars(field, &id, MAX_ID_CHARS)?;
     Ok((field, id))
