@@ -103,6 +103,24 @@ impl fmt::Display for Topic {
     }
 }
 
+/// A user's own topic, `user:{id}`: only the server sends on it, to that user's own
+/// connections (`realtime::inbox`). It is apart from [`Topic`] because no one subscribes to
+/// it (`Topic::parse_for_client` refuses `user:`) and it belongs to no workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserTopic<'a>(pub &'a str);
+
+impl fmt::Display for UserTopic<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "user:{}", self.0)
+    }
+}
+
+impl Serialize for UserTopic<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// Why a text is not a topic.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotATopic;

@@ -3,12 +3,15 @@
 //! index, `ConnectionRegistry::connections_of`), and no one can subscribe to it
 //! (`Topic::parse_for_client` refuses `user:`), so nobody else's sockets ever receive it.
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 
 use super::broadcaster::Broadcaster;
 use crate::areas::notifications::NotificationService;
 use crate::areas::notifications::dispatcher::Delivered;
 use crate::error::AppResult;
+use crate::kernel::topic::UserTopic;
 
 /// Sends each delivered notification (`notification.created`) and the new unread count of
 /// its workspace (`notifications.unread_count`) to the recipient's connections; records
@@ -18,29 +21,40 @@ pub async fn send_to_users(
     inbox: &NotificationService,
     delivered: &[Delivered],
 ) -> AppResult<usize> {
-    let mut accepted = 0;
+    // One owner-index lookup per recipient, not per notification: a batch often holds
+    // several for one user (a comment that mentions them on an issue they subscribe to).
+    let mut by_user: BTreeMap<&str, Vec<&Delivered>> = BTreeMap::new();
     for d in delivered {
-        let n = &d.notification;
+        by_user.entry(&d.notification.user_id).or_default().push(d);
+    }
+    let mut accepted = 0;
+    for (user_id, theirs) in by_user {
         let connections = broadcaster
             .worker()
             .registry()
-            .connections_of(&n.user_id, None)
+            .connections_of(user_id, None)
             .await?;
         if connections.is_empty() {
             continue;
         }
-        let topic = format!("user:{}", n.user_id);
-        let created = json!({"type": "notification.created", "topic": topic, "notification": n});
-        let sent = broadcaster.post_all(connections.clone(), &created).await;
-        broadcaster
-            .post_all(
-                connections,
-                &unread_count(&n.user_id, &n.workspace_id, d.unread),
-            )
-            .await;
-        if sent.delivered > 0 {
-            accepted += sent.delivered;
-            inbox.mark_delivered(&n.user_id, &n.id).await?;
+        for d in theirs {
+            let n = &d.notification;
+            let created = json!({
+                "type": "notification.created",
+                "topic": UserTopic(user_id),
+                "notification": n,
+            });
+            let sent = broadcaster.post_all(connections.clone(), &created).await;
+            broadcaster
+                .post_all(
+                    connections.clone(),
+                    &unread_count(user_id, &n.workspace_id, d.unread),
+                )
+                .await;
+            if sent.delivered > 0 {
+                accepted += sent.delivered;
+                inbox.mark_delivered(user_id, &n.id).await?;
+            }
         }
     }
     Ok(accepted)
@@ -50,7 +64,7 @@ pub async fn send_to_users(
 fn unread_count(user_id: &str, workspace_id: &str, count: i64) -> serde_json::Value {
     json!({
         "type": "notifications.unread_count",
-        "topic": format!("user:{user_id}"),
+        "topic": UserTopic(user_id),
         "workspace_id": workspace_id,
         "count": count,
     })
