@@ -27,6 +27,12 @@ pub struct Args {
     /// Issues created before the run.
     #[arg(long, default_value_t = 200)]
     issues: usize,
+    /// Load generator: `reqwest` (in this process; counts storage calls) or `wrk` (the
+    /// C tool the issue's reference figures were taken with, `apt-get install wrk`; one
+    /// endpoint per run: `--mix create=1`, `list=1` or `get=1`). wrk spends less of the
+    /// two cores than this process does, so its figures are the server's, closer.
+    #[arg(long, default_value = "reqwest")]
+    generator: String,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -136,6 +142,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .await?;
         issue_ids.push(r["data"]["id"].as_str().unwrap_or_default().to_owned());
     }
+    if args.generator == "wrk" {
+        return wrk::run(&args, &mix, &shim, &token, &team, &issue_ids);
+    }
+    anyhow::ensure!(
+        args.generator == "reqwest",
+        "unknown generator {:?} (reqwest or wrk)",
+        args.generator
+    );
     let issue_ids = Arc::new(issue_ids);
     let counter = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.duration);
@@ -271,4 +285,130 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     row("total", &mut total);
     Ok(())
+}
+
+/// The same single-endpoint load through wrk (`--generator wrk`).
+mod wrk {
+    use std::process::Command;
+
+    use super::{Args, Op, Shim};
+
+    pub fn run(
+        args: &Args,
+        mix: &[(Op, u32)],
+        shim: &Shim,
+        token: &str,
+        team: &str,
+        issue_ids: &[String],
+    ) -> anyhow::Result<()> {
+        let [(op, _)] = mix else {
+            anyhow::bail!("--generator wrk runs one endpoint: --mix create=1, list=1 or get=1");
+        };
+        let (method, path, body) = match op {
+            Op::Create => (
+                "POST",
+                "/issues".to_owned(),
+                format!(r#"{{"team_id":"{team}","title":"Bench write"}}"#),
+            ),
+            Op::List => (
+                "GET",
+                format!("/issues?team_id={team}&limit=50"),
+                String::new(),
+            ),
+            Op::Get => {
+                let id = issue_ids
+                    .first()
+                    .ok_or_else(|| anyhow::anyhow!("--mix get=1 needs --issues >= 1"))?;
+                ("GET", format!("/issues/{id}"), String::new())
+            }
+            other => anyhow::bail!("--generator wrk does not run {}", other.name()),
+        };
+        let script = std::env::temp_dir().join(format!("momentum-wrk-{}.lua", std::process::id()));
+        std::fs::write(
+            &script,
+            format!(
+                "wrk.method = {method:?}\nwrk.body = {body:?}\n\
+                 wrk.headers[\"Content-Type\"] = \"application/json\"\n\
+                 wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+            ),
+        )?;
+        let out = Command::new("wrk")
+            .args([
+                "-t2".to_owned(),
+                format!("-c{}", args.concurrency),
+                format!("-d{}s", args.duration),
+                "--latency".to_owned(),
+                "-s".to_owned(),
+                script.display().to_string(),
+                format!("{}{path}", shim.base),
+            ])
+            .output();
+        let _ = std::fs::remove_file(&script);
+        let out = out.map_err(|e| anyhow::anyhow!("cannot run wrk ({e}): apt-get install wrk"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success(),
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let field = |prefix: &str| {
+            text.lines()
+                .map(str::trim)
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(|v| v.trim().to_owned())
+        };
+        let ms = |v: Option<String>| v.map(|v| wrk_ms(&v)).unwrap_or(f64::NAN);
+        let count: u64 = text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in "))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or(0);
+        let errors: u64 = field("Non-2xx or 3xx responses:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        println!(
+            "mix {} | concurrency {} | {} s | {} shim, store {} | wrk",
+            args.mix, args.concurrency, args.duration, shim.kind, args.server.store,
+        );
+        println!(
+            "{:<20} {:>8} {:>9} {:>8} {:>8} {:>7}",
+            "endpoint", "count", "req/s", "p50 ms", "p99 ms", "errors"
+        );
+        println!(
+            "{:<20} {:>8} {:>9} {:>8.2} {:>8.2} {:>7}",
+            op.name(),
+            count,
+            field("Requests/sec:").unwrap_or_default(),
+            ms(field("50%")),
+            ms(field("99%")),
+            errors,
+        );
+        if let Some(socket) = field("Socket errors:") {
+            println!("wrk socket errors: {socket}");
+        }
+        Ok(())
+    }
+
+    /// wrk's latencies: `812.00us`, `3.21ms`, `1.02s`.
+    fn wrk_ms(v: &str) -> f64 {
+        let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
+        let (n, unit) = v.split_at(split);
+        let n: f64 = n.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            _ => f64::NAN,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn wrk_latencies_in_ms() {
+            assert_eq!(super::wrk_ms("812.00us"), 0.812);
+            assert_eq!(super::wrk_ms("3.21ms"), 3.21);
+            assert_eq!(super::wrk_ms("1.02s"), 1020.0);
+        }
+    }
 }
