@@ -1,6 +1,7 @@
 //! The local shim: every function router merged into one Axum app, served on one port, with
 //! the same handler code the Lambda binaries run, plus `/health` and `/openapi.json`.
 
+mod order;
 mod server;
 pub mod ws;
 
@@ -16,7 +17,7 @@ use momentum_shared::areas::webhooks::dispatcher::LocalDispatcher;
 use momentum_shared::config::StoreKind;
 use momentum_shared::error::AppError;
 use momentum_shared::http::{ApiResponse, ApiResult, Auth};
-use momentum_shared::kernel::changes::{ChangeRecord, ChangeSink, CommitTurn, Revocation};
+use momentum_shared::kernel::changes::{ChangeRecord, ChangeSink, Revocation};
 use momentum_shared::storage::{Key, Table};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -125,12 +126,7 @@ struct Consumers {
     notifications: LocalNotifier,
 }
 
-#[async_trait::async_trait]
 impl ChangeSink for Consumers {
-    async fn commit_turn(&self, _workspace_id: &str) -> Option<CommitTurn> {
-        None
-    }
-
     fn committed(&self, records: Vec<ChangeRecord>) {
         self.webhooks.submit(records.clone());
         self.notifications.submit(records);

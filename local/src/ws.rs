@@ -23,13 +23,15 @@ use momentum_shared::areas::notifications::dispatcher::LocalNotifier;
 use momentum_shared::areas::webhooks::dispatcher::LocalDispatcher;
 use momentum_shared::error::AppError;
 use momentum_shared::http::ClientIp;
-use momentum_shared::kernel::changes::{ChangeRecord, ChangeSink, CommitTurn, Revocation};
+use momentum_shared::kernel::changes::{ChangeRecord, ChangeSink, Revocation};
 use momentum_shared::realtime::broadcaster::{ConnectionGateway, GatewayError};
 use momentum_shared::realtime::commands;
 use realtime::{Realtime, handshake};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
+
+use crate::order::SeqOrder;
 
 /// Initial read buffer of a socket (grows for larger messages).
 const SOCKET_READ_BUFFER: usize = 4 * 1024;
@@ -390,14 +392,13 @@ enum Outgoing {
     Revoked(Revocation),
 }
 
-/// Feeds committed change records to the broadcaster, one batch after another: commits of a
-/// workspace reach the sink in seq order, and this queue keeps that order. Revocations take
-/// the same queue, so a session's sockets close after the events committed before it.
+/// Feeds committed change records to the broadcaster, one batch after another, each
+/// workspace's in seq order (`SeqOrder` holds a record back until every lower number has
+/// landed or been skipped). Revocations take the same queue, so a session's sockets close
+/// after the events handed on before it.
 pub struct LocalSink {
     tx: mpsc::UnboundedSender<Outgoing>,
-    /// One lock per workspace, held by a commit from reading the sequence to handing over its
-    /// records: the queue then receives each workspace's records in seq order.
-    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    order: SeqOrder,
     /// The webhook dispatcher, fed the same records in the same order.
     webhooks: Option<LocalDispatcher>,
     /// The notification dispatcher, fed the same records in the same order.
@@ -431,7 +432,7 @@ impl LocalSink {
         });
         Self {
             tx,
-            turns: Default::default(),
+            order: SeqOrder::default(),
             webhooks: None,
             notifications: None,
         }
@@ -450,17 +451,9 @@ impl LocalSink {
     }
 }
 
-#[async_trait::async_trait]
-impl ChangeSink for LocalSink {
-    async fn commit_turn(&self, workspace_id: &str) -> Option<CommitTurn> {
-        let lock = {
-            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
-            turns.entry(workspace_id.to_owned()).or_default().clone()
-        };
-        Some(lock.lock_owned().await)
-    }
-
-    fn committed(&self, records: Vec<ChangeRecord>) {
+impl LocalSink {
+    /// Hands records on, in the order `SeqOrder` releases them.
+    fn emit(&self, records: Vec<ChangeRecord>) {
         if let Some(webhooks) = &self.webhooks {
             webhooks.submit(records.clone());
         }
@@ -468,6 +461,24 @@ impl ChangeSink for LocalSink {
             notifications.submit(records.clone());
         }
         let _ = self.tx.send(Outgoing::Records(records));
+    }
+}
+
+impl ChangeSink for LocalSink {
+    fn drawing(&self, workspace_id: &str) {
+        self.order.drawing(workspace_id);
+    }
+
+    fn drawn(&self, workspace_id: &str, seqs: &[i64]) {
+        self.order.drawn(workspace_id, seqs, |r| self.emit(r));
+    }
+
+    fn committed(&self, records: Vec<ChangeRecord>) {
+        self.order.committed(records, |r| self.emit(r));
+    }
+
+    fn skipped(&self, workspace_id: &str, seqs: &[i64]) {
+        self.order.skipped(workspace_id, seqs, |r| self.emit(r));
     }
 
     fn revoked(&self, revocation: Revocation) {

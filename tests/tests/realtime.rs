@@ -519,7 +519,74 @@ async fn live_events_are_feed_records_with_their_topic(s: TestServer) {
     assert!(schema.is_object(), "LiveEvent in the OpenAPI document");
 }
 
+/// Commits of one workspace run concurrently (nothing makes a writer wait for another), yet
+/// a subscriber receives every one of their events once, in strictly increasing `seq`.
+async fn concurrent_writers_events_arrive_once_in_seq_order(s: TestServer) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 10;
+    let (alice, _, _) = sign_up(&s, "alice").await;
+    let (bob, bob_id, bob_email) = sign_up(&s, "bob").await;
+    let created = s
+        .post("/workspaces", Some(&alice), &json!({"name": "Busy"}))
+        .await
+        .expect(201);
+    let ws = created.data()["id"].as_str().unwrap().to_owned();
+    let team = created.data()["default_team"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    seed_member(&s, &ws, &bob_id, &bob_email, Role::Member).await;
+    let mut b = WsClient::connect(&s, Some(&bob)).await.unwrap();
+    let sub = b
+        .request("subscribe", json!({"topics": [format!("issues:{ws}")]}))
+        .await;
+    assert_eq!(sub["success"], true, "{sub}");
+
+    let writers = (0..WRITERS).map(|w| {
+        let (s, alice, team) = (&s, &alice, &team);
+        async move {
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                let issue = s
+                    .post(
+                        "/issues",
+                        Some(alice),
+                        &json!({"team_id": team, "title": format!("w{w} i{i}")}),
+                    )
+                    .await
+                    .expect(201);
+                ids.push(issue.data()["id"].as_str().unwrap().to_owned());
+            }
+            ids
+        }
+    });
+    let mut expected: Vec<String> = futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    expected.sort();
+
+    let mut seqs = Vec::new();
+    let mut ids = Vec::new();
+    while ids.len() < expected.len() {
+        let ev = b.next(WAIT).await.expect("every creation event");
+        if ev["type"] != "event" || ev["event"] != "issue.created" {
+            continue;
+        }
+        seqs.push(ev["seq"].as_i64().unwrap());
+        ids.push(ev["data"]["id"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing seq: {seqs:?}"
+    );
+    ids.sort();
+    assert_eq!(ids, expected, "each created issue's event, once");
+}
+
 on_every_store!(
+    concurrent_writers_events_arrive_once_in_seq_order,
     live_events_are_feed_records_with_their_topic,
     handshake_requires_a_valid_token,
     subscribers_get_ordered_events_and_outsiders_nothing,

@@ -256,20 +256,24 @@ pub struct ChangeLog {
 
 /// Where committed change records go besides the table. In the cloud nothing is needed (the
 /// DynamoDB Stream carries them to the broadcaster); the local shim installs a sink that
-/// feeds its in-process broadcaster.
-#[async_trait::async_trait]
+/// feeds its in-process broadcaster. A sink hears of every number a commit draws: `drawing`
+/// before the draw, then exactly one `drawn` (the numbers, or none if the draw failed or was
+/// dropped), then each number settles once, through `committed` or `skipped`. That lets a
+/// sink hand records on in `seq` order without making commits wait for each other (the
+/// shim's `SeqOrder`): a number lower than one already handed on is either settled or held
+/// by a draw the sink knows is running.
 pub trait ChangeSink: Send + Sync + 'static {
-    /// Taken before a commit of `workspace_id` reads the sequence and held until its records
-    /// are handed over, so a sink that needs records in seq order can serialise the commits
-    /// of a workspace (the shim does; its broadcaster then delivers them in order).
-    async fn commit_turn(&self, workspace_id: &str) -> Option<CommitTurn>;
+    /// A commit of `workspace_id` is about to draw numbers.
+    fn drawing(&self, _workspace_id: &str) {}
+    /// The numbers that draw gave (empty: it failed or was dropped).
+    fn drawn(&self, _workspace_id: &str, _seqs: &[i64]) {}
+    /// Records of a commit that landed (one commit's, consecutive numbers).
     fn committed(&self, records: Vec<ChangeRecord>);
+    /// Drawn numbers that will hold no record (the commit failed or was dropped).
+    fn skipped(&self, _workspace_id: &str, _seqs: &[i64]) {}
     /// Sessions ended: their realtime connections must close.
     fn revoked(&self, revocation: Revocation);
 }
-
-/// Proof of holding a workspace's commit turn (see `ChangeSink::commit_turn`).
-pub type CommitTurn = tokio::sync::OwnedMutexGuard<()>;
 
 /// How long revocation items stay in the table: long enough for the stream to carry them.
 const REVOCATION_TTL_SECS: u64 = 24 * 3600;
@@ -315,22 +319,66 @@ fn counter_op(counter: &CounterRef, current: i64, by: i64) -> WriteOp {
     }
 }
 
+/// A draw of change numbers in progress, as the sink knows it (`ChangeSink::drawing`).
+/// Dropped without `drawn` (the draw failed, or the commit was dropped while it ran), it
+/// tells the sink the draw gave nothing.
+struct Drawing<'a> {
+    log: &'a ChangeLog,
+    workspace_id: &'a str,
+    done: bool,
+}
+
+impl<'a> Drawing<'a> {
+    fn start(log: &'a ChangeLog, workspace_id: &'a str) -> Self {
+        if let Some(sink) = log.sink.get() {
+            sink.drawing(workspace_id);
+        }
+        Self {
+            log,
+            workspace_id,
+            done: false,
+        }
+    }
+
+    /// The draw gave `seqs`; from here on they are open until the transaction settles them.
+    fn drawn(mut self, seqs: &[i64]) -> Drawn {
+        self.done = true;
+        if let Some(sink) = self.log.sink.get() {
+            sink.drawn(self.workspace_id, seqs);
+        }
+        Drawn {
+            open: (!seqs.is_empty()).then(|| {
+                (
+                    self.log.clone(),
+                    self.workspace_id.to_owned(),
+                    seqs.to_vec(),
+                )
+            }),
+        }
+    }
+}
+
+impl Drop for Drawing<'_> {
+    fn drop(&mut self) {
+        if !self.done
+            && let Some(sink) = self.log.sink.get()
+        {
+            sink.drawn(self.workspace_id, &[]);
+        }
+    }
+}
+
 /// Numbers drawn for a transaction that has not succeeded (yet). Unless `settled`, dropping
 /// it closes them with skips from a task of their own: after a failed transaction, and when
 /// the commit itself is dropped meanwhile (the shim cancels a request whose client went
 /// away), so readers need not wait `HOLE_GRACE_SECS` for them. Should the transaction still
-/// land, its records win the race and the skips do nothing.
+/// land, its records win the race and the skips do nothing. The sink hears of the skip at
+/// once, not from the task, so it never waits on a runtime being there.
 struct Drawn {
     open: Option<(ChangeLog, String, Vec<i64>)>,
 }
 
 impl Drawn {
-    fn new(log: &ChangeLog, workspace_id: &str, seqs: &[i64]) -> Self {
-        Self {
-            open: (!seqs.is_empty()).then(|| (log.clone(), workspace_id.to_owned(), seqs.to_vec())),
-        }
-    }
-
     /// The transaction succeeded: the numbers hold its records.
     fn settled(mut self) {
         self.open = None;
@@ -339,9 +387,13 @@ impl Drawn {
 
 impl Drop for Drawn {
     fn drop(&mut self) {
-        if let Some((log, ws, seqs)) = self.open.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
+        let Some((log, ws, seqs)) = self.open.take() else {
+            return;
+        };
+        if let Some(sink) = log.sink.get() {
+            sink.skipped(&ws, &seqs);
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let at = log.clock.rfc3339();
                 log.skip(&ws, &seqs, &at).await;
@@ -449,10 +501,6 @@ impl ChangeLog {
     where
         F: FnMut(&Counters) -> AppResult<Plan<T>>,
     {
-        let _turn = match self.sink.get() {
-            Some(sink) => sink.commit_turn(workspace_id).await,
-            None => None,
-        };
         for attempt in 0..MAX_ATTEMPTS {
             let values = self.read_counters(counters).await?;
             let plan = build(&values)?;
@@ -468,12 +516,16 @@ impl ChangeLog {
                     seqs: Vec::new(),
                 });
             }
-            let last = match plan.changes.len() as i64 {
-                0 => 0,
+            let (last, pending) = match plan.changes.len() as i64 {
+                0 => (0, None),
                 n => {
-                    self.store
+                    let drawing = Drawing::start(self, workspace_id);
+                    let last = self
+                        .store
                         .increment(Table::Main, &counter_key(workspace_id), SEQ_ATTR, n)
-                        .await?
+                        .await?;
+                    let seqs: Vec<i64> = (last - n + 1..=last).collect();
+                    (last, Some(drawing.drawn(&seqs)))
                 }
             };
             let Attempt {
@@ -484,10 +536,11 @@ impl ChangeLog {
                 output,
             } = self.assemble(workspace_id, actor_id, last, &values, plan);
             let data_ops = errors.len();
-            let pending = Drawn::new(self, workspace_id, &seqs);
             let outcome = self.store.transact(ops).await;
             if outcome.is_ok() {
-                pending.settled();
+                if let Some(drawn) = pending {
+                    drawn.settled();
+                }
             } else {
                 // Whatever happened, the numbers drawn must not stay open: a reader would
                 // wait for them (until HOLE_GRACE_SECS). If the transaction did land after

@@ -21,7 +21,7 @@ use crate::areas::issues::activity_partition;
 use crate::areas::push::{PushMessage, PushOutlet};
 use crate::error::AppResult;
 use crate::kernel::access::{EntityType, Role};
-use crate::kernel::changes::{ChangeRecord, ChangeSink, CommitTurn, Revocation};
+use crate::kernel::changes::{ChangeRecord, ChangeSink, Revocation};
 use crate::kernel::keys;
 use crate::kernel::paging::{query_all, workspace_members};
 use crate::storage::{Query, SortKey, Table};
@@ -306,12 +306,7 @@ impl LocalNotifier {
     }
 }
 
-#[async_trait::async_trait]
 impl ChangeSink for LocalNotifier {
-    async fn commit_turn(&self, _workspace_id: &str) -> Option<CommitTurn> {
-        None
-    }
-
     fn committed(&self, records: Vec<ChangeRecord>) {
         self.submit(records);
     }

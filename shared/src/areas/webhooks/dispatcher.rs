@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::service::{Next, WebhookCache, WebhookService};
-use crate::kernel::changes::{ChangeRecord, ChangeSink, CommitTurn, Revocation};
+use crate::kernel::changes::{ChangeRecord, ChangeSink, Revocation};
 
 /// How often a waiting queue looks at the clock.
 const POLL: Duration = Duration::from_millis(50);
@@ -124,12 +124,7 @@ fn worker(
 }
 
 /// Alone (the shim without its WebSocket emulation), the dispatcher is the change sink.
-#[async_trait::async_trait]
 impl ChangeSink for LocalDispatcher {
-    async fn commit_turn(&self, _workspace_id: &str) -> Option<CommitTurn> {
-        None
-    }
-
     fn committed(&self, records: Vec<ChangeRecord>) {
         self.submit(records);
     }
