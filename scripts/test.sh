@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite on a fresh machine: installs what the tests need (a Python venv with
-# moto[server]), starts moto on a free 127.0.0.1 port, checks formatting and lints, runs
+# moto[server]), starts moto on free 127.0.0.1 ports (DynamoDB/SQS, and SNS apart), checks formatting and lints, runs
 # `cargo test --workspace` with the DynamoDB-backed tests required to run, stops moto.
 #
 #   scripts/test.sh                 # everything
@@ -29,22 +29,35 @@ free_port() {
   "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-MOTO_PORT=$(free_port)
 mkdir -p target
-step "starting moto on 127.0.0.1:$MOTO_PORT"
-"$VENV/bin/python" scripts/moto_server.py 127.0.0.1 "$MOTO_PORT" >target/moto.log 2>&1 &
-MOTO_PID=$!
-cleanup() { kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; }
+CHILD_PIDS=()
+cleanup() {
+  for pid in "${CHILD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+}
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-  if "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$MOTO_PORT/moto-api/')" 2>/dev/null; then
-    break
-  fi
-  kill -0 "$MOTO_PID" 2>/dev/null || { cat target/moto.log; echo "moto failed to start" >&2; exit 1; }
-  sleep 0.2
-done
+# start_moto NAME: a moto server on a free port, logging to target/moto-NAME.log; sets PORT.
+start_moto() {
+  PORT=$(free_port)
+  step "starting moto ($1) on 127.0.0.1:$PORT"
+  "$VENV/bin/python" scripts/moto_server.py 127.0.0.1 "$PORT" >"target/moto-$1.log" 2>&1 &
+  local pid=$!
+  CHILD_PIDS+=("$pid")
+  for _ in $(seq 1 100); do
+    if "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/moto-api/')" 2>/dev/null; then
+      return
+    fi
+    kill -0 "$pid" 2>/dev/null || { cat "target/moto-$1.log"; echo "moto failed to start" >&2; exit 1; }
+    sleep 0.2
+  done
+}
 
-export MOMENTUM_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+start_moto dynamodb
+export MOMENTUM_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$PORT"
+# SNS apart: the push tests read what moto recorded through /moto-api/data.json, which dumps
+# every service's state while moto_server.py's one lock holds every other request. On its
+# own server that dump is a few platform endpoints, not every suite's tables.
+start_moto sns
+export MOMENTUM_TEST_SNS_ENDPOINT="http://127.0.0.1:$PORT"
 export MOMENTUM_REQUIRE_DYNAMODB=1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
@@ -128,11 +141,7 @@ if [ "${SKIP_SCHEMATHESIS:-0}" != "1" ] && [ $# -eq 0 ]; then
     "${CARGO_TARGET_DIR:-$ROOT/target}/debug/local" --store memory --port "$SHIM_PORT" \
     >target/schemathesis-shim.log 2>&1 &
   SHIM_PID=$!
-  cleanup() {
-    kill "$SHIM_PID" 2>/dev/null || true
-    kill "$MOTO_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-  }
+  CHILD_PIDS+=("$SHIM_PID")
   for _ in $(seq 1 100); do
     "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$SHIM_PORT/health')" 2>/dev/null && break
     kill -0 "$SHIM_PID" 2>/dev/null || { cat target/schemathesis-shim.log; echo "the shim failed to start" >&2; exit 1; }

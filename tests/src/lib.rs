@@ -52,6 +52,15 @@ pub fn dynamodb_endpoint(test: &str) -> Option<String> {
     }
 }
 
+/// moto for SNS (`MOMENTUM_TEST_SNS_ENDPOINT`; scripts/test.sh runs it apart from the
+/// DynamoDB one), or the DynamoDB endpoint when only one moto runs. Skips like that one.
+pub fn sns_endpoint(test: &str) -> Option<String> {
+    match std::env::var("MOMENTUM_TEST_SNS_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ => dynamodb_endpoint(test),
+    }
+}
+
 /// Table names shared by the tests of one process (a unique prefix per run).
 /// Fresh table names for one store. moto snapshots every table a transaction touches (a deep
 /// copy, for rollback), so tables shared by many tests make every transaction slower and

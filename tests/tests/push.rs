@@ -329,8 +329,8 @@ struct Sns {
 
 impl Sns {
     async fn start(backend: Backend, test: &str) -> Option<(TestServer, Sns)> {
-        // moto serves SNS on the same endpoint as DynamoDB (skips like every moto test).
-        let endpoint = momentum_tests::dynamodb_endpoint(test)?;
+        // moto's SNS (skips like every moto test).
+        let endpoint = momentum_tests::sns_endpoint(test)?;
         let (mut config, store) = backend_store(backend, test).await?;
         config.push = momentum_shared::config::PushConfig::Sns {
             platforms: SnsPlatforms::default(),
@@ -339,8 +339,9 @@ impl Sns {
         };
         let sdk = momentum_shared::aws::load(&momentum_shared::aws::SdkOptions {
             region: Some("us-east-1".into()),
-            // Generous: reading what moto recorded (`/moto-api/data.json`) dumps every suite's
-            // tables and stalls moto's single process for a while late in a full run.
+            // Generous: reading what moto recorded (`/moto-api/data.json`) dumps the state
+            // of every service of that moto while it holds every other request (when the
+            // SNS moto is the DynamoDB one, every suite's tables too).
             attempt_timeout: std::time::Duration::from_secs(120),
             local_credentials: true,
         })
