@@ -298,8 +298,11 @@ impl EmbeddedStore {
     }
 
     /// Runs `locked` on a reader (the writer when there is none), then `unlocked` after
-    /// releasing it (on the same blocking thread): reads copy raw rows under the lock and
-    /// parse them outside, so concurrent readers parse in parallel.
+    /// releasing it: reads copy raw rows under the lock and parse them outside, so
+    /// concurrent readers parse in parallel. On the calling task, for a file too: a WAL
+    /// reader never waits for the writer and reads mapped pages, so a read takes
+    /// microseconds, less than handing it to the blocking pool and back (two thread
+    /// wake-ups per read; the in-memory store stopped doing that for the same reason).
     async fn read_then<R, T, F, G>(&self, locked: F, unlocked: G) -> StoreResult<T>
     where
         R: Send + 'static,
@@ -307,12 +310,7 @@ impl EmbeddedStore {
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
         G: FnOnce(R) -> StoreResult<T> + Send + 'static,
     {
-        let this = self.clone();
-        let run = move || unlocked(this.on_reader(locked)?);
-        if self.inline().is_some() {
-            return run();
-        }
-        tokio::task::spawn_blocking(run).await.map_err(internal)?
+        unlocked(self.on_reader(locked)?)
     }
 
     /// A free reader if there is one, else waits for the next in turn.
