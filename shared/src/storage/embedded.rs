@@ -83,8 +83,9 @@ CREATE INDEX IF NOT EXISTS items_ttl ON items (json_extract(body, '$.ttl'))
 const READERS: usize = 4;
 
 /// SQLite-backed store. One writer connection serialises writes exactly like a single
-/// writer; reads of a file store go to a pool of read-only connections on the blocking pool,
-/// so a slow disk never stalls the async workers.
+/// writer; reads of a file store go to a pool of read-only connections, on the calling task
+/// (see `read_then`: a local shim's file is in the page cache, and a hand-off per read cost
+/// more than the read).
 #[derive(Clone)]
 pub struct EmbeddedStore {
     writer: Arc<Writer>,
