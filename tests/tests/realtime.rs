@@ -524,17 +524,13 @@ async fn live_events_are_feed_records_with_their_topic(s: TestServer) {
 async fn concurrent_writers_events_arrive_once_in_seq_order(s: TestServer) {
     const WRITERS: usize = 8;
     const EACH: usize = 10;
-    let (alice, _, _) = sign_up(&s, "alice").await;
+    let momentum_tests::Ws {
+        token: alice,
+        ws,
+        team,
+        ..
+    } = momentum_tests::workspace(&s, "Busy").await;
     let (bob, bob_id, bob_email) = sign_up(&s, "bob").await;
-    let created = s
-        .post("/workspaces", Some(&alice), &json!({"name": "Busy"}))
-        .await
-        .expect(201);
-    let ws = created.data()["id"].as_str().unwrap().to_owned();
-    let team = created.data()["default_team"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     seed_member(&s, &ws, &bob_id, &bob_email, Role::Member).await;
     let mut b = WsClient::connect(&s, Some(&bob)).await.unwrap();
     let sub = b
