@@ -3,8 +3,9 @@
 //!
 //! Lambda binaries run as deployed (`MOMENTUM_ENV=production`, `MOMENTUM_STORE=dynamodb`), so
 //! init includes what the real SDK costs: `aws-config` loading (region and credential
-//! chains), the DynamoDB client and, in the realtime binaries, the API Gateway management
-//! client. Their endpoints point at the fake runtime API below, which would answer 404 to
+//! chains), the DynamoDB client, the SNS client (push is on, `MOMENTUM_PUSH=sns`, as the
+//! template sets it when a platform application is given) and, in the realtime binaries,
+//! the API Gateway management client. Their endpoints point at the fake runtime API below, which would answer 404 to
 //! an SDK call: none is made before the first response (the canned events are refused
 //! before storage is read, and the SDK resolves credentials and opens connections on a
 //! client's first call), so nothing here depends on the network. `--store memory` runs
@@ -319,6 +320,17 @@ fn lambda_command(
         )
         .env(
             "MOMENTUM_WS_MANAGEMENT_ENDPOINT",
+            format!("http://{runtime_api}"),
+        )
+        // Push on, as the template sets it when a platform application is given: every
+        // function then builds an SNS client at init too (the heavier case).
+        .env("MOMENTUM_PUSH", "sns")
+        .env(
+            "MOMENTUM_PUSH_APNS_ARN",
+            "arn:aws:sns:us-east-1:123456789012:app/APNS/momentum",
+        )
+        .env(
+            "MOMENTUM_PUSH_SNS_ENDPOINT",
             format!("http://{runtime_api}"),
         )
         .stdin(Stdio::null())
