@@ -142,8 +142,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .await?;
         issue_ids.push(r["data"]["id"].as_str().unwrap_or_default().to_owned());
     }
+    let cpu_before = shim.cpu_time();
     if args.generator == "wrk" {
-        return wrk::run(&args, &mix, &shim, &token, &team, &issue_ids);
+        let (requests, secs) = wrk::run(&args, &mix, &shim, &token, &team, &issue_ids)?;
+        print_server_cpu(&shim, cpu_before, requests, secs);
+        return Ok(());
     }
     anyhow::ensure!(
         args.generator == "reqwest",
@@ -283,8 +286,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         total.errors += s.errors;
         total.storage_calls += s.storage_calls;
     }
+    let requests = total.latencies.len() as u64;
     row("total", &mut total);
+    print_server_cpu(&shim, cpu_before, requests, secs);
     Ok(())
+}
+
+/// The child shim's CPU over the load: per request (the issue compares a create's server
+/// CPU with the original stack's ~0.47 ms) and in cores (how much of the machine the server
+/// got; the load generator and the kernel's network work share the rest).
+fn print_server_cpu(shim: &Shim, before: Option<Duration>, requests: u64, secs: f64) {
+    let (Some(before), Some(after)) = (before, shim.cpu_time()) else {
+        return;
+    };
+    let used = after.saturating_sub(before).as_secs_f64();
+    println!(
+        "server cpu {:.2} s: {:.3} ms per request, {:.2} cores",
+        used,
+        used * 1000.0 / requests.max(1) as f64,
+        used / secs.max(f64::EPSILON)
+    );
 }
 
 /// The same single-endpoint load through wrk (`--generator wrk`).
@@ -300,7 +321,7 @@ mod wrk {
         token: &str,
         team: &str,
         issue_ids: &[String],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<(u64, f64)> {
         let [(op, _)] = mix else {
             anyhow::bail!("--generator wrk runs one endpoint: --mix create=1, list=1 or get=1");
         };
@@ -386,7 +407,7 @@ mod wrk {
         if let Some(socket) = field("Socket errors:") {
             println!("wrk socket errors: {socket}");
         }
-        Ok(())
+        Ok((count, args.duration as f64))
     }
 
     /// wrk's latencies: `812.00us`, `3.21ms`, `1.02s`.

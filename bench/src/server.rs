@@ -72,6 +72,21 @@ impl Shim {
         self.pid.map(Memory::of)
     }
 
+    /// CPU time (user + system) a child shim has used so far; `None` for a server whose
+    /// process is not the shim's alone (in-process, external).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.child.as_ref()?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        // The fields after the command name (in parentheses, possibly with spaces): state
+        // is field 3, utime and stime are fields 14 and 15 (proc(5)), in clock ticks.
+        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf reads a constant of the running system.
+        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (per_sec > 0).then(|| Duration::from_secs_f64(ticks as f64 / per_sec as f64))
+    }
+
     /// The child's stderr so far (for error reports).
     pub fn log_tail(&self) -> String {
         self.child
