@@ -449,9 +449,7 @@ impl LocalSink {
         self.notifications = Some(notifier);
         self
     }
-}
 
-impl LocalSink {
     /// Hands records on, in the order `SeqOrder` releases them.
     fn emit(&self, records: Vec<ChangeRecord>) {
         if let Some(webhooks) = &self.webhooks {
