@@ -1,5 +1,5 @@
 //! Storage footprint of issues: seeds N issues through the HTTP API (an in-process shim on
-//! the embedded store, in memory or in a file) and reports, per issue, the items and bytes
+//! the memory store, or on the embedded store in SQLite's memory or in a file) and reports, per issue, the items and bytes
 //! each kind of item takes, what one create costs in DynamoDB write units, the database
 //! file and the process memory they add.
 //!
@@ -17,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use momentum_shared::storage::embedded::EmbeddedStore;
-use momentum_shared::storage::{Index, Item, Key, Page, Query, Store, StoreResult, Table, WriteOp};
+use momentum_shared::storage::embedded::{EmbeddedStore, PageStats};
+use momentum_shared::storage::{
+    Index, Item, Key, MemoryStore, Page, Query, Store, StoreResult, Table, WriteOp,
+};
 use serde_json::{Value, json};
 
 use crate::server::{Memory, temp_dir};
@@ -28,7 +30,8 @@ pub struct Args {
     /// Issues to create.
     #[arg(long, default_value_t = 5000)]
     issues: usize,
-    /// `memory` (SQLite `:memory:`) or `file` (a SQLite file in a fresh temporary directory).
+    /// `memory` (the memory store), `sqlite-memory` (SQLite `:memory:`) or `file` (a SQLite
+    /// file in a fresh temporary directory).
     #[arg(long, default_value = "file")]
     store: String,
     /// Creates in flight at once.
@@ -155,7 +158,38 @@ struct Kind {
     dynamo: u64,
 }
 
-async fn census(store: &EmbeddedStore) -> anyhow::Result<BTreeMap<String, Kind>> {
+/// The store under measurement.
+#[derive(Clone)]
+enum Measured {
+    Memory(MemoryStore),
+    Sqlite(EmbeddedStore),
+}
+
+impl Measured {
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Measured::Memory(s) => Arc::new(s.clone()),
+            Measured::Sqlite(s) => Arc::new(s.clone()),
+        }
+    }
+
+    async fn for_each_item(&self, f: impl FnMut(Table, Item) + Send + 'static) -> StoreResult<()> {
+        match self {
+            Measured::Memory(s) => s.for_each_item(f),
+            Measured::Sqlite(s) => s.for_each_item(f).await,
+        }
+    }
+
+    /// SQLite's page counts (none for the memory store).
+    async fn page_stats(&self) -> StoreResult<Option<PageStats>> {
+        match self {
+            Measured::Memory(_) => Ok(None),
+            Measured::Sqlite(s) => s.page_stats().await.map(Some),
+        }
+    }
+}
+
+async fn census(store: &Measured) -> anyhow::Result<BTreeMap<String, Kind>> {
     let out = Arc::new(Mutex::new(BTreeMap::<String, Kind>::new()));
     let sink = out.clone();
     store
@@ -190,16 +224,18 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let (store, dir): (EmbeddedStore, Option<PathBuf>) = match args.store.as_str() {
-        "memory" => (EmbeddedStore::in_memory(), None),
+    let (store, dir): (Measured, Option<PathBuf>) = match args.store.as_str() {
+        "memory" => (Measured::Memory(MemoryStore::new()), None),
+        "sqlite-memory" => (Measured::Sqlite(EmbeddedStore::in_memory()), None),
         "file" => {
             let dir = temp_dir("footprint")?;
-            (EmbeddedStore::open(&dir.join("momentum.db"))?, Some(dir))
+            let file = EmbeddedStore::open(&dir.join("momentum.db"))?;
+            (Measured::Sqlite(file), Some(dir))
         }
-        other => anyhow::bail!("--store {other:?}: use memory or file"),
+        other => anyhow::bail!("--store {other:?}: use memory, sqlite-memory or file"),
     };
     let recording = Arc::new(Recording {
-        inner: Arc::new(store.clone()),
+        inner: store.store(),
         units: Mutex::default(),
     });
     let mut config = momentum_shared::config::AppConfig::for_tests();
@@ -232,7 +268,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_default()
         .to_owned();
 
-    store.flush().await?;
+    store.store().flush().await?;
     let before = census(&store).await?;
     let pages_before = store.page_stats().await?;
     let rss_before = Memory::of(std::process::id()).rss_kib;
@@ -276,7 +312,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         w.await??;
     }
     let seeding = started.elapsed().as_secs_f64();
-    store.flush().await?;
+    store.store().flush().await?;
     let rss_after = Memory::of(std::process::id()).rss_kib;
     let units = recording
         .units
@@ -328,21 +364,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         units.gsi_entries as f64 / n,
         (units.base_wcu + units.gsi_wcu) as f64 / n,
     );
-    let page_bytes = |p: &momentum_shared::storage::embedded::PageStats| p.pages * p.page_size;
-    println!(
-        "SQLite: {:.0} bytes/issue in pages ({} pages of {} B, {} free){}",
-        (page_bytes(&pages) as f64 - page_bytes(&pages_before) as f64) / n,
-        pages.pages,
-        pages.page_size,
-        pages.free_pages,
-        dir.as_ref()
-            .map(|d| format!(
-                ", files on disk {:.1} MiB = {:.0} bytes/issue",
-                dir_bytes(d) as f64 / 1048576.0,
-                dir_bytes(d) as f64 / n
-            ))
-            .unwrap_or_default()
-    );
+    let page_bytes = |p: &PageStats| p.pages * p.page_size;
+    if let (Some(pages), Some(pages_before)) = (pages, pages_before) {
+        println!(
+            "SQLite: {:.0} bytes/issue in pages ({} pages of {} B, {} free){}",
+            (page_bytes(&pages) as f64 - page_bytes(&pages_before) as f64) / n,
+            pages.pages,
+            pages.page_size,
+            pages.free_pages,
+            dir.as_ref()
+                .map(|d| format!(
+                    ", files on disk {:.1} MiB = {:.0} bytes/issue",
+                    dir_bytes(d) as f64 / 1048576.0,
+                    dir_bytes(d) as f64 / n
+                ))
+                .unwrap_or_default()
+        );
+    }
     println!(
         "process RSS: {:.1} -> {:.1} MiB = {:.0} bytes/issue",
         rss_before as f64 / 1024.0,

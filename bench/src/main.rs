@@ -135,7 +135,7 @@ pub async fn start_shim() -> anyhow::Result<(String, momentum_shared::AppState)>
     config.expose_storage_calls = true;
     let state = momentum_shared::AppState::with_store(
         config,
-        Arc::new(momentum_shared::storage::embedded::EmbeddedStore::in_memory()),
+        Arc::new(momentum_shared::storage::MemoryStore::new()),
         Arc::new(momentum_shared::clock::SystemClock),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -12,8 +12,8 @@ use momentum_shared::AppState;
 use momentum_shared::clock::SystemClock;
 use momentum_shared::config::AppConfig;
 use momentum_shared::kernel::access::Principal;
+use momentum_shared::storage::MemoryStore;
 use momentum_shared::storage::Store;
-use momentum_shared::storage::embedded::EmbeddedStore;
 use momentum_shared::storage::latency::{LatencyModel, WithLatency};
 use serde_json::json;
 
@@ -121,7 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for &workspaces in &args.workspaces {
         for &writers in &args.writers {
             run += 1;
-            let inner = Arc::new(EmbeddedStore::in_memory());
+            let inner = Arc::new(MemoryStore::new());
             let plain =
                 AppState::with_store(AppConfig::for_tests(), inner.clone(), Arc::new(SystemClock));
             let targets: Vec<Arc<Target>> = setup(&plain, workspaces, &run.to_string())

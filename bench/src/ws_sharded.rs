@@ -22,7 +22,7 @@ use momentum_shared::realtime::broadcaster::{
 };
 use momentum_shared::realtime::connections::ConnectionRegistry;
 use momentum_shared::realtime::shards::{InProcessShards, Shard, ShardQueue};
-use momentum_shared::storage::embedded::EmbeddedStore;
+use momentum_shared::storage::MemoryStore;
 
 use crate::percentile;
 
@@ -86,7 +86,7 @@ impl ShardQueue for QueuedShards {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let state = AppState::with_store(
         AppConfig::for_tests(),
-        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(MemoryStore::new()),
         Arc::new(SystemClock),
     );
     let (token, ws) = owner_of_workspace(&state).await?;

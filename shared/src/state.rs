@@ -30,7 +30,9 @@ use crate::storage::dynamo::{DynamoSettings, DynamoStore};
 #[cfg(feature = "embedded")]
 use crate::storage::embedded::EmbeddedStore;
 use crate::storage::metered::CallTotals;
-use crate::storage::{Metered, RetryPolicy, Retrying, Store, StoreError};
+use crate::storage::{
+    Expiring, MemoryStore, Metered, RetryPolicy, Retrying, Store, StoreError, expire_periodically,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -78,14 +80,13 @@ fn sync_push_provider(config: &AppConfig) -> (Arc<dyn PushProvider>, Option<Arc<
 /// Opens the configured store (creating DynamoDB tables when asked to).
 pub async fn open_store(config: &AppConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &config.store {
-        #[cfg(feature = "embedded")]
-        StoreKind::Memory => expiring(EmbeddedStore::in_memory()),
+        StoreKind::Memory => expiring(MemoryStore::new()),
         #[cfg(feature = "embedded")]
         StoreKind::Embedded { data_dir } => {
             expiring(EmbeddedStore::open(&data_dir.join("momentum.sqlite3"))?)
         }
         #[cfg(not(feature = "embedded"))]
-        StoreKind::Memory | StoreKind::Embedded { .. } => {
+        StoreKind::Embedded { .. } => {
             return Err(StoreError::Invalid(
                 "this binary is built without the embedded store: set MOMENTUM_STORE=dynamodb"
                     .into(),
@@ -110,12 +111,12 @@ pub async fn open_store(config: &AppConfig) -> Result<Arc<dyn Store>, StoreError
     })
 }
 
-/// An embedded store that deletes expired items, as DynamoDB's time to live does: once a
-/// minute (nothing else would: change records and sessions would pile up forever).
-#[cfg(feature = "embedded")]
-fn expiring(store: EmbeddedStore) -> Arc<dyn Store> {
-    store.expire_periodically(std::time::Duration::from_secs(60));
-    Arc::new(store)
+/// A store in this process that deletes expired items, as DynamoDB's time to live does:
+/// once a minute (nothing else would: change records and sessions would pile up forever).
+fn expiring<S: Store + Expiring>(store: S) -> Arc<dyn Store> {
+    let store = Arc::new(store);
+    expire_periodically(store.clone(), std::time::Duration::from_secs(60));
+    store
 }
 
 impl AppState {

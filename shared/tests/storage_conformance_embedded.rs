@@ -1,9 +1,14 @@
-//! The storage conformance suite against the embedded adapter: in memory, and on a file.
+//! The storage conformance suite against the adapters in this process: the embedded one (in
+//! SQLite's memory, and on a file) and the memory store.
 
 use std::sync::Arc;
 
-use momentum_shared::storage::Store;
 use momentum_shared::storage::embedded::EmbeddedStore;
+use momentum_shared::storage::{Expiring, MemoryStore, Store};
+
+/// A store that also deletes expired items (both adapters here).
+trait ExpiringStore: Store + Expiring {}
+impl<T: Store + Expiring> ExpiringStore for T {}
 
 async fn in_memory() -> Option<Arc<dyn Store>> {
     Some(Arc::new(EmbeddedStore::in_memory()))
@@ -24,7 +29,25 @@ mod on_file {
     momentum_shared::storage_conformance_tests!(on_file());
 }
 
-/// Token idempotency: embedded only (see the case's docs).
+mod memory_store {
+    use super::*;
+
+    async fn memory_store() -> Option<Arc<dyn Store>> {
+        Some(Arc::new(MemoryStore::new()))
+    }
+
+    momentum_shared::storage_conformance_tests!(memory_store());
+
+    #[tokio::test]
+    async fn transaction_token_applies_once() {
+        momentum_shared::storage::conformance::transaction_token_applies_once(
+            memory_store().await.unwrap(),
+        )
+        .await;
+    }
+}
+
+/// Token idempotency: the adapters in this process (see the case's docs).
 #[tokio::test]
 async fn transaction_token_applies_once() {
     momentum_shared::storage::conformance::transaction_token_applies_once(
@@ -268,12 +291,17 @@ async fn concurrent_writes_fail_alone_on_file() {
 }
 
 /// Time to live, as DynamoDB's: items whose `ttl` has passed are deleted, others stay; on a
-/// file and in memory.
+/// file, in SQLite's memory and in the memory store.
 #[tokio::test]
 async fn expired_items_are_deleted() {
     use momentum_shared::storage::{Key, Query, Table, WriteOp};
     use serde_json::json;
-    for store in [file_store(), EmbeddedStore::in_memory()] {
+    let stores: [Arc<dyn ExpiringStore>; 3] = [
+        Arc::new(file_store()),
+        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(MemoryStore::new()),
+    ];
+    for store in stores {
         let put = |sk: &str, ttl: Option<u64>| {
             let mut item = json!({"pk": "T", "sk": sk, "gsi1pk": "TG", "gsi1sk": sk});
             if let Some(ttl) = ttl {

@@ -357,4 +357,11 @@ mod tests {
         let store = EmbeddedStore::open(&path).expect("open file store");
         super::concurrent_writers_crashes_and_readers(Arc::new(store)).await;
     }
+
+    /// On the memory store, where a transaction is map inserts under one lock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory_store_keeps_the_change_log_guarantee() {
+        super::concurrent_writers_crashes_and_readers(Arc::new(crate::storage::MemoryStore::new()))
+            .await;
+    }
 }

@@ -21,20 +21,18 @@
 //! an in-memory store has one connection, used on the calling task.
 
 use std::any::Any;
-use std::collections::{HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::cursor::Position;
-use super::retry::{TOKEN_WINDOW, TransactionToken};
+use super::local::{Expiring, TokenLog, body_json, index_keys, internal, key_only_item, restore};
+use super::retry::TransactionToken;
 use super::{
     CancelReason, Condition, Index, Item, Key, Page, Query, SortKey, Store, StoreError,
     StoreResult, Table, WriteOp, schema, validate_transaction,
@@ -124,47 +122,6 @@ struct Job {
     /// Runs on its own, outside any group transaction (checkpoints, tooling).
     alone: bool,
     reply: tokio::sync::oneshot::Sender<JobOutput>,
-}
-
-/// Most transaction tokens remembered; past it the oldest are forgotten early. At this
-/// store's write rates ten minutes of tokens stay far below it.
-const MAX_TOKENS: usize = 100_000;
-
-/// Tokens of committed transactions, as DynamoDB keeps `ClientRequestToken`s: a repeat
-/// within the window is answered with success and applies nothing, so a retry after an
-/// ambiguous failure is safe here too. Kept in memory: the retrying caller is this process.
-#[derive(Default)]
-struct TokenLog {
-    known: HashSet<String>,
-    order: VecDeque<(Instant, String)>,
-}
-
-impl TokenLog {
-    fn forget_expired(&mut self, now: Instant) {
-        while let Some((at, _)) = self.order.front() {
-            if now.duration_since(*at) < TOKEN_WINDOW && self.order.len() <= MAX_TOKENS {
-                break;
-            }
-            let (_, token) = self.order.pop_front().expect("front exists");
-            self.known.remove(&token);
-        }
-    }
-
-    fn contains(&mut self, token: &str) -> bool {
-        self.forget_expired(Instant::now());
-        self.known.contains(token)
-    }
-
-    fn insert(&mut self, token: String) {
-        if self.known.insert(token.clone()) {
-            self.order.push_back((Instant::now(), token));
-        }
-        self.forget_expired(Instant::now());
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
 }
 
 fn table_id(table: Table) -> i64 {
@@ -434,50 +391,6 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Deletes up to `limit` items whose `ttl` (epoch seconds) is before `now_epoch`, as
-    /// DynamoDB's time to live does for the tables (change records, sessions, rate-limit
-    /// windows, connections); returns how many. Readers never rely on it: expired items are
-    /// already ignored where it matters, as on DynamoDB, which deletes them within days.
-    pub async fn expire(&self, now_epoch: u64, limit: usize) -> StoreResult<usize> {
-        self.write(move |c, _| {
-            c.prepare_cached(
-                "DELETE FROM items WHERE id IN (SELECT id FROM items
-                 WHERE json_extract(body, '$.ttl') < ?1 LIMIT ?2)",
-            )
-            .map_err(internal)?
-            .execute(params![now_epoch as i64, limit as i64])
-            .map_err(internal)
-        })
-        .await
-    }
-
-    /// Deletes expired items now and every `every` from then on, in batches so writes
-    /// waiting behind a sweep wait for one batch at most. Runs as long as the process.
-    pub fn expire_periodically(&self, every: std::time::Duration) {
-        /// Items per batch: a few milliseconds of the writer's time.
-        const BATCH: usize = 1_000;
-        let store = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                loop {
-                    match store.expire(now, BATCH).await {
-                        Ok(n) if n == BATCH => continue,
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "deleting expired items failed");
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-    }
-
     /// Page counts of the database (after `flush`, the file is exactly `pages` long).
     pub async fn page_stats(&self) -> StoreResult<PageStats> {
         self.exclusive(|c| {
@@ -524,16 +437,8 @@ fn raw_row(row: &rusqlite::Row<'_>, at: usize) -> StoreResult<RawRow> {
 
 impl RawRow {
     fn parse(self) -> StoreResult<Item> {
-        let mut item: Item = serde_json::from_str(&self.body).map_err(internal)?;
-        item.insert(schema::PK.into(), self.pk.into());
-        item.insert(schema::SK.into(), self.sk.into());
-        for (ix, keys) in [(Index::Gsi1, self.gsi1), (Index::Gsi2, self.gsi2)] {
-            if let Some((pk, sk)) = keys {
-                item.insert(ix.pk_attr().into(), pk.into());
-                item.insert(ix.sk_attr().into(), sk.into());
-            }
-        }
-        Ok(item)
+        let gsi = [&self.gsi1, &self.gsi2].map(|k| k.as_ref().map(|(p, s)| (&**p, &**s)));
+        restore(&self.body, &self.pk, &self.sk, gsi)
     }
 }
 
@@ -588,56 +493,11 @@ fn read_item(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<I
     read_raw(conn, table, key)?.map(RawRow::parse).transpose()
 }
 
-/// The item an update creates when none exists: just its key, as in DynamoDB.
-fn key_only_item(key: &Key) -> Item {
-    let mut item = Item::new();
-    item.insert(schema::PK.into(), key.pk.clone().into());
-    item.insert(schema::SK.into(), key.sk.clone().into());
-    item
-}
-
-fn index_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(Value::as_str)
-}
-
-/// The index keys of an item: both keys of an index or neither (sparse index).
-fn index_keys(item: &Item, index: Index) -> Option<(&str, &str)> {
-    index_attr(item, index.pk_attr()).zip(index_attr(item, index.sk_attr()))
-}
-
-/// The item without the attributes its row holds in columns.
-struct Body<'a> {
-    item: &'a Item,
-    columns: &'a [&'a str],
-}
-
-impl Serialize for Body<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        for (k, v) in self.item {
-            if !self.columns.contains(&k.as_str()) {
-                map.serialize_entry(k, v)?;
-            }
-        }
-        map.end()
-    }
-}
-
 fn write_item(conn: &Connection, table: Table, item: &Item) -> StoreResult<()> {
     let key = Key::of(item).ok_or_else(|| StoreError::Invalid("item without pk/sk".into()))?;
     let g1 = index_keys(item, Index::Gsi1);
     let g2 = index_keys(item, Index::Gsi2);
-    let mut columns = vec![schema::PK, schema::SK];
-    for (ix, keys) in [(Index::Gsi1, g1), (Index::Gsi2, g2)] {
-        if keys.is_some() {
-            columns.extend([ix.pk_attr(), ix.sk_attr()]);
-        }
-    }
-    let body = serde_json::to_string(&Body {
-        item,
-        columns: &columns,
-    })
-    .map_err(internal)?;
+    let body = body_json(item)?;
     let pk = ensure_name(conn, &key.pk)?;
     let g1pk = g1.map(|(p, _)| ensure_name(conn, p)).transpose()?;
     let g2pk = g2.map(|(p, _)| ensure_name(conn, p)).transpose()?;
@@ -1034,6 +894,22 @@ impl Store for EmbeddedStore {
                 ));
             }
             Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Expiring for EmbeddedStore {
+    async fn expire(&self, now_epoch: u64, limit: usize) -> StoreResult<usize> {
+        self.write(move |c, _| {
+            c.prepare_cached(
+                "DELETE FROM items WHERE id IN (SELECT id FROM items
+                 WHERE json_extract(body, '$.ttl') < ?1 LIMIT ?2)",
+            )
+            .map_err(internal)?
+            .execute(params![now_epoch as i64, limit as i64])
+            .map_err(internal)
         })
         .await
     }

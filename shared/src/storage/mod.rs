@@ -1,5 +1,6 @@
-//! The storage port: the subset of DynamoDB that Momentum uses, as a small trait with two
-//! adapters (DynamoDB and an embedded SQLite store) that share one conformance suite.
+//! The storage port: the subset of DynamoDB that Momentum uses, as a small trait with three
+//! adapters (DynamoDB, an embedded SQLite store and a memory store) that share one
+//! conformance suite.
 //!
 //! Items are JSON objects. Every item has the string key attributes `pk` and `sk`; an item
 //! joins a global secondary index only when it carries both of that index's key attributes
@@ -14,6 +15,8 @@ pub mod embedded;
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
 pub mod latency;
+pub mod local;
+pub mod memory;
 pub mod metered;
 pub mod retry;
 pub mod schema;
@@ -21,6 +24,8 @@ pub mod schema;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+pub use local::{Expiring, expire_periodically};
+pub use memory::MemoryStore;
 pub use metered::{Metered, StorageCallScope};
 pub use retry::{RequestDeadline, RetryPolicy, Retrying, TransactionToken};
 pub use schema::{Index, Table};
