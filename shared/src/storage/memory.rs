@@ -20,7 +20,7 @@
 //! conditions and applies its writes; bodies of puts are serialised before it takes the
 //! lock. Readers share it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -53,30 +53,111 @@ fn table_slot(table: Table) -> usize {
     }
 }
 
-/// A stored item.
-struct Row {
-    /// Orders items that share an index sort key; kept when the item is overwritten.
-    id: u64,
-    /// Index partition and sort key, per index the item joins.
-    gsi: [Option<(Name, Name)>; 2],
-    /// Epoch seconds of the numeric `ttl` attribute, if any (the expiry order holds it).
-    ttl: Option<i64>,
-    body: Arc<str>,
+/// A name in a B-tree probe: a stored one, or a bound below or above every name (so a range
+/// can start before the first sort key of a partition or end after its last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Edge<T> {
+    Low,
+    At(T),
+    High,
 }
 
-/// An index partition: (index sort key, row id) -> the item's key.
-type IndexPartition = BTreeMap<(Name, u64), (Name, Name)>;
+/// A row's key: partition and sort key.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RowKey(Name, Name);
+
+/// An index entry: index partition, index sort key, then the item's key (which orders items
+/// that share an index sort key, and lets a cursor resume after one of them).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct IndexEntry(Name, Name, Name, Name);
+
+/// What a row key is compared by. Stored keys and borrowed probes (`(&str, Edge<&str>)`)
+/// compare alike, so lookups and range bounds need no allocation.
+trait RowProbe {
+    fn parts(&self) -> (&str, Edge<&str>);
+}
+
+impl RowProbe for RowKey {
+    fn parts(&self) -> (&str, Edge<&str>) {
+        (&self.0, Edge::At(&self.1))
+    }
+}
+
+impl RowProbe for (&str, Edge<&str>) {
+    fn parts(&self) -> (&str, Edge<&str>) {
+        *self
+    }
+}
+
+/// What an index entry is compared by (see `RowProbe`).
+trait IndexProbe {
+    fn parts(&self) -> (&str, Edge<&str>, Edge<(&str, &str)>);
+}
+
+impl IndexProbe for IndexEntry {
+    fn parts(&self) -> (&str, Edge<&str>, Edge<(&str, &str)>) {
+        (&self.0, Edge::At(&self.1), Edge::At((&self.2, &self.3)))
+    }
+}
+
+impl IndexProbe for (&str, Edge<&str>, Edge<(&str, &str)>) {
+    fn parts(&self) -> (&str, Edge<&str>, Edge<(&str, &str)>) {
+        *self
+    }
+}
+
+macro_rules! probe_order {
+    ($probe:ident, $stored:ident) => {
+        impl<'a> std::borrow::Borrow<dyn $probe + 'a> for $stored {
+            fn borrow(&self) -> &(dyn $probe + 'a) {
+                self
+            }
+        }
+        impl PartialEq for dyn $probe + '_ {
+            fn eq(&self, other: &Self) -> bool {
+                self.parts() == other.parts()
+            }
+        }
+        impl Eq for dyn $probe + '_ {}
+        impl PartialOrd for dyn $probe + '_ {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for dyn $probe + '_ {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.parts().cmp(&other.parts())
+            }
+        }
+    };
+}
+
+probe_order!(RowProbe, RowKey);
+probe_order!(IndexProbe, IndexEntry);
+
+/// A stored item: its body (the item without `pk`, `sk` and index keys) and, for the items
+/// that have them, its index keys and expiry (most items have neither: one word for them).
+struct Row {
+    body: Box<str>,
+    extra: Option<Box<Extra>>,
+}
+
+struct Extra {
+    /// Index partition and sort key, per index the item joins (shared with the entries).
+    gsi: [Option<(Name, Name)>; 2],
+    /// Epoch seconds of the numeric `ttl` attribute (the expiry order holds it).
+    ttl: Option<i64>,
+}
 
 #[derive(Default)]
 struct Space {
-    partitions: HashMap<Name, BTreeMap<Name, Row>>,
-    indexes: [HashMap<Name, IndexPartition>; 2],
+    rows: BTreeMap<RowKey, Row>,
+    indexes: [BTreeSet<IndexEntry>; 2],
 }
 
 #[derive(Default)]
 struct State {
     spaces: [Space; 2],
-    next_id: u64,
     /// Items with a `ttl`, soonest first.
     expiry: BTreeSet<(i64, Table, Name, Name)>,
     tokens: TokenLog,
@@ -87,7 +168,7 @@ struct Prepared {
     key: Key,
     gsi: [Option<(String, String)>; 2],
     ttl: Option<i64>,
-    body: Arc<str>,
+    body: Box<str>,
 }
 
 impl Prepared {
@@ -108,21 +189,21 @@ fn ttl_seconds(v: &Value) -> Option<i64> {
     v.as_i64().or_else(|| v.as_f64().map(|f| f.ceil() as i64))
 }
 
-/// A row's parts copied under the lock (reference counts only), parsed after it.
+/// A row copied under the lock (reference counts and the body's bytes), parsed after it.
 struct Snapshot {
     pk: Name,
     sk: Name,
     gsi: [Option<(Name, Name)>; 2],
-    body: Arc<str>,
+    body: String,
 }
 
 impl Snapshot {
-    fn of(pk: &Name, sk: &Name, row: &Row) -> Self {
+    fn of(key: &RowKey, row: &Row) -> Self {
         Self {
-            pk: pk.clone(),
-            sk: sk.clone(),
-            gsi: row.gsi.clone(),
-            body: row.body.clone(),
+            pk: key.0.clone(),
+            sk: key.1.clone(),
+            gsi: row.extra.as_ref().map_or([None, None], |e| e.gsi.clone()),
+            body: row.body.to_string(),
         }
     }
 
@@ -132,94 +213,106 @@ impl Snapshot {
     }
 }
 
+/// The first stored name equal to `name` in a set ordered by it: the one to share.
+fn shared_name<'a>(mut first: impl Iterator<Item = &'a Name>, name: String) -> Name {
+    match first.next() {
+        Some(n) if **n == *name => n.clone(),
+        _ => Name::from(name),
+    }
+}
+
 impl State {
     fn space(&self, table: Table) -> &Space {
         &self.spaces[table_slot(table)]
     }
 
-    fn row(&self, table: Table, key: &Key) -> Option<(&Name, &Name, &Row)> {
-        let (pk, partition) = self.space(table).partitions.get_key_value(&*key.pk)?;
-        let (sk, row) = partition.get_key_value(&*key.sk)?;
-        Some((pk, sk, row))
+    fn row(&self, table: Table, key: &Key) -> Option<(&RowKey, &Row)> {
+        let probe = (key.pk.as_str(), Edge::At(key.sk.as_str()));
+        self.space(table)
+            .rows
+            .get_key_value(&probe as &dyn RowProbe)
     }
 
     fn item(&self, table: Table, key: &Key) -> StoreResult<Option<Item>> {
         self.row(table, key)
-            .map(|(pk, sk, row)| Snapshot::of(pk, sk, row).parse())
+            .map(|(key, row)| Snapshot::of(key, row).parse())
             .transpose()
     }
 
     /// Stores an item in place of any with its key.
     fn put(&mut self, table: Table, item: Prepared) {
-        let previous = self.unlink(table, &item.key);
-        let id = previous.unwrap_or_else(|| {
-            self.next_id += 1;
-            self.next_id
-        });
-        let space = &mut self.spaces[table_slot(table)];
-        let pk = match space.partitions.get_key_value(item.key.pk.as_str()) {
-            Some((pk, _)) => pk.clone(),
-            None => Name::from(item.key.pk),
+        let key = match self.unlink(table, &item.key) {
+            Some(key) => key,
+            None => {
+                let rows = &self.space(table).rows;
+                let first = (item.key.pk.as_str(), Edge::Low);
+                let pk = shared_name(
+                    rows.range::<dyn RowProbe, _>((
+                        Bound::Included(&first as &dyn RowProbe),
+                        Bound::Unbounded,
+                    ))
+                    .map(|(k, _)| &k.0),
+                    item.key.pk,
+                );
+                RowKey(pk, Name::from(item.key.sk))
+            }
         };
-        let sk = Name::from(item.key.sk);
+        let space = &mut self.spaces[table_slot(table)];
         let mut gsi: [Option<(Name, Name)>; 2] = [None, None];
         for (slot, keys) in item.gsi.into_iter().enumerate() {
             let Some((ipk, isk)) = keys else { continue };
-            let partitions = &mut space.indexes[slot];
-            let ipk = match partitions.get_key_value(ipk.as_str()) {
-                Some((name, _)) => name.clone(),
-                None => Name::from(ipk),
-            };
+            let entries = &mut space.indexes[slot];
+            let first = (ipk.as_str(), Edge::Low, Edge::Low);
+            let ipk = shared_name(
+                entries
+                    .range::<dyn IndexProbe, _>((
+                        Bound::Included(&first as &dyn IndexProbe),
+                        Bound::Unbounded,
+                    ))
+                    .map(|e| &e.0),
+                ipk,
+            );
             let isk = Name::from(isk);
-            partitions
-                .entry(ipk.clone())
-                .or_default()
-                .insert((isk.clone(), id), (pk.clone(), sk.clone()));
+            entries.insert(IndexEntry(
+                ipk.clone(),
+                isk.clone(),
+                key.0.clone(),
+                key.1.clone(),
+            ));
             gsi[slot] = Some((ipk, isk));
         }
         if let Some(ttl) = item.ttl {
-            self.expiry.insert((ttl, table, pk.clone(), sk.clone()));
+            self.expiry
+                .insert((ttl, table, key.0.clone(), key.1.clone()));
         }
-        let row = Row {
-            id,
-            gsi,
-            ttl: item.ttl,
-            body: item.body,
-        };
-        space.partitions.entry(pk).or_default().insert(sk, row);
+        let extra = (gsi.iter().any(Option::is_some) || item.ttl.is_some())
+            .then(|| Box::new(Extra { gsi, ttl: item.ttl }));
+        space.rows.insert(
+            key,
+            Row {
+                body: item.body,
+                extra,
+            },
+        );
     }
 
-    /// Removes an item and its index and expiry entries; returns its row id.
-    fn unlink(&mut self, table: Table, key: &Key) -> Option<u64> {
+    /// Removes an item and its index and expiry entries; returns its key (to be reused).
+    fn unlink(&mut self, table: Table, key: &Key) -> Option<RowKey> {
         let space = &mut self.spaces[table_slot(table)];
-        let partition = space.partitions.get_mut(key.pk.as_str())?;
-        let (sk, row) = partition.remove_entry(key.sk.as_str())?;
-        let pk = if partition.is_empty() {
-            space
-                .partitions
-                .remove_entry(key.pk.as_str())
-                .map(|(pk, _)| pk)
-        } else {
-            space
-                .partitions
-                .get_key_value(key.pk.as_str())
-                .map(|(pk, _)| pk.clone())
-        }
-        .expect("the partition was there");
-        for (slot, keys) in row.gsi.into_iter().enumerate() {
-            let Some((ipk, isk)) = keys else { continue };
-            let partitions = &mut space.indexes[slot];
-            if let Some(entries) = partitions.get_mut(&ipk) {
-                entries.remove(&(isk, row.id));
-                if entries.is_empty() {
-                    partitions.remove(&ipk);
+        let probe = (key.pk.as_str(), Edge::At(key.sk.as_str()));
+        let (key, row) = space.rows.remove_entry(&probe as &dyn RowProbe)?;
+        if let Some(extra) = row.extra {
+            for (slot, keys) in extra.gsi.into_iter().enumerate() {
+                if let Some((ipk, isk)) = keys {
+                    space.indexes[slot].remove(&IndexEntry(ipk, isk, key.0.clone(), key.1.clone()));
                 }
             }
+            if let Some(ttl) = extra.ttl {
+                self.expiry
+                    .remove(&(ttl, table, key.0.clone(), key.1.clone()));
+            }
         }
-        if let Some(ttl) = row.ttl {
-            self.expiry.remove(&(ttl, table, pk, sk));
-        }
-        Some(row.id)
+        Some(key)
     }
 
     /// Checks every condition against the state before the transaction (one reason per
@@ -272,19 +365,25 @@ impl State {
         let limit = q.limit.max(1) as usize + 1;
         let space = self.space(q.table);
         let (lower, upper) = sort_bounds(q.sort.as_ref());
+        let pk = q.pk.as_str();
         match q.index {
             None => {
-                let Some((pk, partition)) = space.partitions.get_key_value(q.pk.as_str()) else {
+                let after = position.map(|p| Bound::Excluded((pk, Edge::At(p.sk.as_str()))));
+                let (lower, upper) = (
+                    row_bound(pk, lower.as_ref().map(String::as_str), true),
+                    row_bound(pk, upper.as_ref().map(String::as_str), false),
+                );
+                let Some((lower, upper)) = range_of(lower, upper, after, q.forward) else {
                     return Vec::new();
                 };
-                let after = position.map(|p| Bound::Excluded(Name::from(p.sk.as_str())));
-                let Some(range) = range_of(lower, upper, after, q.forward) else {
-                    return Vec::new();
-                };
-                let rows = partition.range::<Name, _>(range);
-                let take = |it: &mut dyn Iterator<Item = (&Name, &Row)>| {
+                let range = (
+                    lower.as_ref().map(|k| k as &dyn RowProbe),
+                    upper.as_ref().map(|k| k as &dyn RowProbe),
+                );
+                let rows = space.rows.range::<dyn RowProbe, _>(range);
+                let take = |it: &mut dyn Iterator<Item = (&RowKey, &Row)>| {
                     it.take(limit)
-                        .map(|(sk, row)| Snapshot::of(pk, sk, row))
+                        .map(|(k, row)| Snapshot::of(k, row))
                         .collect()
                 };
                 if q.forward {
@@ -294,33 +393,28 @@ impl State {
                 }
             }
             Some(index) => {
-                let Some(entries) = space.indexes[index_slot(index)].get(q.pk.as_str()) else {
-                    return Vec::new();
-                };
-                let tie = |bound: Bound<Name>, low: bool| match bound {
-                    Bound::Included(s) => Bound::Included((s, if low { 0 } else { u64::MAX })),
-                    Bound::Excluded(s) => Bound::Excluded((s, if low { u64::MAX } else { 0 })),
-                    Bound::Unbounded => Bound::Unbounded,
-                };
-                // After the cursor's item; when it is gone (deleted since), from its index
-                // sort key on: an item tied with it may be listed again, none is skipped.
+                // After the cursor's item, whether or not it is still there.
                 let after = position.map(|p| {
-                    let isk: Name = p.index_key.as_ref().map_or("", |(_, s)| s.as_str()).into();
-                    match self.row(q.table, &Key::new(&p.pk, &p.sk)) {
-                        Some((_, _, row)) => Bound::Excluded((isk, row.id)),
-                        None if q.forward => Bound::Included((isk, 0)),
-                        None => Bound::Included((isk, u64::MAX)),
-                    }
+                    let isk = p.index_key.as_ref().map_or("", |(_, s)| s.as_str());
+                    Bound::Excluded((pk, Edge::At(isk), Edge::At((p.pk.as_str(), p.sk.as_str()))))
                 });
-                let Some(range) = range_of(tie(lower, true), tie(upper, false), after, q.forward)
-                else {
+                let (lower, upper) = (
+                    index_bound(pk, lower.as_ref().map(String::as_str), true),
+                    index_bound(pk, upper.as_ref().map(String::as_str), false),
+                );
+                let Some((lower, upper)) = range_of(lower, upper, after, q.forward) else {
                     return Vec::new();
                 };
-                let entries = entries.range(range);
-                let take = |it: &mut dyn Iterator<Item = (&(Name, u64), &(Name, Name))>| {
-                    it.filter_map(|(_, (pk, sk))| {
-                        let row = space.partitions.get(pk)?.get(sk)?;
-                        Some(Snapshot::of(pk, sk, row))
+                let range = (
+                    lower.as_ref().map(|k| k as &dyn IndexProbe),
+                    upper.as_ref().map(|k| k as &dyn IndexProbe),
+                );
+                let entries = space.indexes[index_slot(index)].range::<dyn IndexProbe, _>(range);
+                let take = |it: &mut dyn Iterator<Item = &IndexEntry>| {
+                    it.filter_map(|e| {
+                        let probe = (&*e.2, Edge::At(&*e.3));
+                        let (key, row) = space.rows.get_key_value(&probe as &dyn RowProbe)?;
+                        Some(Snapshot::of(key, row))
                     })
                     .take(limit)
                     .collect()
@@ -335,10 +429,38 @@ impl State {
     }
 }
 
+/// A bound of a table query in partition `pk`: a sort-key bound, or the partition's edge.
+fn row_bound<'a>(pk: &'a str, b: Bound<&'a str>, low: bool) -> Bound<(&'a str, Edge<&'a str>)> {
+    match b {
+        Bound::Included(s) => Bound::Included((pk, Edge::At(s))),
+        Bound::Excluded(s) => Bound::Excluded((pk, Edge::At(s))),
+        Bound::Unbounded if low => Bound::Included((pk, Edge::Low)),
+        Bound::Unbounded => Bound::Included((pk, Edge::High)),
+    }
+}
+
+type IndexBound<'a> = (&'a str, Edge<&'a str>, Edge<(&'a str, &'a str)>);
+
+/// A bound of an index query in index partition `pk`: an index sort-key bound (before or
+/// after every item with that sort key), or the partition's edge.
+fn index_bound<'a>(pk: &'a str, b: Bound<&'a str>, low: bool) -> Bound<IndexBound<'a>> {
+    let (near, far) = if low {
+        (Edge::Low, Edge::High)
+    } else {
+        (Edge::High, Edge::Low)
+    };
+    match b {
+        Bound::Included(s) => Bound::Included((pk, Edge::At(s), near)),
+        Bound::Excluded(s) => Bound::Excluded((pk, Edge::At(s), far)),
+        Bound::Unbounded if low => Bound::Included((pk, Edge::Low, near)),
+        Bound::Unbounded => Bound::Included((pk, Edge::High, near)),
+    }
+}
+
 /// The sort-key range of a query's sort condition.
-fn sort_bounds(sort: Option<&SortKey>) -> (Bound<Name>, Bound<Name>) {
+fn sort_bounds(sort: Option<&SortKey>) -> (Bound<String>, Bound<String>) {
     use Bound::{Excluded, Included, Unbounded};
-    let name = |s: &str| Name::from(s);
+    let name = |s: &str| s.to_owned();
     match sort {
         None => (Unbounded, Unbounded),
         Some(SortKey::Eq(v)) => (Included(name(v)), Included(name(v))),
@@ -449,12 +571,9 @@ impl MemoryStore {
                 .flat_map(|table| {
                     state
                         .space(table)
-                        .partitions
+                        .rows
                         .iter()
-                        .flat_map(move |(pk, p)| {
-                            p.iter()
-                                .map(move |(sk, row)| (table, Snapshot::of(pk, sk, row)))
-                        })
+                        .map(move |(key, row)| (table, Snapshot::of(key, row)))
                 })
                 .collect()
         };
@@ -471,7 +590,7 @@ impl Store for MemoryStore {
         let row = self
             .read()
             .row(table, key)
-            .map(|(pk, sk, row)| Snapshot::of(pk, sk, row));
+            .map(|(key, row)| Snapshot::of(key, row));
         row.map(|r| r.parse()).transpose()
     }
 
@@ -480,11 +599,7 @@ impl Store for MemoryStore {
         let rows: Vec<Option<Snapshot>> = {
             let state = self.read();
             keys.iter()
-                .map(|k| {
-                    state
-                        .row(table, k)
-                        .map(|(pk, sk, row)| Snapshot::of(pk, sk, row))
-                })
+                .map(|k| state.row(table, k).map(|(key, row)| Snapshot::of(key, row)))
                 .collect()
         };
         rows.into_iter()
