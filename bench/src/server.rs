@@ -12,8 +12,9 @@ pub struct ServerArgs {
     /// process: RSS then includes the load generator), or the base URL of a running shim.
     #[arg(long, default_value = "child")]
     pub server: String,
-    /// Store of a child shim: `memory` (embedded SQLite in memory) or `embedded` (SQLite
-    /// file in a fresh temporary directory). The in-process shim always uses memory.
+    /// Store of a child shim: `memory` (the memory store, `storage/memory.rs`) or
+    /// `embedded` (a SQLite file in a fresh temporary directory). The in-process shim always
+    /// uses memory.
     #[arg(long, default_value = "memory")]
     pub store: String,
     /// Directory of the release binaries (`cargo build --release --bins` or

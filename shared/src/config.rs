@@ -19,7 +19,7 @@ pub enum Mode {
 pub enum StoreKind {
     /// SQLite file under the data directory.
     Embedded { data_dir: PathBuf },
-    /// Private in-memory SQLite database (lost on exit).
+    /// The memory store (`storage::MemoryStore`): ordered maps in this process, lost on exit.
     Memory,
     DynamoDb {
         endpoint: Option<String>,
