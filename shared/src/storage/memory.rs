@@ -189,9 +189,10 @@ impl Prepared {
     }
 }
 
-/// A `ttl` as SQLite's `json_extract(body, '$.ttl') < now` compares it: numbers only.
+/// A `ttl` as SQLite's `json_extract(body, '$.ttl') < now` compares it with a whole `now`:
+/// numbers only, a fraction rounded down (1999.5 < 2000, 2000.5 is not).
 fn ttl_seconds(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_f64().map(|f| f.ceil() as i64))
+    v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64))
 }
 
 /// A row copied under the lock (reference counts and the body's bytes), parsed after it.
@@ -706,6 +707,25 @@ mod tests {
         assert_eq!(prefix_end("\u{D7FF}").as_deref(), Some("\u{E000}"));
         assert_eq!(prefix_end("\u{10FFFF}"), None);
         assert_eq!(prefix_end(""), None);
+    }
+
+    #[tokio::test]
+    async fn a_fractional_ttl_expires_as_in_sqlite() {
+        let store = MemoryStore::new();
+        let put = |sk: &str, ttl: f64| {
+            let item = serde_json::json!({"pk": "T", "sk": sk, "ttl": ttl});
+            WriteOp::put(Table::Main, item.as_object().unwrap().clone())
+        };
+        store
+            .transact(vec![put("before", 1_999.5), put("after", 2_000.5)])
+            .await
+            .unwrap();
+        assert_eq!(store.expire(2_000, 10).await.unwrap(), 1);
+        let left = store
+            .get(Table::Main, &Key::new("T", "after"))
+            .await
+            .unwrap();
+        assert!(left.is_some(), "2000.5 is not before 2000");
     }
 
     #[test]
