@@ -1,6 +1,6 @@
 //! Concurrent writers under the DynamoDB latency model: N tasks create issues as fast as
 //! they can, in one workspace or spread over several, through the services (no HTTP) on the
-//! embedded in-memory store behind `storage::latency::WithLatency`, so what is measured is
+//! memory store behind `storage::latency::WithLatency`, so what is measured is
 //! the commit protocol at DynamoDB's round-trip times: commits/s, latency, commit attempts
 //! (transactions per committed create) and failures.
 
@@ -109,7 +109,7 @@ async fn write_for(state: AppState, target: Arc<Target>, until: Instant, writer:
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
-        "Concurrent writers, POST /issues through the services, embedded in-memory store \
+        "Concurrent writers, POST /issues through the services, memory store \
          behind the DynamoDB latency model (storage/latency.rs), {} s per run",
         args.duration
     );
