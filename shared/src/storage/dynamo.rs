@@ -620,13 +620,7 @@ impl Store for DynamoStore {
                 _ => break,
             }
         }
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            Some(Position::of(items.last().expect("limit >= 1"), q.index)?.encode())
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Page::of(items, q)
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {

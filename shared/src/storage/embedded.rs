@@ -776,18 +776,11 @@ fn run_query(conn: &Connection, q: &Query) -> StoreResult<Vec<RawRow>> {
 
 /// Turns the raw rows of a query into a page (outside the connection lock).
 fn page_of(rows: Vec<RawRow>, q: &Query) -> StoreResult<Page> {
-    let limit = q.limit.max(1) as usize;
-    let mut items = rows
+    let items = rows
         .into_iter()
         .map(RawRow::parse)
         .collect::<StoreResult<Vec<_>>>()?;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        Some(Position::of(items.last().expect("limit >= 1"), q.index)?.encode())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Page::of(items, q)
 }
 
 #[async_trait]

@@ -621,18 +621,11 @@ impl Store for MemoryStore {
             .map(|c| Position::decode(c, query.index, &query.pk))
             .transpose()?;
         let rows = self.read().query(query, position.as_ref());
-        let limit = query.limit.max(1) as usize;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(Snapshot::parse)
             .collect::<StoreResult<Vec<_>>>()?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            Some(Position::of(items.last().expect("limit >= 1"), query.index)?.encode())
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Page::of(items, query)
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {

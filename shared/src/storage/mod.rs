@@ -312,6 +312,22 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+impl Page {
+    /// The page of `q` from the items an adapter read for it, in order: up to one more than
+    /// the limit, so that a cursor is given exactly when more follow (after the last item
+    /// of the page).
+    pub(crate) fn of(mut items: Vec<Item>, q: &Query) -> StoreResult<Self> {
+        let limit = q.limit.max(1) as usize;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            Some(cursor::Position::of(items.last().expect("limit >= 1"), q.index)?.encode())
+        } else {
+            None
+        };
+        Ok(Self { items, next_cursor })
+    }
+}
+
 /// Why one operation of a cancelled transaction failed (DynamoDB's `CancellationReason`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelReason {
