@@ -31,7 +31,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
 
 use super::cursor::Position;
-use super::local::{Expiring, TokenLog, body_json, index_keys, internal, key_only_item, restore};
+use super::local::{
+    Expiring, INDEXES, TokenLog, all_index_keys, body_json, internal, key_only_item, restore,
+};
 use super::retry::TransactionToken;
 use super::{
     CancelReason, Condition, Index, Item, Key, Page, Query, SortKey, Store, StoreError,
@@ -495,9 +497,9 @@ fn read_item(conn: &Connection, table: Table, key: &Key) -> StoreResult<Option<I
 
 fn write_item(conn: &Connection, table: Table, item: &Item) -> StoreResult<()> {
     let key = Key::of(item).ok_or_else(|| StoreError::Invalid("item without pk/sk".into()))?;
-    let g1 = index_keys(item, Index::Gsi1);
-    let g2 = index_keys(item, Index::Gsi2);
-    let body = body_json(item)?;
+    let gsi = all_index_keys(item);
+    let body = body_json(item, &gsi)?;
+    let [g1, g2] = gsi;
     let pk = ensure_name(conn, &key.pk)?;
     let g1pk = g1.map(|(p, _)| ensure_name(conn, p)).transpose()?;
     let g2pk = g2.map(|(p, _)| ensure_name(conn, p)).transpose()?;
@@ -532,7 +534,7 @@ fn increment_in_place(
     by: i64,
 ) -> StoreResult<Option<i64>> {
     if attr.contains(['"', '\\'])
-        || [Index::Gsi1, Index::Gsi2]
+        || INDEXES
             .iter()
             .any(|ix| ix.pk_attr() == attr || ix.sk_attr() == attr)
     {

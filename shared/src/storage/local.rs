@@ -29,17 +29,26 @@ fn index_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name).and_then(Value::as_str)
 }
 
+/// The indexes an item may join, in the order adapters keep their keys.
+pub(crate) const INDEXES: [Index; 2] = [Index::Gsi1, Index::Gsi2];
+
 /// The index keys of an item: both keys of an index or neither (sparse index).
 pub(crate) fn index_keys(item: &Item, index: Index) -> Option<(&str, &str)> {
     index_attr(item, index.pk_attr()).zip(index_attr(item, index.sk_attr()))
 }
 
+/// The keys of every index the item joins (`None` where it joins none), in `INDEXES` order.
+pub(crate) fn all_index_keys(item: &Item) -> [Option<(&str, &str)>; 2] {
+    INDEXES.map(|ix| index_keys(item, ix))
+}
+
 /// The body of an item as stored: the item without its key attributes (`pk`, `sk` and the
-/// keys of the indexes it joins), which the adapter keeps beside it; `restore` puts them back.
-pub(crate) fn body_json(item: &Item) -> StoreResult<String> {
+/// keys `gsi` of the indexes it joins, from `all_index_keys`), which the adapter keeps
+/// beside it; `restore` puts them back.
+pub(crate) fn body_json(item: &Item, gsi: &[Option<(&str, &str)>; 2]) -> StoreResult<String> {
     let mut columns = vec![schema::PK, schema::SK];
-    for ix in [Index::Gsi1, Index::Gsi2] {
-        if index_keys(item, ix).is_some() {
+    for (ix, keys) in INDEXES.into_iter().zip(gsi) {
+        if keys.is_some() {
             columns.extend([ix.pk_attr(), ix.sk_attr()]);
         }
     }
@@ -77,7 +86,7 @@ pub(crate) fn restore(
     let mut item: Item = serde_json::from_str(body).map_err(internal)?;
     item.insert(schema::PK.into(), pk.into());
     item.insert(schema::SK.into(), sk.into());
-    for (ix, keys) in [Index::Gsi1, Index::Gsi2].into_iter().zip(gsi) {
+    for (ix, keys) in INDEXES.into_iter().zip(gsi) {
         if let Some((ipk, isk)) = keys {
             item.insert(ix.pk_attr().into(), ipk.into());
             item.insert(ix.sk_attr().into(), isk.into());

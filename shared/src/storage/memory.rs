@@ -33,7 +33,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::cursor::Position;
-use super::local::{Expiring, TokenLog, body_json, index_keys, internal, key_only_item, restore};
+use super::local::{
+    Expiring, TokenLog, all_index_keys, body_json, internal, key_only_item, restore,
+};
 use super::retry::TransactionToken;
 use super::{
     CancelReason, Condition, Index, Item, Key, Page, Query, SortKey, Store, StoreError,
@@ -41,8 +43,6 @@ use super::{
 };
 
 type Name = Arc<str>;
-
-const INDEXES: [Index; 2] = [Index::Gsi1, Index::Gsi2];
 
 fn index_slot(index: Index) -> usize {
     match index {
@@ -179,12 +179,12 @@ struct Prepared {
 impl Prepared {
     fn of(item: &Item) -> StoreResult<Self> {
         let key = Key::of(item).ok_or_else(|| StoreError::Invalid("item without pk/sk".into()))?;
-        let gsi = INDEXES.map(|ix| index_keys(item, ix).map(|(p, s)| (p.to_owned(), s.to_owned())));
+        let gsi = all_index_keys(item);
         Ok(Self {
             key,
-            gsi,
+            body: body_json(item, &gsi)?.into(),
+            gsi: gsi.map(|keys| keys.map(|(p, s)| (p.to_owned(), s.to_owned()))),
             ttl: item.get(schema::TTL).and_then(ttl_seconds),
-            body: body_json(item)?.into(),
         })
     }
 }
@@ -387,16 +387,10 @@ impl State {
                     upper.as_ref().map(|k| k as &dyn RowProbe),
                 );
                 let rows = space.rows.range::<dyn RowProbe, _>(range);
-                let take = |it: &mut dyn Iterator<Item = (&RowKey, &Row)>| {
-                    it.take(limit)
-                        .map(|(k, row)| Snapshot::of(k, row))
-                        .collect()
-                };
-                if q.forward {
-                    take(&mut rows.into_iter())
-                } else {
-                    take(&mut rows.rev())
-                }
+                in_order(rows, q.forward)
+                    .take(limit)
+                    .map(|(k, row)| Snapshot::of(k, row))
+                    .collect()
             }
             Some(index) => {
                 // After the cursor's item, whether or not it is still there.
@@ -416,22 +410,28 @@ impl State {
                     upper.as_ref().map(|k| k as &dyn IndexProbe),
                 );
                 let entries = space.indexes[index_slot(index)].range::<dyn IndexProbe, _>(range);
-                let take = |it: &mut dyn Iterator<Item = &IndexEntry>| {
-                    it.filter_map(|e| {
+                in_order(entries, q.forward)
+                    .filter_map(|e| {
                         let probe = (&*e.2, Edge::At(&*e.3));
                         let (key, row) = space.rows.get_key_value(&probe as &dyn RowProbe)?;
                         Some(Snapshot::of(key, row))
                     })
                     .take(limit)
                     .collect()
-                };
-                if q.forward {
-                    take(&mut entries.into_iter())
-                } else {
-                    take(&mut entries.rev())
-                }
             }
         }
+    }
+}
+
+/// A range in the query's direction.
+fn in_order<'a, T>(
+    range: impl DoubleEndedIterator<Item = T> + 'a,
+    forward: bool,
+) -> Box<dyn Iterator<Item = T> + 'a> {
+    if forward {
+        Box::new(range)
+    } else {
+        Box::new(range.rev())
     }
 }
 
