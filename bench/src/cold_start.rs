@@ -5,10 +5,10 @@
 //! init includes what the real SDK costs: `aws-config` loading (region and credential
 //! chains), the DynamoDB client, the SNS client (push is on, `MOMENTUM_PUSH=sns`, as the
 //! template sets it when a platform application is given) and, in the realtime binaries,
-//! the API Gateway management client. Their endpoints point at the fake runtime API below, which would answer 404 to
-//! an SDK call: none is made before the first response (the canned events are refused
-//! before storage is read, and the SDK resolves credentials and opens connections on a
-//! client's first call), so nothing here depends on the network. `--store memory` runs
+//! the API Gateway management client. Their endpoints point at the fake runtime API below,
+//! which would answer 404 to an SDK call: none is made before the first response (the
+//! canned events are refused before storage is read, and the SDK resolves credentials and
+//! opens connections on a client's first call), so nothing here depends on the network. `--store memory` runs
 //! them on the memory store instead (no SDK client but the realtime gateway's): the
 //! difference is the DynamoDB client's share.
 //!

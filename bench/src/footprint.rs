@@ -1,7 +1,7 @@
 //! Storage footprint of issues: seeds N issues through the HTTP API (an in-process shim on
-//! the memory store, or on the embedded store in SQLite's memory or in a file) and reports, per issue, the items and bytes
-//! each kind of item takes, what one create costs in DynamoDB write units, the database
-//! file and the process memory they add.
+//! the memory store, or on the embedded store in SQLite's memory or in a file) and reports,
+//! per issue, the items and bytes each kind of item takes, what one create costs in DynamoDB
+//! write units, the database file and the process memory they add.
 //!
 //!   target/release/bench footprint --issues 50000 --store file
 //!   target/release/bench footprint --issues 50000 --store memory
